@@ -1,0 +1,54 @@
+"""The handler registry: one entry per Kafka API, with the versions this agent serves.
+
+A handler is `async def handle(svc, ctx, request) -> response`. It receives the decoded kio
+request dataclass and returns either
+- a kio response dataclass of the same API and version (the server encodes it),
+- `bytes`: an already-encoded response body (hot paths: Produce, Fetch), or
+- `None`: no response is sent (Produce with acks=0).
+ApiVersions answers from this registry, so advertising and serving can never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shoal.handlers.services import Services
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    api_key: int
+    api_version: int
+    correlation_id: int
+    client_id: str | None
+    peer: str  # "host:port" of the client, for logs
+
+
+Handler = Callable[["Services", RequestContext, Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSpec:
+    api_key: int
+    name: str
+    min_version: int
+    max_version: int
+    handler: Handler
+
+
+REGISTRY: dict[int, ApiSpec] = {}
+
+
+def api(api_key: int, name: str, min_version: int, max_version: int) -> Callable[[Handler], Handler]:
+    """Register a handler for `api_key` serving versions min..max inclusive."""
+
+    def register(fn: Handler) -> Handler:
+        if api_key in REGISTRY:
+            raise RuntimeError(f"API {api_key} registered twice")
+        REGISTRY[api_key] = ApiSpec(api_key, name, min_version, max_version, fn)
+        return fn
+
+    return register

@@ -1,0 +1,67 @@
+"""The frozen settings object that `cli.py` builds from flags and `SHOAL_*` variables.
+
+Every other module receives its configuration from here; nothing else reads argv or the
+environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kafka_host: str = "127.0.0.1"
+    kafka_port: int = 9092
+    advertised_host: str | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    data_dir: str = "./shoal-data"
+    # None means "derive from data_dir": file://<data_dir>/objects and sqlite:///<data_dir>/metadata.db
+    bucket: str | None = None
+    metadata: str | None = None
+    az: str = "default"
+    agent_group: str = "default"
+    roles: tuple[str, ...] = ("proxy", "jobs")
+    node_id: int = 0
+    # Write path: a segment is sealed at flush_bytes_max or flush_interval_ms after its first byte.
+    flush_interval_ms: int = 50
+    flush_bytes_max: int = 8 * 1024 * 1024
+    uploads_in_flight_max: int = 4
+    # Produce data waiting in open + sealed-but-uncommitted segments; producers wait beyond it.
+    write_buffer_bytes_max: int = 64 * 1024 * 1024
+    # Read path.
+    block_bytes: int = 4 * 1024 * 1024
+    cache_bytes_max: int = 256 * 1024 * 1024
+    # Connections.
+    frame_bytes_max: int = 100 * 1024 * 1024
+    connection_inflight_max: int = 16
+    connection_idle_ms: int = 10 * 60 * 1000
+    message_bytes_max: int = 1024 * 1024 + 12
+    # Topics.
+    auto_create_topics: bool = True
+    default_partitions: int = 1
+    # Object store request timeout.
+    object_store_timeout_ms: int = 30_000
+
+    @property
+    def bucket_url(self) -> str:
+        if self.bucket:
+            return self.bucket
+        return f"file://{_abspath(self.data_dir)}/objects"
+
+    @property
+    def metadata_url(self) -> str:
+        if self.metadata:
+            return self.metadata
+        return f"sqlite:///{_abspath(self.data_dir)}/metadata.db"
+
+    @property
+    def advertised(self) -> str:
+        return self.advertised_host or self.kafka_host
+
+
+def _abspath(path: str) -> str:
+    import os
+
+    return os.path.abspath(path)
