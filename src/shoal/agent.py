@@ -1,0 +1,136 @@
+"""One agent process: wires stores, write path, read path, handlers and servers together."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+import uuid
+from typing import Any
+
+# Importing the handler modules registers them.
+import shoal.handlers.api_versions
+import shoal.handlers.cluster
+import shoal.handlers.configs
+import shoal.handlers.fetch
+import shoal.handlers.init_producer_id
+import shoal.handlers.list_offsets
+import shoal.handlers.metadata
+import shoal.handlers.produce
+import shoal.handlers.topics_admin  # noqa: F401
+from shoal import __version__
+from shoal.handlers.base import REGISTRY
+from shoal.handlers.services import Services
+from shoal.http.app import HttpServer
+from shoal.meta.open import open_metadata_store
+from shoal.meta.topic_cache import TopicCache
+from shoal.objstore.store import ObjectStore
+from shoal.read.block_cache import BlockCache
+from shoal.read.fetcher import FetchReader
+from shoal.read.waiters import PartitionWaiters
+from shoal.server.kafka_server import KafkaServer
+from shoal.settings import Settings
+from shoal.write.writer import SegmentWriter
+
+log = logging.getLogger(__name__)
+
+
+def cluster_id_for(metadata_url: str) -> str:
+    """Kafka cluster ids are 22 url-safe base64 characters of a UUID; derive a stable one."""
+    raw = uuid.uuid5(uuid.NAMESPACE_URL, metadata_url).bytes
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+class Agent:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.started_at = time.time()
+        self.store = ObjectStore.from_url(settings.bucket_url, settings.object_store_timeout_ms)
+        self.meta = open_metadata_store(settings.metadata_url)
+        self.waiters = PartitionWaiters()
+        self.writer = SegmentWriter(
+            self.store,
+            self.meta,
+            flush_interval_ms=settings.flush_interval_ms,
+            flush_bytes_max=settings.flush_bytes_max,
+            uploads_in_flight_max=settings.uploads_in_flight_max,
+            buffer_bytes_max=settings.write_buffer_bytes_max,
+            on_commit=self._on_commit,
+        )
+        self.blocks = BlockCache(self.store, settings.block_bytes, settings.cache_bytes_max)
+        self.reader = FetchReader(self.meta, self.blocks, self.waiters)
+        self.services = Services(
+            settings=settings,
+            meta=self.meta,
+            topics=TopicCache(self.meta),
+            writer=self.writer,
+            reader=self.reader,
+            cluster_id=cluster_id_for(settings.metadata_url),
+            node_id=settings.node_id,
+        )
+        self.kafka = KafkaServer(self.services)
+        self.http = HttpServer(settings.http_host, settings.http_port, self.status)
+
+    def _on_commit(self, changes: list[tuple[str, int, int]]) -> None:
+        for topic, partition, high_watermark in changes:
+            self.waiters.notify(topic, partition, high_watermark)
+
+    async def start(self) -> None:
+        await self.meta.start()
+        await self.writer.start()
+        await self.kafka.start()
+        await self.http.start()
+        log.info(
+            "shoal %s agent listening: kafka %s:%d, http %s:%d",
+            __version__,
+            self.settings.kafka_host,
+            self.kafka.port,
+            self.settings.http_host,
+            self.settings.http_port,
+        )
+
+    async def stop(self) -> None:
+        """Graceful: stop accepting, flush and commit what is buffered, answer, close."""
+        await self.kafka.stop_accepting()
+        await self.writer.close()
+        await self.kafka.close_connections()
+        await self.http.stop()
+        await self.meta.close()
+
+    def status(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "agent": {
+                "version": __version__,
+                "node_id": s.node_id,
+                "az": s.az,
+                "agent_group": s.agent_group,
+                "roles": list(s.roles),
+                "kafka": f"{s.advertised}:{s.kafka_port}",
+                "http": f"{s.http_host}:{s.http_port}",
+                "started_at": self.started_at,
+                "uptime_s": round(time.time() - self.started_at, 1),
+            },
+            "cluster_id": self.services.cluster_id,
+            "object_store": {"url": s.bucket_url, "requests": dict(self.store.counts)},
+            "metadata_store": {"url": _redact(s.metadata_url)},
+            "block_cache": self.blocks.stats(),
+            "apis": {spec.name: [spec.min_version, spec.max_version] for spec in REGISTRY.values()},
+        }
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+async def run_agent(settings: Settings, stop: asyncio.Event) -> None:
+    agent = Agent(settings)
+    await agent.start()
+    try:
+        await stop.wait()
+    finally:
+        await agent.stop()

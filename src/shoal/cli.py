@@ -1,0 +1,192 @@
+"""Command line: `shoal agent`, `shoal playground`.
+
+The only module that reads argv and the environment. Every agent flag `--some-flag` also reads
+`SHOAL_SOME_FLAG`; a flag given on the command line wins over the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shoal import __version__
+from shoal.settings import Settings
+
+
+@dataclass(frozen=True)
+class _Opt:
+    flag: str
+    field: str
+    kind: Callable[[str], Any]
+    help: str
+
+    @property
+    def env(self) -> str:
+        return "SHOAL_" + self.flag.lstrip("-").replace("-", "_").upper()
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {raw!r}")
+
+
+def _roles(raw: str) -> tuple[str, ...]:
+    return tuple(r.strip() for r in raw.split(",") if r.strip())
+
+
+AGENT_OPTIONS: tuple[_Opt, ...] = (
+    _Opt("--kafka-host", "kafka_host", str, "address the Kafka listener binds"),
+    _Opt("--kafka-port", "kafka_port", int, "Kafka listener port"),
+    _Opt("--advertised-host", "advertised_host", str, "host name given to clients"),
+    _Opt("--http-host", "http_host", str, "address the HTTP port binds"),
+    _Opt("--http-port", "http_port", int, "HTTP port (metrics, status)"),
+    _Opt("--data-dir", "data_dir", str, "embedded stores live here"),
+    _Opt("--bucket", "bucket", str, "object store URL: file:///dir, memory://, s3://..."),
+    _Opt("--metadata", "metadata", str, "metadata store URL: sqlite:///path.db"),
+    _Opt("--az", "az", str, "availability zone of this agent"),
+    _Opt("--agent-group", "agent_group", str, "agent group"),
+    _Opt("--roles", "roles", _roles, "comma-separated roles: proxy,jobs"),
+    _Opt("--node-id", "node_id", int, "broker id shown to clients"),
+    _Opt("--flush-interval-ms", "flush_interval_ms", int, "seal a segment this long after its first byte"),
+    _Opt("--flush-bytes-max", "flush_bytes_max", int, "seal a segment at this size"),
+    _Opt("--uploads-in-flight-max", "uploads_in_flight_max", int, "segment uploads at once"),
+    _Opt("--write-buffer-bytes-max", "write_buffer_bytes_max", int, "uncommitted produce bytes before producers wait"),
+    _Opt("--block-bytes", "block_bytes", int, "read block size"),
+    _Opt("--cache-bytes-max", "cache_bytes_max", int, "block cache budget"),
+    _Opt("--frame-bytes-max", "frame_bytes_max", int, "largest request frame accepted"),
+    _Opt("--connection-inflight-max", "connection_inflight_max", int, "pipelined requests per connection"),
+    _Opt("--message-bytes-max", "message_bytes_max", int, "largest record batch (max.message.bytes)"),
+    _Opt("--auto-create-topics", "auto_create_topics", _bool, "create unknown topics on use (true/false)"),
+    _Opt("--default-partitions", "default_partitions", int, "partitions of auto-created topics"),
+    _Opt("--object-store-timeout-ms", "object_store_timeout_ms", int, "timeout of one object-store request"),
+)
+
+
+def _add_agent_options(parser: argparse.ArgumentParser) -> None:
+    defaults = Settings()
+    for opt in AGENT_OPTIONS:
+        default = getattr(defaults, opt.field)
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        parser.add_argument(
+            opt.flag,
+            dest=opt.field,
+            type=opt.kind,
+            default=None,
+            help=f"{opt.help} [env {opt.env}; default {shown}]",
+        )
+    parser.add_argument("--log-level", default=None, help="debug, info, warning [env SHOAL_LOG_LEVEL]")
+
+
+def settings_from(
+    args: argparse.Namespace, env: Mapping[str, str], base: Settings | None = None
+) -> Settings:
+    """Flags win over SHOAL_* variables, which win over `base` (the defaults)."""
+    values: dict[str, Any] = {}
+    for opt in AGENT_OPTIONS:
+        flag_value = getattr(args, opt.field, None)
+        if flag_value is not None:
+            values[opt.field] = flag_value
+        elif opt.env in env:
+            try:
+                values[opt.field] = opt.kind(env[opt.env])
+            except (ValueError, argparse.ArgumentTypeError) as exc:
+                raise SystemExit(f"shoal: bad value in {opt.env}: {exc}") from None
+    return dataclasses.replace(base or Settings(), **values)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shoal", description="Kafka-compatible streaming on object storage")
+    parser.add_argument("--version", action="version", version=f"shoal {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    agent = sub.add_parser("agent", help="run one agent")
+    _add_agent_options(agent)
+    playground = sub.add_parser("playground", help="run an agent with local defaults and a banner")
+    _add_agent_options(playground)
+    return parser
+
+
+def _banner(s: Settings) -> str:
+    boot = f"{s.advertised}:{s.kafka_port}"
+    return "\n".join(
+        [
+            "",
+            f"  Shoal {__version__} playground is running",
+            "",
+            f"    Kafka bootstrap   {boot}",
+            f"    Metrics / status  http://{s.http_host}:{s.http_port}/metrics  /v1/status",
+            f"    Object store      {s.bucket_url}",
+            f"    Metadata store    {s.metadata_url}",
+            "",
+            f"    kcat -L -b {boot}",
+            f"    kcat -P -b {boot} -t hello      (type lines, Ctrl-D)",
+            f"    kcat -C -b {boot} -t hello -e",
+            "",
+            "  Ctrl-C stops the agent (buffered data is flushed first).",
+            "",
+        ]
+    )
+
+
+def _install_loop_policy() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def _serve(settings: Settings, banner: str | None) -> None:
+    from shoal.agent import Agent
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    agent = Agent(settings)
+    await agent.start()
+    if banner:
+        print(banner, flush=True)
+    try:
+        await stop.wait()
+    finally:
+        logging.getLogger("shoal").info("shutting down: flushing buffered produce data")
+        await agent.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    env = os.environ
+    level = (args.log_level or env.get("SHOAL_LOG_LEVEL") or "info").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    settings = settings_from(args, env)
+    if args.data_dir is None and "SHOAL_DATA_DIR" not in env:
+        settings = dataclasses.replace(settings, data_dir=os.path.abspath(settings.data_dir))
+    os.makedirs(settings.data_dir, exist_ok=True)
+    _install_loop_policy()
+    banner = _banner(settings) if args.command == "playground" else None
+    try:
+        asyncio.run(_serve(settings, banner))
+    except OSError as exc:
+        print(f"shoal: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

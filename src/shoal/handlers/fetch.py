@@ -1,0 +1,107 @@
+"""Fetch: index lookup, block reads, baseOffset patching and long-poll live in `shoal.read`;
+this module maps the request onto it and encodes the answer by hand (hot path).
+
+Fetch sessions (KIP-227) are not kept: session id 0 tells clients to send full requests.
+There are no transactions yet, so the last stable offset is the high watermark and
+read_committed clients see everything.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from shoal import metrics
+from shoal.handlers.base import RequestContext, api
+from shoal.handlers.services import Services
+from shoal.meta.store import TopicInfo
+from shoal.protocol import errors
+from shoal.protocol.encoders import FetchPartitionResult, encode_fetch_response
+from shoal.read.fetcher import PartitionFetch
+
+NIL_UUID = uuid.UUID(int=0)
+# Bounds a single request's wait even if a client asks for more.
+MAX_WAIT_MS_CAP = 30_000
+
+
+@api(1, "Fetch", 4, 17)
+async def handle_fetch(svc: Services, ctx: RequestContext, req: Any) -> bytes:
+    wanted: list[PartitionFetch] = []
+    # (topic name, topic id, [(partition, index into wanted or -error_code-1)])
+    layout: list[tuple[str, uuid.UUID, list[tuple[int, int]]]] = []
+    for topic in req.topics:
+        name = getattr(topic, "topic", None)
+        topic_id = getattr(topic, "topic_id", None)
+        info: TopicInfo | None
+        if name is not None:
+            info = await svc.topics.get(name)
+            missing = errors.UNKNOWN_TOPIC_OR_PARTITION
+        else:
+            info = await svc.topics.get_by_id(topic_id) if topic_id is not None else None
+            missing = errors.UNKNOWN_TOPIC_ID
+        parts: list[tuple[int, int]] = []
+        for p in topic.partitions:
+            index = int(p.partition)
+            if info is None or not 0 <= index < info.partitions:
+                code = missing if info is None else errors.UNKNOWN_TOPIC_OR_PARTITION
+                parts.append((index, -code - 1))
+                continue
+            parts.append((index, len(wanted)))
+            wanted.append(
+                PartitionFetch(
+                    topic=info.name,
+                    partition=index,
+                    fetch_offset=int(p.fetch_offset),
+                    partition_max_bytes=int(p.partition_max_bytes),
+                )
+            )
+        layout.append(
+            (
+                info.name if info else (name or ""),
+                info.topic_id if info else (topic_id or NIL_UUID),
+                parts,
+            )
+        )
+
+    max_wait_ms = min(int(req.max_wait.total_seconds() * 1000), MAX_WAIT_MS_CAP)
+    max_bytes = int(getattr(req, "max_bytes", 0x7FFFFFFF))
+    reads = await svc.reader.fetch(wanted, max_bytes, int(req.min_bytes), max_wait_ms)
+
+    sent = 0
+    topics_out: list[tuple[str, uuid.UUID, list[FetchPartitionResult]]] = []
+    for name, topic_id, parts in layout:
+        results: list[FetchPartitionResult] = []
+        for index, slot in parts:
+            if slot < 0:
+                results.append(_empty(index, -slot - 1))
+                continue
+            r = reads[slot]
+            sent += r.byte_count
+            results.append(
+                FetchPartitionResult(
+                    partition_index=index,
+                    error_code=r.error_code,
+                    high_watermark=r.high_watermark,
+                    last_stable_offset=r.high_watermark,
+                    log_start_offset=r.log_start_offset,
+                    aborted_transactions=None,
+                    preferred_read_replica=-1,
+                    records=r.batches,
+                )
+            )
+        topics_out.append((name, topic_id, results))
+    metrics.FETCH_BYTES.labels(cross_zone="false").inc(sent)
+    return encode_fetch_response(ctx.api_version, topics_out)
+
+
+def _empty(index: int, code: int) -> FetchPartitionResult:
+    return FetchPartitionResult(
+        partition_index=index,
+        error_code=code,
+        high_watermark=-1,
+        last_stable_offset=-1,
+        log_start_offset=-1,
+        aborted_transactions=None,
+        preferred_read_replica=-1,
+        records=[],
+    )

@@ -1,0 +1,73 @@
+"""ListOffsets: earliest, latest, max timestamp and offset-for-timestamp lookups.
+
+Timestamp lookups work at batch granularity: the answer is the base offset of the first batch
+whose max timestamp reaches the target (records are never decoded on the agent). A consumer
+that seeks there may see a few records older than the target from that one batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shoal.handlers.adapt import ZERO_THROTTLE, build, error, response_module
+from shoal.handlers.base import RequestContext, api
+from shoal.handlers.services import Services
+from shoal.protocol import errors
+
+LATEST = -1
+EARLIEST = -2
+MAX_TIMESTAMP = -3
+EARLIEST_LOCAL = -4
+LATEST_TIERED = -5
+
+
+@api(2, "ListOffsets", 1, 10)
+async def handle_list_offsets(svc: Services, ctx: RequestContext, req: Any) -> Any:
+    module = response_module(2, ctx.api_version)
+    topics_out = []
+    for topic in req.topics:
+        info = await svc.topics.get(topic.name)
+        parts_out = []
+        for p in topic.partitions:
+            index = int(p.partition_index)
+            code, offset, timestamp = errors.NONE, -1, -1
+            if info is None or not 0 <= index < info.partitions:
+                code = errors.UNKNOWN_TOPIC_OR_PARTITION
+            else:
+                code, offset, timestamp = await _lookup(svc, info.name, index, int(p.timestamp))
+            parts_out.append(
+                build(
+                    module,
+                    "ListOffsetsPartitionResponse",
+                    partition_index=index,
+                    error_code=error(code),
+                    timestamp=timestamp,
+                    offset=offset,
+                    leader_epoch=0,
+                )
+            )
+        topics_out.append(
+            build(module, "ListOffsetsTopicResponse", name=topic.name, partitions=tuple(parts_out))
+        )
+    return build(
+        module, "ListOffsetsResponse", throttle_time=ZERO_THROTTLE, topics=tuple(topics_out)
+    )
+
+
+async def _lookup(svc: Services, topic: str, partition: int, ts: int) -> tuple[int, int, int]:
+    state = await svc.meta.partition_state(topic, partition)
+    if state is None:
+        return errors.UNKNOWN_TOPIC_OR_PARTITION, -1, -1
+    if ts in (LATEST, LATEST_TIERED):
+        return errors.NONE, state.high_watermark, -1
+    if ts in (EARLIEST, EARLIEST_LOCAL):
+        return errors.NONE, state.log_start_offset, -1
+    if ts == MAX_TIMESTAMP:
+        found = await svc.meta.max_timestamp_offset(topic, partition)
+    elif ts < 0:
+        return errors.INVALID_REQUEST, -1, -1
+    else:
+        found = await svc.meta.offset_for_timestamp(topic, partition, ts)
+    if found is None:
+        return errors.NONE, -1, -1
+    return errors.NONE, max(found.offset, state.log_start_offset), found.timestamp

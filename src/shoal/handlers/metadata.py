@@ -1,0 +1,121 @@
+"""Metadata: this agent is the one broker and the leader of every partition.
+
+Any agent serves any partition (DESIGN.md §2.5), so there is no real leadership; the leader
+epoch is constant because clients (librdkafka) compare epochs and refresh on changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shoal.handlers.adapt import ZERO_THROTTLE, build, error, response_module
+from shoal.handlers.base import RequestContext, api
+from shoal.handlers.services import Services
+from shoal.handlers.topic_names import is_valid_topic_name
+from shoal.meta.store import TopicInfo
+from shoal.protocol import errors
+
+LEADER_EPOCH = 0
+UNKNOWN_AUTHORIZED_OPERATIONS = -2147483648
+
+
+@api(3, "Metadata", 0, 12)
+async def handle_metadata(svc: Services, ctx: RequestContext, req: Any) -> Any:
+    module = response_module(3, ctx.api_version)
+    node = svc.node_id
+    # v0-v3 have no flag: Kafka auto-creates for them whenever the broker allows it.
+    auto_create = svc.settings.auto_create_topics and bool(
+        getattr(req, "allow_auto_topic_creation", True)
+    )
+
+    results: list[Any] = []
+    if req.topics is None or (ctx.api_version == 0 and not req.topics):
+        for info in sorted(await svc.meta.list_topics(), key=lambda t: t.name):
+            results.append(_topic(module, svc, info, errors.NONE))
+    else:
+        for wanted in req.topics:
+            name = getattr(wanted, "name", None)
+            topic_id = getattr(wanted, "topic_id", None)
+            info: TopicInfo | None = None
+            if name is None and topic_id is not None and topic_id.int != 0:
+                info = await svc.topics.get_by_id(topic_id)
+                if info is None:
+                    results.append(_missing(module, None, topic_id, errors.UNKNOWN_TOPIC_ID))
+                    continue
+            elif not is_valid_topic_name(name):
+                results.append(_missing(module, name, None, errors.INVALID_TOPIC_EXCEPTION))
+                continue
+            else:
+                assert name is not None
+                info = await svc.topics.get(name)
+                if info is None and auto_create:
+                    info = await svc.topics.get_or_create(name, svc.settings.default_partitions)
+                if info is None:
+                    results.append(
+                        _missing(module, name, None, errors.UNKNOWN_TOPIC_OR_PARTITION)
+                    )
+                    continue
+            results.append(_topic(module, svc, info, errors.NONE))
+
+    broker = build(
+        module,
+        "MetadataResponseBroker",
+        node_id=node,
+        host=svc.settings.advertised,
+        port=svc.settings.kafka_port,
+        rack=svc.settings.az,
+    )
+    return build(
+        module,
+        "MetadataResponse",
+        throttle_time=ZERO_THROTTLE,
+        brokers=(broker,),
+        cluster_id=svc.cluster_id,
+        controller_id=node,
+        topics=tuple(results),
+        cluster_authorized_operations=UNKNOWN_AUTHORIZED_OPERATIONS,
+        error_code=error(errors.NONE),
+    )
+
+
+def _topic(module: Any, svc: Services, info: TopicInfo, code: int) -> Any:
+    node = svc.node_id
+    partitions = tuple(
+        build(
+            module,
+            "MetadataResponsePartition",
+            error_code=error(errors.NONE),
+            partition_index=p,
+            leader_id=node,
+            leader_epoch=LEADER_EPOCH,
+            replica_nodes=(node,),
+            isr_nodes=(node,),
+            offline_replicas=(),
+        )
+        for p in range(info.partitions)
+    )
+    return build(
+        module,
+        "MetadataResponseTopic",
+        error_code=error(code),
+        name=info.name,
+        topic_id=info.topic_id,
+        is_internal=False,
+        partitions=partitions,
+        topic_authorized_operations=UNKNOWN_AUTHORIZED_OPERATIONS,
+    )
+
+
+def _missing(module: Any, name: str | None, topic_id: Any, code: int) -> Any:
+    import uuid
+
+    return build(
+        module,
+        "MetadataResponseTopic",
+        error_code=error(code),
+        name=name,
+        topic_id=topic_id or uuid.UUID(int=0),
+        is_internal=False,
+        partitions=(),
+        topic_authorized_operations=UNKNOWN_AUTHORIZED_OPERATIONS,
+    )

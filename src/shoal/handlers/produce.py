@@ -1,0 +1,147 @@
+"""Produce: validate each partition's batches, append them to the open segment, answer after
+the segment file is in the object store and its batches are committed (acks 1 and -1 alike).
+
+Batches stay bytes: only headers and CRCs are checked (DESIGN.md §2.4).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from shoal import metrics
+from shoal.handlers.base import RequestContext, api
+from shoal.handlers.services import Services
+from shoal.handlers.topic_names import is_valid_topic_name
+from shoal.meta.store import TopicInfo
+from shoal.protocol import errors
+from shoal.protocol.batch import BatchError, split_batches
+from shoal.protocol.encoders import ProducePartitionResult, encode_produce_response
+from shoal.write.writer import AppendItem
+
+VALID_ACKS = (-1, 0, 1)
+
+
+@dataclass(slots=True)
+class _Slot:
+    """One partition of the request: its outcome, or the appended batches it waits for."""
+
+    index: int
+    error_code: int = errors.NONE
+    first_item: int = -1
+    item_count: int = 0
+    base_offset: int = -1
+    log_start_offset: int = -1
+    error_message: str | None = None
+
+
+@dataclass(slots=True)
+class _Topic:
+    key: str | uuid.UUID
+    slots: list[_Slot] = field(default_factory=list)
+
+
+@api(0, "Produce", 3, 13)
+async def handle_produce(svc: Services, ctx: RequestContext, req: Any) -> bytes | None:
+    acks = int(req.acks)
+    topics: list[_Topic] = []
+    items: list[AppendItem] = []
+    record_count = 0
+    for topic_data in req.topic_data:
+        topic_id = getattr(topic_data, "topic_id", None)
+        name = getattr(topic_data, "name", None)
+        out = _Topic(key=topic_id if name is None and topic_id is not None else (name or ""))
+        topics.append(out)
+        code, info = await _resolve_topic(svc, name, topic_id)
+        for part in topic_data.partition_data:
+            slot = _Slot(index=int(part.index))
+            out.slots.append(slot)
+            if acks not in VALID_ACKS:
+                slot.error_code = errors.INVALID_REQUIRED_ACKS
+                continue
+            if info is None:
+                slot.error_code = code
+                continue
+            if not 0 <= slot.index < info.partitions:
+                slot.error_code = errors.UNKNOWN_TOPIC_OR_PARTITION
+                continue
+            limit = _max_message_bytes(svc, info)
+            try:
+                batches = split_batches(part.records or b"", limit)
+            except BatchError as exc:
+                slot.error_code = exc.error_code
+                slot.error_message = str(exc) or None
+                continue
+            slot.first_item = len(items)
+            slot.item_count = len(batches)
+            for data, header in batches:
+                items.append(AppendItem(info.name, slot.index, data, header))
+                record_count += header.record_count
+
+    if items:
+        outcomes = await svc.writer.append(items)
+        metrics.PRODUCE_RECORDS.inc(record_count)
+        metrics.PRODUCE_BYTES.inc(sum(len(i.data) for i in items))
+        for topic in topics:
+            for slot in topic.slots:
+                if slot.item_count == 0:
+                    continue
+                mine = outcomes[slot.first_item : slot.first_item + slot.item_count]
+                failed = next((o for o in mine if o.error_code != errors.NONE), None)
+                if failed is not None:
+                    slot.error_code = failed.error_code
+                else:
+                    slot.base_offset = mine[0].base_offset
+                    slot.log_start_offset = mine[0].log_start_offset
+
+    if acks == 0:
+        return None
+    return encode_produce_response(
+        ctx.api_version,
+        [
+            (
+                t.key,
+                [
+                    ProducePartitionResult(
+                        index=s.index,
+                        error_code=s.error_code,
+                        base_offset=s.base_offset,
+                        log_append_time_ms=-1,
+                        log_start_offset=s.log_start_offset,
+                        error_message=s.error_message,
+                    )
+                    for s in t.slots
+                ],
+            )
+            for t in topics
+        ],
+    )
+
+
+async def _resolve_topic(
+    svc: Services, name: str | None, topic_id: uuid.UUID | None
+) -> tuple[int, TopicInfo | None]:
+    if name is None:
+        if topic_id is None:
+            return errors.UNKNOWN_TOPIC_OR_PARTITION, None
+        info = await svc.topics.get_by_id(topic_id)
+        return (errors.UNKNOWN_TOPIC_ID, None) if info is None else (errors.NONE, info)
+    if not is_valid_topic_name(name):
+        return errors.INVALID_TOPIC_EXCEPTION, None
+    info = await svc.topics.get(name)
+    if info is None and svc.settings.auto_create_topics:
+        info = await svc.topics.get_or_create(name, svc.settings.default_partitions)
+    if info is None:
+        return errors.UNKNOWN_TOPIC_OR_PARTITION, None
+    return errors.NONE, info
+
+
+def _max_message_bytes(svc: Services, info: TopicInfo) -> int:
+    raw = info.configs.get("max.message.bytes")
+    if raw is not None:
+        try:
+            return int(raw)
+        except ValueError:
+            pass
+    return svc.settings.message_bytes_max

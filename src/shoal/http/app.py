@@ -1,0 +1,43 @@
+"""The agent HTTP port: Prometheus metrics and a JSON status document."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+
+class HttpServer:
+    def __init__(self, host: str, port: int, status: Callable[[], dict[str, Any]]) -> None:
+        self._host = host
+        self._port = port
+        self._status = status
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=1024 * 1024)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/v1/status", self._status_json)
+        app.router.add_get("/", self._index)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
+        await site.start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _status_json(self, request: web.Request) -> web.Response:
+        return web.json_response(self._status())
+
+    async def _index(self, request: web.Request) -> web.Response:
+        return web.Response(
+            text="Shoal agent. See /v1/status and /metrics.\n", content_type="text/plain"
+        )

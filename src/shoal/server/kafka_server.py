@@ -1,0 +1,246 @@
+"""The Kafka connection engine: framing, limits, per-connection ordering and dispatch.
+
+Each connection reads frames, dispatches each request as its own task (so a long-polling Fetch
+does not block a Produce behind it on another connection, and a pipelining client gets
+concurrency), and writes responses strictly in request order as Kafka requires. At most
+`connection_inflight_max` requests per connection are in flight; beyond that the engine stops
+reading from the socket, which pushes back on the client instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+import time
+from functools import cache
+from typing import Any
+
+from kio.index import load_response_schema
+
+from shoal import metrics
+from shoal.handlers.api_versions import API_VERSIONS, api_versions_response
+from shoal.handlers.base import REGISTRY, ApiSpec, RequestContext
+from shoal.handlers.services import Services
+from shoal.protocol import errors
+from shoal.protocol.framing import decode_request, encode_response
+
+log = logging.getLogger(__name__)
+
+_SIZE = struct.Struct(">i")
+_HEADER = struct.Struct(">hhi")
+# A client that started a frame must finish it within this time.
+FRAME_BODY_TIMEOUT_S = 30.0
+WRITE_TIMEOUT_S = 30.0
+MIN_FRAME_BYTES = 8
+
+
+class ConnectionClosed(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@cache
+def _flexible_response(api_key: int, version: int) -> bool:
+    if api_key == API_VERSIONS:
+        return False  # ApiVersions responses always use header v0 (KIP-511)
+    return bool(load_response_schema(api_key, version).__flexible__)
+
+
+def frame_bytes(api_key: int, version: int, correlation_id: int, body: bytes) -> list[bytes]:
+    """Frame an already-encoded response body: size, header (v0 or v1), body."""
+    if _flexible_response(api_key, version):
+        header = struct.pack(">ib", correlation_id, 0)
+    else:
+        header = struct.pack(">i", correlation_id)
+    return [_SIZE.pack(len(header) + len(body)), header, body]
+
+
+class KafkaServer:
+    def __init__(self, svc: Services) -> None:
+        self._svc = svc
+        self._settings = svc.settings
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._on_connection,
+            self._settings.kafka_host,
+            self._settings.kafka_port,
+            reuse_address=True,
+            backlog=1024,
+        )
+
+    async def stop_accepting(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def close_connections(self, grace_s: float = 5.0) -> None:
+        tasks = list(self._connections)
+        if tasks:
+            _, still = await asyncio.wait(tasks, timeout=grace_s)
+            for t in still:
+                t.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+
+    async def _on_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        metrics.CONNECTIONS.inc()
+        peer = writer.get_extra_info("peername")
+        peer_s = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        conn = _Connection(self._svc, reader, writer, peer_s)
+        try:
+            await conn.run()
+        finally:
+            metrics.CONNECTIONS.dec()
+            self._connections.discard(task)
+
+
+class _Connection:
+    def __init__(
+        self,
+        svc: Services,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        peer: str,
+    ) -> None:
+        self._svc = svc
+        self._reader = reader
+        self._writer = writer
+        self._peer = peer
+        settings = svc.settings
+        self._frame_max = settings.frame_bytes_max
+        self._idle_s = settings.connection_idle_ms / 1000.0
+        self._pending: asyncio.Queue[asyncio.Task[list[bytes] | None] | None] = asyncio.Queue(
+            maxsize=max(1, settings.connection_inflight_max)
+        )
+        self._client_id: str | None = None
+
+    async def run(self) -> None:
+        write_loop = asyncio.create_task(self._write_loop())
+        reason = "eof"
+        try:
+            await self._read_loop()
+        except ConnectionClosed as exc:
+            reason = exc.reason
+        except (asyncio.IncompleteReadError, ConnectionError):
+            reason = "eof"
+        except TimeoutError:
+            reason = "timeout"
+        finally:
+            # Let responses already in flight go out, then close.
+            with contextlib.suppress(asyncio.QueueFull):
+                self._pending.put_nowait(None)
+            if reason in ("eof", "timeout"):
+                write_loop.cancel()
+            else:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(write_loop), 5.0)
+                write_loop.cancel()
+            with contextlib.suppress(BaseException):
+                await write_loop
+            self._drain_pending()
+            metrics.CONNECTIONS_CLOSED.labels(reason=reason).inc()
+            self._writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._writer.wait_closed(), 1.0)
+
+    def _drain_pending(self) -> None:
+        while not self._pending.empty():
+            task = self._pending.get_nowait()
+            if task is not None:
+                task.cancel()
+
+    async def _read_loop(self) -> None:
+        reader = self._reader
+        while True:
+            head = await asyncio.wait_for(reader.readexactly(4), self._idle_s)
+            (size,) = _SIZE.unpack(head)
+            if size < MIN_FRAME_BYTES or size > self._frame_max:
+                # Kafka closes without reading on an invalid size; never allocate for it.
+                raise ConnectionClosed("frame_size")
+            frame = await asyncio.wait_for(reader.readexactly(size), FRAME_BODY_TIMEOUT_S)
+            api_key, version, correlation_id = _HEADER.unpack_from(frame)
+            spec = REGISTRY.get(api_key)
+            if spec is None:
+                raise ConnectionClosed("unknown_api")
+            if not spec.min_version <= version <= spec.max_version:
+                if api_key != API_VERSIONS:
+                    raise ConnectionClosed("unsupported_version")
+                # KIP-511: answer v0 with the supported ranges so the client can retry.
+                body = api_versions_response(0, errors.UNSUPPORTED_VERSION)
+                await self._pending.put(self._done(encode_response(correlation_id, body)))
+                continue
+            try:
+                header, request = decode_request(frame)
+            except Exception as exc:
+                log.debug("malformed request from %s: %r", self._peer, exc)
+                raise ConnectionClosed("malformed") from None
+            client_id = getattr(header, "client_id", None)
+            if client_id is not None:
+                self._client_id = client_id
+            ctx = RequestContext(api_key, version, correlation_id, self._client_id, self._peer)
+            task = asyncio.create_task(self._dispatch(spec, ctx, request))
+            await self._pending.put(task)
+
+    @staticmethod
+    def _done(frame: bytes) -> asyncio.Task[list[bytes] | None]:
+        async def ready() -> list[bytes] | None:
+            return [frame]
+
+        return asyncio.create_task(ready())
+
+    async def _dispatch(
+        self, spec: ApiSpec, ctx: RequestContext, request: Any
+    ) -> list[bytes] | None:
+        started = time.perf_counter()
+        metrics.REQUESTS.labels(api=spec.name).inc()
+        try:
+            result = await spec.handler(self._svc, ctx, request)
+        except Exception:
+            metrics.REQUEST_ERRORS.labels(api=spec.name).inc()
+            log.exception("%s v%d from %s failed", spec.name, ctx.api_version, self._peer)
+            raise
+        finally:
+            metrics.REQUEST_LATENCY.labels(api=spec.name).observe(time.perf_counter() - started)
+        if result is None:
+            return None
+        if isinstance(result, bytes | bytearray | memoryview):
+            return frame_bytes(ctx.api_key, ctx.api_version, ctx.correlation_id, bytes(result))
+        return [encode_response(ctx.correlation_id, result)]
+
+    async def _write_loop(self) -> None:
+        writer = self._writer
+        while True:
+            task = await self._pending.get()
+            if task is None:
+                return
+            try:
+                parts = await task
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A failed handler cannot be answered in order: close like Kafka would on an
+                # unexpected server error, so the client retries on a fresh connection.
+                self._reader.feed_eof()
+                writer.close()
+                return
+            if parts is None:
+                continue
+            writer.writelines(parts)
+            await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_S)
