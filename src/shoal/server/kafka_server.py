@@ -14,17 +14,19 @@ import contextlib
 import logging
 import struct
 import time
-from functools import cache
 from typing import Any
-
-from kio.index import load_response_schema
 
 from shoal import metrics
 from shoal.handlers.api_versions import API_VERSIONS, api_versions_response
 from shoal.handlers.base import REGISTRY, ApiSpec, RequestContext
 from shoal.handlers.services import Services
 from shoal.protocol import errors
-from shoal.protocol.framing import decode_request, encode_response
+from shoal.protocol.framing import (
+    decode_request,
+    encode_response,
+    frame_prefix,
+    response_header_flexible,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,22 +42,6 @@ class ConnectionClosed(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-@cache
-def _flexible_response(api_key: int, version: int) -> bool:
-    if api_key == API_VERSIONS:
-        return False  # ApiVersions responses always use header v0 (KIP-511)
-    return bool(load_response_schema(api_key, version).__flexible__)
-
-
-def frame_bytes(api_key: int, version: int, correlation_id: int, body: bytes) -> list[bytes]:
-    """Frame an already-encoded response body: size, header (v0 or v1), body."""
-    if _flexible_response(api_key, version):
-        header = struct.pack(">ib", correlation_id, 0)
-    else:
-        header = struct.pack(">i", correlation_id)
-    return [_SIZE.pack(len(header) + len(body)), header, body]
 
 
 class KafkaServer:
@@ -221,7 +207,8 @@ class _Connection:
         if result is None:
             return None
         if isinstance(result, bytes | bytearray | memoryview):
-            return frame_bytes(ctx.api_key, ctx.api_version, ctx.correlation_id, bytes(result))
+            flexible = response_header_flexible(ctx.api_key, ctx.api_version)
+            return [frame_prefix(ctx.correlation_id, flexible, len(result)), bytes(result)]
         return [encode_response(ctx.correlation_id, result)]
 
     async def _write_loop(self) -> None:

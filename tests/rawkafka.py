@@ -1,0 +1,77 @@
+"""A minimal raw-socket Kafka client for tests that send malformed or hand-made requests."""
+
+from __future__ import annotations
+
+import io
+import socket
+import struct
+from typing import Any
+
+from kio.index import load_response_schema
+from kio.serial import entity_reader, entity_writer
+
+
+class RawConnection:
+    def __init__(self, bootstrap: str, timeout_s: float = 10.0) -> None:
+        host, port = bootstrap.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout_s)
+        self._correlation = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def request_bytes(self, request: Any, client_id: str = "raw-test") -> tuple[int, bytes]:
+        self._correlation += 1
+        header_cls = request.__header_schema__
+        buf = io.BytesIO()
+        kwargs: dict[str, Any] = {
+            "request_api_key": request.__api_key__,
+            "request_api_version": request.__version__,
+            "correlation_id": self._correlation,
+            "client_id": client_id,
+        }
+        names = {f for f in header_cls.__dataclass_fields__}
+        entity_writer(header_cls)(buf, header_cls(**{k: v for k, v in kwargs.items() if k in names}))
+        entity_writer(type(request))(buf, request)
+        body = buf.getvalue()
+        return self._correlation, struct.pack(">i", len(body)) + body
+
+    def send(self, request: Any) -> int:
+        correlation, frame = self.request_bytes(request)
+        self.sock.sendall(frame)
+        return correlation
+
+    def read_frame(self) -> bytes:
+        size = struct.unpack(">i", self._read_exact(4))[0]
+        return self._read_exact(size)
+
+    def call(self, request: Any) -> Any:
+        correlation = self.send(request)
+        frame = self.read_frame()
+        cls = load_response_schema(request.__api_key__, request.__version__)
+        header, offset = entity_reader(cls.__header_schema__)(frame, 0)
+        assert header.correlation_id == correlation
+        response, _ = entity_reader(cls)(frame, offset)
+        return response
+
+    def is_closed_by_peer(self, timeout_s: float = 5.0) -> bool:
+        self.sock.settimeout(timeout_s)
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+        except TimeoutError:
+            return False
+
+    def _read_exact(self, n: int) -> bytes:
+        chunks = []
+        while n:
+            chunk = self.sock.recv(n)
+            if not chunk:
+                raise ConnectionError("closed by peer")
+            chunks.append(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)
