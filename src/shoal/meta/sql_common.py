@@ -1,0 +1,164 @@
+"""Dialect-free parts of the SQL metadata stores: commit planning and producer rules.
+
+Both the SQLite and the PostgreSQL store load the same state inside their transaction
+(partition cursors, producer entries), hand it to `plan_commit`, and write back what the plan
+says. Keeping the Kafka idempotence rules here means both stores decide exactly alike.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from shoal.meta.store import BatchOutcome, MetadataError, PendingBatch
+
+# Kafka error codes used by the metadata store (values from the Kafka protocol).
+NONE = 0
+UNKNOWN_TOPIC_OR_PARTITION = 3
+OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+INVALID_PRODUCER_EPOCH = 47
+INVALID_RECORD = 87
+PRODUCER_FENCED = 90
+
+INT32_MAX = 2**31 - 1
+# Kafka keeps the metadata of the last 5 batches per producer and partition (max in-flight).
+RECENT_BATCHES_MAX = 5
+# Kafka refuses to bump an epoch at or past Short.MAX_VALUE - 1 and allocates a new id instead.
+EPOCH_MAX = 32766
+
+
+class ProducerFencedError(MetadataError):
+    """InitProducerId named a (producer_id, epoch) that is not the current one of the
+    transactional id: a newer producer instance has taken over."""
+
+    error_code = PRODUCER_FENCED
+
+
+class DuplicateFileError(MetadataError):
+    """`commit_file` was called twice for one file id; the first call's result stands."""
+
+
+PartitionKey = tuple[str, int]
+ProducerKey = tuple[int, str, int]  # (producer_id, topic, partition)
+RecentBatch = tuple[int, int, int]  # (base_sequence, last_sequence, base_offset)
+
+
+@dataclass(slots=True)
+class PartitionCursor:
+    next_offset: int
+    log_start_offset: int
+    advanced: bool = False
+
+
+@dataclass(slots=True)
+class ProducerEntry:
+    epoch: int
+    recent: list[RecentBatch] = field(default_factory=list)  # oldest first
+
+    def encode_recent(self) -> str:
+        return json.dumps(self.recent, separators=(",", ":"))
+
+    @staticmethod
+    def decode(epoch: int, recent_json: str) -> ProducerEntry:
+        recent = [(int(a), int(b), int(c)) for a, b, c in json.loads(recent_json)]
+        return ProducerEntry(epoch, recent)
+
+
+@dataclass(slots=True)
+class CommitPlan:
+    outcomes: list[BatchOutcome]
+    rows: list[tuple[PendingBatch, int]]  # (batch, assigned base offset), in input order
+    partitions: dict[PartitionKey, PartitionCursor]  # only `advanced` ones need writing
+    producers: dict[ProducerKey, ProducerEntry]  # entries that changed
+
+
+def last_sequence(base_sequence: int, record_count: int) -> int:
+    """Sequence of the batch's last record; sequences wrap from INT32_MAX to 0."""
+    return (base_sequence + record_count - 1) % (INT32_MAX + 1)
+
+
+def next_sequence(sequence: int) -> int:
+    return 0 if sequence == INT32_MAX else sequence + 1
+
+
+def _check_producer(
+    entry: ProducerEntry | None, batch: PendingBatch, last_seq: int
+) -> tuple[int, int | None]:
+    """Kafka's ProducerStateManager rules. Returns (error_code, original base offset of a
+    duplicate or None)."""
+    if entry is None:
+        # No state: Kafka accepts any sequence (the state may have expired).
+        return NONE, None
+    if batch.producer_epoch < entry.epoch:
+        return INVALID_PRODUCER_EPOCH, None
+    if batch.base_sequence < 0:
+        return NONE, None
+    if batch.producer_epoch > entry.epoch:
+        # A bumped epoch restarts sequences at 0.
+        return (NONE if batch.base_sequence == 0 else OUT_OF_ORDER_SEQUENCE_NUMBER), None
+    for base_seq, last_seq_seen, base_offset in entry.recent:
+        if base_seq == batch.base_sequence and last_seq_seen == last_seq:
+            return NONE, base_offset
+    if entry.recent and batch.base_sequence != next_sequence(entry.recent[-1][1]):
+        return OUT_OF_ORDER_SEQUENCE_NUMBER, None
+    return NONE, None
+
+
+def plan_commit(
+    batches: list[PendingBatch],
+    partitions: Mapping[PartitionKey, tuple[int, int]],
+    producers: Mapping[ProducerKey, ProducerEntry],
+) -> CommitPlan:
+    """Assign offsets and apply idempotence rules to `batches`, in order.
+
+    `partitions` maps every known partition among the batches to (next_offset,
+    log_start_offset); `producers` holds the stored entry of every (producer, partition) among
+    the batches that has one. Neither mapping is modified.
+    """
+    cursors = {k: PartitionCursor(v[0], v[1]) for k, v in partitions.items()}
+    changed: dict[ProducerKey, ProducerEntry] = {}
+    outcomes: list[BatchOutcome] = []
+    rows: list[tuple[PendingBatch, int]] = []
+    for batch in batches:
+        cursor = cursors.get((batch.topic, batch.partition))
+        if cursor is None:
+            outcomes.append(BatchOutcome(UNKNOWN_TOPIC_OR_PARTITION, -1))
+            continue
+        if batch.record_count < 1:
+            outcomes.append(BatchOutcome(INVALID_RECORD, -1, cursor.log_start_offset))
+            continue
+        pkey: ProducerKey | None = None
+        entry: ProducerEntry | None = None
+        last_seq = -1
+        if batch.producer_id >= 0:
+            pkey = (batch.producer_id, batch.topic, batch.partition)
+            entry = changed.get(pkey) or producers.get(pkey)
+            last_seq = last_sequence(batch.base_sequence, batch.record_count)
+            code, original = _check_producer(entry, batch, last_seq)
+            if code != NONE:
+                outcomes.append(BatchOutcome(code, -1, cursor.log_start_offset))
+                continue
+            if original is not None:
+                outcomes.append(BatchOutcome(NONE, original, cursor.log_start_offset, True))
+                continue
+        base = cursor.next_offset
+        cursor.next_offset = base + batch.record_count
+        cursor.advanced = True
+        rows.append((batch, base))
+        outcomes.append(BatchOutcome(NONE, base, cursor.log_start_offset))
+        if pkey is not None:
+            changed[pkey] = _advance(entry, batch, last_seq, base)
+    return CommitPlan(outcomes, rows, cursors, changed)
+
+
+def _advance(
+    entry: ProducerEntry | None, batch: PendingBatch, last_seq: int, base_offset: int
+) -> ProducerEntry:
+    if entry is None or batch.producer_epoch != entry.epoch:
+        recent: list[RecentBatch] = []
+    else:
+        recent = list(entry.recent)
+    if batch.base_sequence >= 0:
+        recent.append((batch.base_sequence, last_seq, base_offset))
+    return ProducerEntry(batch.producer_epoch, recent[-RECENT_BATCHES_MAX:])

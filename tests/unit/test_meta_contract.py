@@ -1,0 +1,519 @@
+"""Contract suite for `MetadataStore` implementations.
+
+Every test runs against each backend listed in the `db_url` fixture; a backend is added by
+giving a URL of a fresh, empty database that `open_metadata_store` understands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sys
+import textwrap
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Protocol, cast
+
+import pytest
+
+from shoal.meta.open import open_metadata_store
+from shoal.meta.store import (
+    BatchOutcome,
+    FileInfo,
+    InvalidPartitionsError,
+    MetadataError,
+    MetadataStore,
+    OffsetAtTime,
+    PartitionState,
+    PendingBatch,
+    TopicExistsError,
+    TopicInfo,
+    UnknownTopicError,
+)
+
+_file_ids = itertools.count()
+
+Opener = Callable[[], Awaitable[MetadataStore]]
+
+
+class ExtendedStore(MetadataStore, Protocol):
+    """Methods every backend has that are not (yet) in the MetadataStore Protocol."""
+
+    async def get_topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None: ...
+
+    async def schema_version(self) -> int: ...
+
+
+@pytest.fixture(params=["sqlite"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/metadata.db"
+    raise AssertionError(request.param)
+
+
+@pytest.fixture
+async def open_store(db_url: str) -> AsyncIterator[Opener]:
+    """Opens (and later closes) any number of started stores on the same database."""
+    opened: list[MetadataStore] = []
+
+    async def opener() -> MetadataStore:
+        store = open_metadata_store(db_url)
+        await store.start()
+        opened.append(store)
+        return store
+
+    yield opener
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+async def store(open_store: Opener) -> MetadataStore:
+    return await open_store()
+
+
+def new_file(size: int = 10_000) -> FileInfo:
+    file_id = f"f{next(_file_ids):08d}-{uuid.uuid4().hex[:8]}"
+    return FileInfo(file_id, f"segments/{file_id}.seg", size)
+
+
+def batch(
+    topic: str = "t",
+    partition: int = 0,
+    count: int = 1,
+    *,
+    pid: int = -1,
+    epoch: int = -1,
+    seq: int = -1,
+    ts: int = 1_000,
+    pos: int = 0,
+    length: int = 100,
+) -> PendingBatch:
+    return PendingBatch(
+        topic=topic,
+        partition=partition,
+        byte_pos=pos,
+        byte_len=length,
+        record_count=count,
+        base_timestamp=ts,
+        max_timestamp=ts,
+        producer_id=pid,
+        producer_epoch=epoch,
+        base_sequence=seq,
+    )
+
+
+async def all_offsets(store: MetadataStore, topic: str, partition: int) -> list[tuple[int, int]]:
+    rows = await store.read_batches(topic, partition, 0, max_bytes=1 << 40, max_batches=1 << 30)
+    return [(r.base_offset, r.last_offset) for r in rows]
+
+
+# -- topics ---------------------------------------------------------------------------------
+
+
+async def test_topic_crud_and_configs(store: MetadataStore) -> None:
+    created = await store.create_topic("orders", 3, {"retention.ms": "1000"})
+    assert created.name == "orders" and created.partitions == 3
+    assert created.configs == {"retention.ms": "1000"}
+    assert await store.get_topic("orders") == created
+    assert await store.get_topic("missing") is None
+    with pytest.raises(TopicExistsError):
+        await store.create_topic("orders", 1, {})
+    other = await store.create_topic("billing", 1, {})
+    assert other.topic_id != created.topic_id
+    assert [t.name for t in await store.list_topics()] == ["billing", "orders"]
+
+    updated = await store.set_topic_configs(
+        "orders", {"cleanup.policy": "compact", "retention.ms": None}
+    )
+    assert updated.configs == {"cleanup.policy": "compact"}
+    replaced = await store.replace_topic_configs("orders", {"segment.ms": "5"})
+    assert replaced.configs == {"segment.ms": "5"}
+    fetched = await store.get_topic("orders")
+    assert fetched is not None and fetched.configs == {"segment.ms": "5"}
+    assert fetched.topic_id == created.topic_id
+
+    grown = await store.create_partitions("orders", 5)
+    assert grown.partitions == 5
+    assert (await store.partition_state("orders", 4)) == PartitionState(0, 0)
+    with pytest.raises(InvalidPartitionsError):
+        await store.create_partitions("orders", 5)
+    with pytest.raises(UnknownTopicError):
+        await store.create_partitions("missing", 2)
+    with pytest.raises(UnknownTopicError):
+        await store.set_topic_configs("missing", {"a": "b"})
+    with pytest.raises(UnknownTopicError):
+        await store.replace_topic_configs("missing", {})
+    with pytest.raises(UnknownTopicError):
+        await store.delete_topic("missing")
+
+
+async def test_get_topic_by_id(store: MetadataStore) -> None:
+    created = await store.create_topic("t", 1, {})
+    extended = cast(ExtendedStore, store)
+    assert await extended.get_topic_by_id(created.topic_id) == created
+    assert await extended.get_topic_by_id(uuid.uuid4()) is None
+
+
+async def test_partition_states_skip_unknown(store: MetadataStore) -> None:
+    await store.create_topic("t", 2, {})
+    await store.commit_file(new_file(), [batch("t", 1, 4)])
+    states = await store.partition_states([("t", 0), ("t", 1), ("t", 2), ("nope", 0)])
+    assert states == {("t", 0): PartitionState(0, 0), ("t", 1): PartitionState(0, 4)}
+    assert await store.partition_state("t", 9) is None
+    assert await store.partition_states([]) == {}
+
+
+# -- commits --------------------------------------------------------------------------------
+
+
+async def test_commit_assigns_dense_offsets_across_files_and_partitions(
+    store: MetadataStore,
+) -> None:
+    await store.create_topic("a", 2, {})
+    await store.create_topic("b", 1, {})
+    first = await store.commit_file(
+        new_file(), [batch("a", 0, 3), batch("b", 0, 2), batch("a", 0, 1), batch("a", 1, 5)]
+    )
+    assert [o.base_offset for o in first] == [0, 0, 3, 0]
+    assert all(o.error_code == 0 and not o.duplicate for o in first)
+    assert all(o.log_start_offset == 0 for o in first)
+    second = await store.commit_file(new_file(), [batch("a", 1, 2), batch("a", 0, 10)])
+    assert [o.base_offset for o in second] == [5, 4]
+    assert await all_offsets(store, "a", 0) == [(0, 2), (3, 3), (4, 13)]
+    assert await all_offsets(store, "a", 1) == [(0, 4), (5, 6)]
+    assert await all_offsets(store, "b", 0) == [(0, 1)]
+    assert await store.partition_state("a", 0) == PartitionState(0, 14)
+
+
+async def test_unknown_partition_gets_error_3_and_others_commit(store: MetadataStore) -> None:
+    await store.create_topic("t", 1, {})
+    out = await store.commit_file(
+        new_file(), [batch("t", 0, 2), batch("t", 7), batch("ghost", 0), batch("t", 0, 1)]
+    )
+    assert [o.error_code for o in out] == [0, 3, 3, 0]
+    assert out[1].base_offset == -1 and out[2].base_offset == -1
+    assert [out[0].base_offset, out[3].base_offset] == [0, 2]
+    assert await all_offsets(store, "t", 0) == [(0, 1), (2, 2)]
+
+
+async def test_commit_with_no_valid_batch_records_nothing(store: MetadataStore) -> None:
+    await store.create_topic("t", 1, {})
+    out = await store.commit_file(new_file(), [batch("ghost", 0)])
+    assert out == [BatchOutcome(3, -1)]
+    assert await store.partition_state("t", 0) == PartitionState(0, 0)
+
+
+async def test_same_file_committed_twice_is_refused(store: MetadataStore) -> None:
+    await store.create_topic("t", 1, {})
+    f = new_file()
+    await store.commit_file(f, [batch("t", 0)])
+    with pytest.raises(MetadataError):
+        await store.commit_file(f, [batch("t", 0)])
+    assert await all_offsets(store, "t", 0) == [(0, 0)]
+
+
+# -- idempotent producers -------------------------------------------------------------------
+
+
+async def test_duplicate_returns_original_offsets(store: MetadataStore) -> None:
+    await store.create_topic("t", 1, {})
+    pid = 7
+    sent = [batch(count=2, pid=pid, epoch=0, seq=s) for s in (0, 2, 4, 6, 8, 10)]
+    offsets = [(await store.commit_file(new_file(), [b]))[0].base_offset for b in sent]
+    assert offsets == [0, 2, 4, 6, 8, 10]
+    # The last 5 are remembered: a resend answers with the original offset and adds no row.
+    resent = await store.commit_file(new_file(), [sent[3], sent[5]])
+    assert resent == [BatchOutcome(0, 6, 0, True), BatchOutcome(0, 10, 0, True)]
+    assert (await store.partition_state("t", 0)) == PartitionState(0, 12)
+    # The oldest one fell out of the window: it is now a sequence error, not a duplicate.
+    too_old = await store.commit_file(new_file(), [sent[0]])
+    assert too_old[0].error_code == 45
+    assert len(await all_offsets(store, "t", 0)) == 6
+
+
+async def test_duplicate_within_one_file(store: MetadataStore) -> None:
+    await store.create_topic("t", 1, {})
+    b0 = batch(count=3, pid=1, epoch=0, seq=0)
+    b1 = batch(count=1, pid=1, epoch=0, seq=3)
+    out = await store.commit_file(new_file(), [b0, b1, b0])
+    assert [(o.base_offset, o.duplicate) for o in out] == [(0, False), (3, False), (0, True)]
+
+
+async def test_sequence_gap_is_45(store: MetadataStore) -> None:
+    await store.create_topic("t", 1, {})
+    await store.commit_file(new_file(), [batch(count=5, pid=3, epoch=0, seq=0)])
+    out = await store.commit_file(
+        new_file(),
+        [batch(pid=3, epoch=0, seq=6), batch(pid=3, epoch=0, seq=5), batch(pid=3, epoch=0, seq=7)],
+    )
+    assert [o.error_code for o in out] == [45, 0, 45]
+    assert out[1].base_offset == 5
+    assert out[0].base_offset == -1
+
+
+async def test_first_batch_of_unknown_producer_accepts_any_sequence(store: MetadataStore) -> None:
+    await store.create_topic("t", 1, {})
+    out = await store.commit_file(new_file(), [batch(count=2, pid=4, epoch=2, seq=40)])
+    assert out[0].error_code == 0
+    nxt = await store.commit_file(new_file(), [batch(pid=4, epoch=2, seq=42)])
+    assert nxt[0] == BatchOutcome(0, 2, 0, False)
+
+
+async def test_sequence_wraps_at_int32(store: MetadataStore) -> None:
+    await store.create_topic("t", 1, {})
+    top = 2**31 - 1
+    await store.commit_file(new_file(), [batch(count=2, pid=5, epoch=0, seq=top - 1)])
+    out = await store.commit_file(new_file(), [batch(pid=5, epoch=0, seq=0)])
+    assert out[0].error_code == 0
+    # A batch crossing the wrap: its last sequence is (base + count - 1) mod 2^31.
+    await store.create_topic("w", 1, {})
+    await store.commit_file(new_file(), [batch("w", count=3, pid=6, epoch=0, seq=top)])
+    after = await store.commit_file(new_file(), [batch("w", pid=6, epoch=0, seq=2)])
+    assert after[0].error_code == 0
+
+
+async def test_stale_epoch_is_47_and_new_epoch_restarts_at_zero(store: MetadataStore) -> None:
+    await store.create_topic("t", 1, {})
+    await store.commit_file(new_file(), [batch(pid=9, epoch=1, seq=0)])
+    stale = await store.commit_file(new_file(), [batch(pid=9, epoch=0, seq=1)])
+    assert stale[0].error_code == 47
+    bad_bump = await store.commit_file(new_file(), [batch(pid=9, epoch=2, seq=1)])
+    assert bad_bump[0].error_code == 45
+    bump = await store.commit_file(new_file(), [batch(pid=9, epoch=2, seq=0)])
+    assert bump[0] == BatchOutcome(0, 1, 0, False)
+    # The old epoch is fenced now.
+    again = await store.commit_file(new_file(), [batch(pid=9, epoch=1, seq=1)])
+    assert again[0].error_code == 47
+    assert await all_offsets(store, "t", 0) == [(0, 0), (1, 1)]
+
+
+async def test_producer_state_is_per_partition(store: MetadataStore) -> None:
+    await store.create_topic("t", 2, {})
+    out = await store.commit_file(
+        new_file(), [batch("t", 0, pid=2, epoch=0, seq=0), batch("t", 1, pid=2, epoch=0, seq=0)]
+    )
+    assert [(o.error_code, o.duplicate) for o in out] == [(0, False), (0, False)]
+
+
+async def test_non_idempotent_batches_are_never_deduplicated(store: MetadataStore) -> None:
+    await store.create_topic("t", 1, {})
+    b = batch(count=2)
+    out = await store.commit_file(new_file(), [b, b])
+    assert [(o.base_offset, o.duplicate) for o in out] == [(0, False), (2, False)]
+
+
+# -- reading the index ----------------------------------------------------------------------
+
+
+async def test_read_batches_limits(store: MetadataStore) -> None:
+    await store.create_topic("t", 1, {})
+    f = new_file(size=4321)
+    await store.commit_file(
+        f, [batch(count=10, pos=100 * i, length=100, ts=1000 + i) for i in range(10)]
+    )
+    rows = await store.read_batches("t", 0, 0, max_bytes=250)
+    assert [r.base_offset for r in rows] == [0, 10, 20]
+    assert rows[0].file_key == f.key and rows[0].file_size == 4321
+    assert (rows[1].byte_pos, rows[1].byte_len, rows[1].record_count) == (100, 100, 10)
+    assert rows[1].last_offset == 19 and rows[1].max_timestamp == 1001
+    # The first row always comes back, however small max_bytes is.
+    assert [r.base_offset for r in await store.read_batches("t", 0, 0, max_bytes=0)] == [0]
+    # An offset inside a batch returns that whole batch first.
+    inside = await store.read_batches("t", 0, 57, max_bytes=10_000, max_batches=2)
+    assert [r.base_offset for r in inside] == [50, 60]
+    assert await store.read_batches("t", 0, 100, max_bytes=10_000) == []
+    assert await store.read_batches("t", 0, 1_000, max_bytes=10_000) == []
+    assert await store.read_batches("t", 5, 0, max_bytes=10_000) == []
+    everything = await store.read_batches("t", 0, 0, max_bytes=1 << 30)
+    assert len(everything) == 10
+
+
+async def test_timestamp_lookups(store: MetadataStore) -> None:
+    await store.create_topic("t", 1, {})
+    assert await store.offset_for_timestamp("t", 0, 0) is None
+    assert await store.max_timestamp_offset("t", 0) is None
+    stamps = [100, 300, 200, 300, 250]
+    await store.commit_file(new_file(), [batch(count=2, ts=ts) for ts in stamps])
+    assert await store.offset_for_timestamp("t", 0, 0) == OffsetAtTime(0, 100)
+    assert await store.offset_for_timestamp("t", 0, 150) == OffsetAtTime(2, 300)
+    assert await store.offset_for_timestamp("t", 0, 300) == OffsetAtTime(2, 300)
+    assert await store.offset_for_timestamp("t", 0, 301) is None
+    assert await store.max_timestamp_offset("t", 0) == OffsetAtTime(2, 300)
+
+
+# -- lifecycle ------------------------------------------------------------------------------
+
+
+async def test_delete_topic_removes_partitions_rows_and_producer_state(
+    store: MetadataStore,
+) -> None:
+    old = await store.create_topic("t", 2, {})
+    await store.commit_file(new_file(), [batch("t", 0, 3, pid=1, epoch=0, seq=0), batch("t", 1)])
+    await store.delete_topic("t")
+    assert await store.get_topic("t") is None
+    assert await store.list_topics() == []
+    assert await store.partition_state("t", 0) is None
+    assert await store.read_batches("t", 0, 0, 1 << 20) == []
+    out = await store.commit_file(new_file(), [batch("t", 0)])
+    assert out[0].error_code == 3
+    new = await store.create_topic("t", 1, {})
+    assert new.topic_id != old.topic_id
+    # Fresh partition and fresh producer state: offsets restart, the old sequence is no dup.
+    again = await store.commit_file(new_file(), [batch("t", 0, 3, pid=1, epoch=0, seq=0)])
+    assert again[0] == BatchOutcome(0, 0, 0, False)
+
+
+async def test_restart_keeps_everything(open_store: Opener) -> None:
+    first = await open_store()
+    topic = await first.create_topic("t", 2, {"k": "v"})
+    await first.commit_file(new_file(), [batch("t", 1, 4, pid=11, epoch=0, seq=0)])
+    pid, epoch = await first.init_producer("tx", -1, -1)
+    await first.close()
+    second = await open_store()
+    assert await second.get_topic("t") == topic
+    assert await second.partition_state("t", 1) == PartitionState(0, 4)
+    dup = await second.commit_file(new_file(), [batch("t", 1, 4, pid=11, epoch=0, seq=0)])
+    assert dup[0] == BatchOutcome(0, 0, 0, True)
+    assert await second.init_producer("tx", -1, -1) == (pid, epoch + 1)
+
+
+async def test_migrations_are_idempotent(open_store: Opener) -> None:
+    a = await open_store()
+    await a.create_topic("t", 1, {})
+    b = await open_store()  # migrates the same, already current database
+    c = await open_store()
+    assert [t.name for t in await c.list_topics()] == ["t"]
+    versions = [await cast(ExtendedStore, s).schema_version() for s in (a, b, c)]
+    assert versions[0] >= 1 and versions == [versions[0]] * 3
+    await b.close()
+    await c.close()
+
+
+async def test_closed_store_raises_metadata_error(open_store: Opener) -> None:
+    s = await open_store()
+    await s.close()
+    with pytest.raises(MetadataError):
+        await s.get_topic("t")
+
+
+# -- producer ids ---------------------------------------------------------------------------
+
+
+async def test_init_producer(store: MetadataStore) -> None:
+    a = await store.init_producer(None, -1, -1)
+    b = await store.init_producer(None, -1, -1)
+    assert a[1] == 0 and b[1] == 0 and a[0] != b[0]
+    # KIP-360: an idempotent producer asking to bump its current epoch keeps its id.
+    assert await store.init_producer(None, a[0], 0) == (a[0], 1)
+    # A stale pair just gets a fresh id (Kafka never fences non-transactional producers).
+    fresh = await store.init_producer(None, a[0], 0)
+    assert fresh[0] not in (a[0], b[0]) and fresh[1] == 0
+
+    t1 = await store.init_producer("txn-1", -1, -1)
+    t2 = await store.init_producer("txn-1", -1, -1)
+    assert t2 == (t1[0], t1[1] + 1)
+    assert await store.init_producer("txn-1", t2[0], t2[1]) == (t1[0], t1[1] + 2)
+    with pytest.raises(MetadataError):
+        await store.init_producer("txn-1", t2[0], t2[1])  # fenced: not the current epoch
+    other = await store.init_producer("txn-2", -1, -1)
+    assert other[0] not in (t1[0], a[0], b[0], fresh[0])
+
+
+# -- concurrency ----------------------------------------------------------------------------
+
+
+def assert_dense(offsets: list[tuple[int, int]], records: int) -> None:
+    expected = 0
+    for base, last in offsets:
+        assert base == expected, offsets
+        expected = last + 1
+    assert expected == records
+
+
+async def test_two_stores_commit_concurrently_without_reusing_offsets(
+    open_store: Opener,
+) -> None:
+    a = await open_store()
+    b = await open_store()
+    await a.create_topic("t", 3, {})
+    sizes = [1, 2, 3]
+
+    async def writer(s: MetadataStore, n: int) -> list[BatchOutcome]:
+        out: list[BatchOutcome] = []
+        for i in range(n):
+            out += await s.commit_file(
+                new_file(), [batch("t", (i + p) % 3, sizes[p]) for p in range(3)]
+            )
+        return out
+
+    results = await asyncio.gather(writer(a, 60), writer(b, 60), writer(a, 60), writer(b, 60))
+    assert all(o.error_code == 0 for r in results for o in r)
+    for p in range(3):
+        assert_dense(await all_offsets(b, "t", p), records=240 * sum(sizes) // 3)
+
+
+_CHILD = textwrap.dedent(
+    """
+    import asyncio, sys, uuid
+    from shoal.meta.open import open_metadata_store
+    from shoal.meta.store import FileInfo, PendingBatch
+
+    async def main(url: str, n: int) -> None:
+        store = open_metadata_store(url)
+        await store.start()
+        for i in range(n):
+            fid = uuid.uuid4().hex
+            batches = [PendingBatch("t", p, 0, 10, 1 + (i + p) % 3, 0, 0, -1, -1, -1)
+                       for p in range(2)]
+            out = await store.commit_file(FileInfo(fid, fid, 10), batches)
+            assert all(o.error_code == 0 for o in out), out
+        await store.close()
+
+    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    """
+)
+
+
+async def test_processes_commit_concurrently_without_reusing_offsets(
+    db_url: str, open_store: Opener
+) -> None:
+    store = await open_store()
+    await store.create_topic("t", 2, {})
+    children = [
+        await asyncio.create_subprocess_exec(sys.executable, "-c", _CHILD, db_url, "80")
+        for _ in range(3)
+    ]
+    local = asyncio.gather(
+        *[store.commit_file(new_file(), [batch("t", 0, 2), batch("t", 1, 2)]) for _ in range(40)]
+    )
+    codes = await asyncio.gather(*[c.wait() for c in children])
+    await local
+    assert codes == [0, 0, 0]
+    for p in range(2):
+        per_child = sum(1 + (i + p) % 3 for i in range(80))
+        assert_dense(await all_offsets(store, "t", p), records=3 * per_child + 40 * 2)
+
+
+# -- URLs (sqlite specifics of open_metadata_store) -----------------------------------------
+
+
+def test_open_rejects_unknown_schemes() -> None:
+    for url in ("mysql://x/y", "nourl", "sqlite://host/x.db", "sqlite:///db?colour=red"):
+        with pytest.raises(ValueError):
+            open_metadata_store(url)
+
+
+async def test_open_memory_and_four_slash_urls(tmp_path: Path) -> None:
+    mem = open_metadata_store("sqlite:///:memory:")
+    await mem.start()
+    await mem.create_topic("t", 1, {})
+    assert (await mem.commit_file(new_file(), [batch()]))[0].base_offset == 0
+    await mem.close()
+    path = tmp_path / "four.db"
+    four = open_metadata_store(f"sqlite:///{path}?synchronous=normal")
+    await four.start()
+    await four.create_topic("t", 1, {})
+    await four.close()
+    assert path.exists()
