@@ -1,0 +1,342 @@
+"""The topic configs Shoal knows: defaults, types, validation, and the broker configs it reports.
+
+Topics store only their overrides (`TopicInfo.configs`); the effective value of a key is the
+override or the default here. Names, types and defaults follow Kafka's `TopicConfig`, so tools
+that read or set them (kafka-configs, AdminClient, Terraform providers) see familiar values.
+Several keys (replication, flushing, index layout) mean nothing for a broker without local logs
+or replicas; they are accepted and stored so that existing scripts keep working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+
+from shoal.settings import Settings
+
+LONG_MAX = 2**63 - 1
+INT_MAX = 2**31 - 1
+LIST_SEPARATOR = ","
+
+
+class ConfigType(IntEnum):
+    """DescribeConfigs `config_type` (v3+)."""
+
+    UNKNOWN = 0
+    BOOLEAN = 1
+    STRING = 2
+    INT = 3
+    SHORT = 4
+    LONG = 5
+    DOUBLE = 6
+    LIST = 7
+    CLASS = 8
+    PASSWORD = 9
+
+
+class ConfigSource(IntEnum):
+    """DescribeConfigs `config_source` (v1+)."""
+
+    UNKNOWN = 0
+    TOPIC_CONFIG = 1  # DYNAMIC_TOPIC_CONFIG
+    DYNAMIC_BROKER_CONFIG = 2
+    DYNAMIC_DEFAULT_BROKER_CONFIG = 3
+    STATIC_BROKER_CONFIG = 4
+    DEFAULT_CONFIG = 5
+
+
+class ResourceType(IntEnum):
+    """ConfigResource.Type as sent in Describe/Alter/IncrementalAlterConfigs."""
+
+    UNKNOWN = 0
+    TOPIC = 2
+    BROKER = 4
+    BROKER_LOGGER = 8
+    CLIENT_METRICS = 16
+    GROUP = 32
+
+
+Check = Callable[[str], str | None]  # returns an error message, or None when the value is valid
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigDef:
+    name: str
+    type: ConfigType
+    default: str
+    doc: str
+    check: Check
+    broker_synonym: str | None = None  # the broker-wide key Kafka derives this default from
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigEntry:
+    """One effective config value, as DescribeConfigs and CreateTopics v5+ report it."""
+
+    name: str
+    value: str | None
+    source: ConfigSource
+    type: ConfigType
+    doc: str
+    read_only: bool = False
+    is_sensitive: bool = False
+    synonym: str | None = None
+    default: str | None = None
+
+
+def _integer(low: int, high: int) -> Check:
+    def check(value: str) -> str | None:
+        try:
+            number = int(value.strip())
+        except ValueError:
+            return f"{value!r} is not an integer"
+        if not low <= number <= high:
+            return f"{number} is outside [{low}, {high}]"
+        return None
+
+    return check
+
+
+def _double(low: float, high: float) -> Check:
+    def check(value: str) -> str | None:
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return f"{value!r} is not a number"
+        if not low <= number <= high:
+            return f"{number} is outside [{low}, {high}]"
+        return None
+
+    return check
+
+
+def _boolean(value: str) -> str | None:
+    if value.strip().lower() in ("true", "false"):
+        return None
+    return f"{value!r} is not true or false"
+
+
+def _one_of(*allowed: str, case_sensitive: bool = True) -> Check:
+    def check(value: str) -> str | None:
+        v = value.strip()
+        if v in allowed or (not case_sensitive and v.lower() in {a.lower() for a in allowed}):
+            return None
+        return f"{value!r} is not one of {', '.join(allowed)}"
+
+    return check
+
+
+def _list_of(*allowed: str) -> Check:
+    def check(value: str) -> str | None:
+        for item in split_list(value):
+            if allowed and item not in allowed:
+                return f"{item!r} is not one of {', '.join(allowed)}"
+        return None
+
+    return check
+
+
+def split_list(value: str | None) -> list[str]:
+    if value is None:
+        return []
+    return [item.strip() for item in value.split(LIST_SEPARATOR) if item.strip()]
+
+
+_I = ConfigType.INT
+_L = ConfigType.LONG
+
+_DEFS: tuple[ConfigDef, ...] = (
+    ConfigDef("cleanup.policy", ConfigType.LIST, "delete",
+              "delete: drop old data by retention.ms/retention.bytes; compact: keep the last "
+              "record of every key.", _list_of("delete", "compact"), "log.cleanup.policy"),
+    ConfigDef("compression.type", ConfigType.STRING, "producer",
+              "Shoal stores batches as the producer sent them; only 'producer' changes nothing.",
+              _one_of("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"),
+              "compression.type"),
+    ConfigDef("compression.gzip.level", _I, "-1", "Accepted for compatibility.",
+              _integer(-1, 9), "compression.gzip.level"),
+    ConfigDef("compression.lz4.level", _I, "9", "Accepted for compatibility.",
+              _integer(1, 17), "compression.lz4.level"),
+    ConfigDef("compression.zstd.level", _I, "3", "Accepted for compatibility.",
+              _integer(-131072, 22), "compression.zstd.level"),
+    ConfigDef("delete.retention.ms", _L, "86400000",
+              "How long delete tombstones are kept in compacted topics.",
+              _integer(0, LONG_MAX), "log.cleaner.delete.retention.ms"),
+    ConfigDef("file.delete.delay.ms", _L, "60000", "Accepted for compatibility.",
+              _integer(0, LONG_MAX), "log.segment.delete.delay.ms"),
+    ConfigDef("flush.messages", _L, str(LONG_MAX),
+              "Accepted for compatibility: every acknowledged batch is in the object store.",
+              _integer(1, LONG_MAX), "log.flush.interval.messages"),
+    ConfigDef("flush.ms", _L, str(LONG_MAX),
+              "Accepted for compatibility: every acknowledged batch is in the object store.",
+              _integer(0, LONG_MAX), "log.flush.interval.ms"),
+    ConfigDef("follower.replication.throttled.replicas", ConfigType.LIST, "",
+              "Accepted for compatibility: there is no replication.", _list_of()),
+    ConfigDef("index.interval.bytes", _I, "4096", "Accepted for compatibility.",
+              _integer(0, INT_MAX), "log.index.interval.bytes"),
+    ConfigDef("leader.replication.throttled.replicas", ConfigType.LIST, "",
+              "Accepted for compatibility: there is no replication.", _list_of()),
+    ConfigDef("local.retention.bytes", _L, "-2", "Accepted for compatibility.",
+              _integer(-2, LONG_MAX), "log.local.retention.bytes"),
+    ConfigDef("local.retention.ms", _L, "-2", "Accepted for compatibility.",
+              _integer(-2, LONG_MAX), "log.local.retention.ms"),
+    ConfigDef("max.compaction.lag.ms", _L, str(LONG_MAX),
+              "Longest time a record stays ineligible for compaction.",
+              _integer(1, LONG_MAX), "log.cleaner.max.compaction.lag.ms"),
+    ConfigDef("max.message.bytes", _I, "1048588",
+              "Largest record batch the topic accepts.", _integer(0, INT_MAX),
+              "message.max.bytes"),
+    ConfigDef("message.timestamp.after.max.ms", _L, str(LONG_MAX),
+              "How far in the future a CreateTime timestamp may be.",
+              _integer(0, LONG_MAX), "log.message.timestamp.after.max.ms"),
+    ConfigDef("message.timestamp.before.max.ms", _L, str(LONG_MAX),
+              "How far in the past a CreateTime timestamp may be.",
+              _integer(0, LONG_MAX), "log.message.timestamp.before.max.ms"),
+    ConfigDef("message.timestamp.type", ConfigType.STRING, "CreateTime",
+              "CreateTime keeps the producer's timestamps; LogAppendTime uses commit time.",
+              _one_of("CreateTime", "LogAppendTime"), "log.message.timestamp.type"),
+    ConfigDef("min.cleanable.dirty.ratio", ConfigType.DOUBLE, "0.5",
+              "Share of uncompacted data that triggers compaction.", _double(0.0, 1.0),
+              "log.cleaner.min.cleanable.ratio"),
+    ConfigDef("min.compaction.lag.ms", _L, "0",
+              "Shortest time a record stays uncompacted.", _integer(0, LONG_MAX),
+              "log.cleaner.min.compaction.lag.ms"),
+    ConfigDef("min.insync.replicas", _I, "1",
+              "Accepted for compatibility: the object store gives durability.",
+              _integer(1, INT_MAX), "min.insync.replicas"),
+    ConfigDef("preallocate", ConfigType.BOOLEAN, "false", "Accepted for compatibility.",
+              _boolean, "log.preallocate"),
+    ConfigDef("remote.storage.enable", ConfigType.BOOLEAN, "false",
+              "Accepted for compatibility: all data is in the object store.", _boolean),
+    ConfigDef("retention.bytes", _L, "-1",
+              "Per-partition size above which old data is dropped; -1: no limit.",
+              _integer(-1, LONG_MAX), "log.retention.bytes"),
+    ConfigDef("retention.ms", _L, "604800000",
+              "Age after which data is dropped; -1: keep forever.",
+              _integer(-1, LONG_MAX), "log.retention.ms"),
+    ConfigDef("segment.bytes", _I, "1073741824", "Accepted for compatibility.",
+              _integer(14, INT_MAX), "log.segment.bytes"),
+    ConfigDef("segment.index.bytes", _I, "10485760", "Accepted for compatibility.",
+              _integer(4, INT_MAX), "log.index.size.max.bytes"),
+    ConfigDef("segment.jitter.ms", _L, "0", "Accepted for compatibility.",
+              _integer(0, LONG_MAX), "log.roll.jitter.ms"),
+    ConfigDef("segment.ms", _L, "604800000", "Accepted for compatibility.",
+              _integer(1, LONG_MAX), "log.roll.ms"),
+    ConfigDef("unclean.leader.election.enable", ConfigType.BOOLEAN, "false",
+              "Accepted for compatibility: there are no leaders to elect.", _boolean,
+              "unclean.leader.election.enable"),
+)  # fmt: skip
+
+TOPIC_CONFIGS: Mapping[str, ConfigDef] = {d.name: d for d in _DEFS}
+
+
+def topic_defaults(settings: Settings | None = None) -> dict[str, str]:
+    """Default value of every known topic config; `settings` adjusts the broker-derived ones."""
+    values = {d.name: d.default for d in _DEFS}
+    if settings is not None:
+        values["max.message.bytes"] = str(settings.message_bytes_max)
+    return values
+
+
+def validate_topic_config(name: str, value: str | None) -> str | None:
+    """An error message for an unknown key or a bad value; None when the pair is valid."""
+    definition = TOPIC_CONFIGS.get(name)
+    if definition is None:
+        return f"Unknown topic config name: {name}"
+    if value is None:
+        return f"Null value not supported for topic config: {name}"
+    problem = definition.check(value)
+    if problem is not None:
+        return f"Invalid value {value!r} for configuration {name}: {problem}"
+    return None
+
+
+def validate_topic_configs(configs: Mapping[str, str | None]) -> str | None:
+    for name, value in configs.items():
+        problem = validate_topic_config(name, value)
+        if problem is not None:
+            return problem
+    return None
+
+
+def effective_topic_configs(
+    overrides: Mapping[str, str], settings: Settings | None = None
+) -> dict[str, str]:
+    """Override or default for every known key (unknown stored keys are kept as they are)."""
+    values = topic_defaults(settings)
+    values.update(overrides)
+    return values
+
+
+def topic_config_entries(
+    overrides: Mapping[str, str], settings: Settings | None = None
+) -> list[ConfigEntry]:
+    """Every effective topic config, sorted by name, with where its value comes from."""
+    defaults = topic_defaults(settings)
+    entries = []
+    for name in sorted(set(defaults) | set(overrides)):
+        definition = TOPIC_CONFIGS.get(name)
+        overridden = name in overrides
+        entries.append(
+            ConfigEntry(
+                name=name,
+                value=overrides[name] if overridden else defaults[name],
+                source=ConfigSource.TOPIC_CONFIG if overridden else ConfigSource.DEFAULT_CONFIG,
+                type=definition.type if definition else ConfigType.UNKNOWN,
+                doc=definition.doc if definition else "",
+                synonym=definition.broker_synonym if definition else None,
+                default=defaults.get(name),
+            )
+        )
+    return entries
+
+
+def list_append(current: str | None, items: str) -> str:
+    """IncrementalAlterConfigs APPEND: add the items that are not present yet, keeping order."""
+    values = split_list(current)
+    for item in split_list(items):
+        if item not in values:
+            values.append(item)
+    return LIST_SEPARATOR.join(values)
+
+
+def list_subtract(current: str | None, items: str) -> str:
+    """IncrementalAlterConfigs SUBTRACT: remove every given item."""
+    removed = set(split_list(items))
+    return LIST_SEPARATOR.join(v for v in split_list(current) if v not in removed)
+
+
+def broker_config_entries(settings: Settings, node_id: int) -> list[ConfigEntry]:
+    """What DescribeConfigs(BROKER) reports. Agents take their settings from flags at start and
+    cannot change them at run time, so every entry is static and read-only."""
+    static = ConfigSource.STATIC_BROKER_CONFIG
+    fixed = ConfigSource.DEFAULT_CONFIG
+    listener = f"PLAINTEXT://{settings.advertised}:{settings.kafka_port}"
+    rows: list[tuple[str, str, ConfigSource, ConfigType, str]] = [
+        ("advertised.listeners", listener, static, ConfigType.LIST, "Where clients connect."),
+        ("auto.create.topics.enable", str(settings.auto_create_topics).lower(), static,
+         ConfigType.BOOLEAN, "Create unknown topics on first use."),
+        ("broker.id", str(node_id), static, ConfigType.INT, "This agent's node id."),
+        ("broker.rack", settings.az, static, ConfigType.STRING, "This agent's zone."),
+        ("compression.type", "producer", fixed, ConfigType.STRING,
+         "Batches are stored as the producer sent them."),
+        ("default.replication.factor", "1", fixed, ConfigType.INT,
+         "Reported replication factor: the object store gives durability."),
+        ("listeners", f"PLAINTEXT://{settings.kafka_host}:{settings.kafka_port}", static,
+         ConfigType.LIST, "Where this agent listens."),
+        ("log.cleanup.policy", "delete", fixed, ConfigType.LIST, "Default cleanup.policy."),
+        ("log.retention.bytes", "-1", fixed, ConfigType.LONG, "Default retention.bytes."),
+        ("log.retention.ms", "604800000", fixed, ConfigType.LONG, "Default retention.ms."),
+        ("message.max.bytes", str(settings.message_bytes_max), static, ConfigType.INT,
+         "Largest record batch accepted."),
+        ("min.insync.replicas", "1", fixed, ConfigType.INT, "Default min.insync.replicas."),
+        ("num.partitions", str(settings.default_partitions), static, ConfigType.INT,
+         "Partitions of auto-created topics."),
+        ("socket.request.max.bytes", str(settings.frame_bytes_max), static, ConfigType.INT,
+         "Largest request frame accepted."),
+    ]  # fmt: skip
+    return [
+        ConfigEntry(name=n, value=v, source=s, type=t, doc=d, read_only=True, default=None)
+        for n, v, s, t, d in rows
+    ]

@@ -1,0 +1,301 @@
+"""DescribeConfigs, AlterConfigs and IncrementalAlterConfigs.
+
+Topic configs live in the metadata store as overrides; defaults come from `config_defaults`.
+Broker configs are reported but cannot be altered: Kafka brokers accept a set of *dynamic* broker
+configs through these APIs, but a Shoal agent takes its settings from flags at start and keeps
+them frozen, so an alter of a BROKER (or BROKER_LOGGER) resource gets INVALID_REQUEST with a
+message saying so, which is what Kafka answers for configs that cannot be updated dynamically.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from shoal.handlers.adapt import ZERO_THROTTLE, build, response_module
+from shoal.handlers.base import RequestContext, api
+from shoal.handlers.config_defaults import (
+    TOPIC_CONFIGS,
+    ConfigEntry,
+    ConfigSource,
+    ConfigType,
+    ResourceType,
+    broker_config_entries,
+    list_append,
+    list_subtract,
+    topic_config_entries,
+    topic_defaults,
+    validate_topic_config,
+    validate_topic_configs,
+)
+from shoal.handlers.services import Services
+from shoal.handlers.topic_names import is_valid_topic_name
+from shoal.meta.store import MetadataError, TopicInfo, UnknownTopicError
+
+DESCRIBE_CONFIGS = 32
+ALTER_CONFIGS = 33
+INCREMENTAL_ALTER_CONFIGS = 44
+
+OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
+
+STATIC_BROKER_MESSAGE = (
+    "Shoal agents take broker configs from flags at start; they cannot be updated dynamically."
+)
+
+Alter = Callable[[Services, Any, bool], Awaitable[None]]
+
+
+class _Refused(Exception):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+async def _topic(svc: Services, name: str) -> TopicInfo:
+    if not is_valid_topic_name(name):
+        raise _Refused(ErrorCode.invalid_topic_exception, f"Topic name {name!r} is illegal.")
+    # Straight from the store, not the cache: a describe right after an alter on another agent
+    # must see the new values.
+    info = await svc.meta.get_topic(name)
+    if info is None:
+        raise _Refused(ErrorCode.unknown_topic_or_partition, f"Topic '{name}' does not exist.")
+    return info
+
+
+def _unsupported(resource_type: int) -> _Refused:
+    return _Refused(ErrorCode.invalid_request, f"Unsupported resource type {resource_type}.")
+
+
+def _duplicates(resources: Any) -> set[tuple[int, str]]:
+    keys = Counter((int(r.resource_type), r.resource_name) for r in resources)
+    return {key for key, n in keys.items() if n > 1}
+
+
+# -- DescribeConfigs --------------------------------------------------------------------------
+
+
+@api(DESCRIBE_CONFIGS, "DescribeConfigs", 1, 4)
+async def handle_describe_configs(svc: Services, ctx: RequestContext, req: Any) -> Any:
+    module = response_module(DESCRIBE_CONFIGS, ctx.api_version)
+    synonyms = bool(req.include_synonyms)
+    documentation = bool(getattr(req, "include_documentation", False))
+    results = []
+    for resource in req.resources:
+        code, message, configs = ErrorCode.none, None, ()
+        try:
+            entries = await _describe(svc, int(resource.resource_type), resource.resource_name)
+            keys = resource.configuration_keys
+            if keys:  # None and empty both mean "all keys", as in Kafka
+                wanted = set(keys)
+                entries = [e for e in entries if e.name in wanted]
+            configs = tuple(_entry(module, e, synonyms, documentation) for e in entries)
+        except _Refused as refused:
+            code, message = refused.code, refused.message
+        except MetadataError as exc:
+            code, message = ErrorCode.unknown_server_error, str(exc)
+        results.append(
+            build(
+                module,
+                "DescribeConfigsResult",
+                error_code=code,
+                error_message=message,
+                resource_type=resource.resource_type,
+                resource_name=resource.resource_name,
+                configs=configs,
+            )
+        )
+    return build(
+        module, "DescribeConfigsResponse", throttle_time=ZERO_THROTTLE, results=tuple(results)
+    )
+
+
+async def _describe(svc: Services, resource_type: int, name: str) -> list[ConfigEntry]:
+    if resource_type == ResourceType.TOPIC:
+        info = await _topic(svc, name)
+        return topic_config_entries(info.configs, svc.settings)
+    if resource_type == ResourceType.BROKER:
+        if name == "":
+            return []  # cluster-wide dynamic defaults: there are none
+        _check_broker_name(svc, name)
+        return broker_config_entries(svc.settings, svc.node_id)
+    raise _unsupported(resource_type)
+
+
+def _check_broker_name(svc: Services, name: str) -> None:
+    try:
+        broker_id = int(name)
+    except ValueError:
+        raise _Refused(
+            ErrorCode.invalid_request, f"Broker id must be an integer, but it is: {name}"
+        ) from None
+    if broker_id != svc.node_id:
+        raise _Refused(
+            ErrorCode.invalid_request,
+            f"Unexpected broker id, expected {svc.node_id} or empty string, but received {name}",
+        )
+
+
+def _entry(module: Any, entry: ConfigEntry, synonyms: bool, documentation: bool) -> Any:
+    return build(
+        module,
+        "DescribeConfigsResourceResult",
+        name=entry.name,
+        value=entry.value,
+        read_only=entry.read_only,
+        config_source=int(entry.source),
+        is_sensitive=entry.is_sensitive,
+        synonyms=tuple(_synonyms(module, entry)) if synonyms else (),
+        config_type=int(entry.type),
+        documentation=entry.doc if documentation else None,
+    )
+
+
+def _synonyms(module: Any, entry: ConfigEntry) -> list[Any]:
+    """The override first, then the default it hides, named like Kafka's broker-wide key."""
+    rows = [(entry.name, entry.value, entry.source)]
+    if entry.source == ConfigSource.TOPIC_CONFIG and entry.default is not None:
+        rows.append((entry.synonym or entry.name, entry.default, ConfigSource.DEFAULT_CONFIG))
+    elif entry.source == ConfigSource.DEFAULT_CONFIG and entry.synonym is not None:
+        rows = [(entry.synonym, entry.value, ConfigSource.DEFAULT_CONFIG)]
+    return [
+        build(module, "DescribeConfigsSynonym", name=n, value=v, source=int(s)) for n, v, s in rows
+    ]
+
+
+# -- AlterConfigs (legacy: replaces the whole override set) -----------------------------------
+
+
+@api(ALTER_CONFIGS, "AlterConfigs", 0, 2)
+async def handle_alter_configs(svc: Services, ctx: RequestContext, req: Any) -> Any:
+    return await _alter_all(svc, ctx, req, ALTER_CONFIGS, "AlterConfigsResponse", _alter_legacy)
+
+
+async def _alter_legacy(svc: Services, resource: Any, validate_only: bool) -> None:
+    if int(resource.resource_type) != ResourceType.TOPIC:
+        raise _alter_refusal(int(resource.resource_type))
+    info = await _topic(svc, resource.resource_name)
+    # Kafka's legacy path drops null values rather than rejecting them.
+    configs = {c.name: c.value for c in resource.configs if c.value is not None}
+    problem = validate_topic_configs(configs)
+    if problem is not None:
+        raise _Refused(ErrorCode.invalid_config, problem)
+    if validate_only:
+        return
+    try:
+        await svc.meta.replace_topic_configs(info.name, configs)
+    except UnknownTopicError:
+        raise _Refused(
+            ErrorCode.unknown_topic_or_partition, f"Topic '{info.name}' does not exist."
+        ) from None
+    finally:
+        svc.topics.invalidate(info.name)
+
+
+def _alter_refusal(resource_type: int) -> _Refused:
+    if resource_type in (ResourceType.BROKER, ResourceType.BROKER_LOGGER):
+        return _Refused(ErrorCode.invalid_request, STATIC_BROKER_MESSAGE)
+    return _unsupported(resource_type)
+
+
+# -- IncrementalAlterConfigs ------------------------------------------------------------------
+
+
+@api(INCREMENTAL_ALTER_CONFIGS, "IncrementalAlterConfigs", 0, 1)
+async def handle_incremental_alter_configs(svc: Services, ctx: RequestContext, req: Any) -> Any:
+    return await _alter_all(
+        svc,
+        ctx,
+        req,
+        INCREMENTAL_ALTER_CONFIGS,
+        "IncrementalAlterConfigsResponse",
+        _alter_incremental,
+    )
+
+
+async def _alter_incremental(svc: Services, resource: Any, validate_only: bool) -> None:
+    if int(resource.resource_type) != ResourceType.TOPIC:
+        raise _alter_refusal(int(resource.resource_type))
+    info = await _topic(svc, resource.resource_name)
+    names = Counter(c.name for c in resource.configs)
+    if any(n > 1 for n in names.values()):
+        duplicated = sorted(k for k, n in names.items() if n > 1)
+        raise _Refused(
+            ErrorCode.invalid_request, f"Error due to duplicate config keys: {duplicated}"
+        )
+    defaults = topic_defaults(svc.settings)
+    changes: dict[str, str | None] = {}
+    for config in resource.configs:
+        name, value, op = config.name, config.value, int(config.config_operation)
+        definition = TOPIC_CONFIGS.get(name)
+        if definition is None:
+            raise _Refused(ErrorCode.invalid_config, f"Unknown topic config name: {name}")
+        if op == OP_DELETE:
+            changes[name] = None
+            continue
+        if op not in (OP_SET, OP_APPEND, OP_SUBTRACT):
+            raise _Refused(ErrorCode.invalid_request, f"Unknown config operation {op} for {name}.")
+        if value is None:
+            raise _Refused(ErrorCode.invalid_request, f"Null value not supported for : {name}")
+        if op != OP_SET:
+            if definition.type != ConfigType.LIST:
+                verb = "append" if op == OP_APPEND else "subtract"
+                raise _Refused(
+                    ErrorCode.invalid_config,
+                    f"Config value {verb} is not allowed for config key: {name}",
+                )
+            current = info.configs.get(name, defaults[name])
+            value = (
+                list_append(current, value) if op == OP_APPEND else list_subtract(current, value)
+            )
+        problem = validate_topic_config(name, value)
+        if problem is not None:
+            raise _Refused(ErrorCode.invalid_config, problem)
+        changes[name] = value
+    if validate_only or not changes:
+        return
+    try:
+        await svc.meta.set_topic_configs(info.name, changes)
+    except UnknownTopicError:
+        raise _Refused(
+            ErrorCode.unknown_topic_or_partition, f"Topic '{info.name}' does not exist."
+        ) from None
+    finally:
+        svc.topics.invalidate(info.name)
+
+
+# -- shared by both alters --------------------------------------------------------------------
+
+
+async def _alter_all(
+    svc: Services, ctx: RequestContext, req: Any, api_key: int, response_name: str, alter: Alter
+) -> Any:
+    module = response_module(api_key, ctx.api_version)
+    duplicates = _duplicates(req.resources)
+    results = []
+    for resource in req.resources:
+        code, message = ErrorCode.none, None
+        try:
+            if (int(resource.resource_type), resource.resource_name) in duplicates:
+                raise _Refused(
+                    ErrorCode.invalid_request, f"Duplicate resource {resource.resource_name!r}."
+                )
+            await alter(svc, resource, bool(req.validate_only))
+        except _Refused as refused:
+            code, message = refused.code, refused.message
+        except MetadataError as exc:
+            code, message = ErrorCode.unknown_server_error, str(exc)
+        results.append(
+            build(
+                module,
+                "AlterConfigsResourceResponse",
+                error_code=code,
+                error_message=message,
+                resource_type=resource.resource_type,
+                resource_name=resource.resource_name,
+            )
+        )
+    return build(module, response_name, throttle_time=ZERO_THROTTLE, responses=tuple(results))

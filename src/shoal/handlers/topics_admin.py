@@ -1,0 +1,353 @@
+"""CreateTopics, DeleteTopics and CreatePartitions.
+
+There is no replication and no partition placement: a topic is a row in the metadata store and
+any agent serves any partition. Replication factors and replica assignments are therefore
+checked for shape (so that client mistakes still get Kafka's errors) and otherwise ignored; the
+replication factor is reported as 1, the same as the single replica that Metadata shows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from shoal.handlers.adapt import ZERO_THROTTLE, build, has_field, response_module
+from shoal.handlers.base import RequestContext, api
+from shoal.handlers.config_defaults import topic_config_entries, validate_topic_configs
+from shoal.handlers.services import Services
+from shoal.handlers.topic_names import is_valid_topic_name
+from shoal.meta.store import (
+    InvalidPartitionsError,
+    MetadataError,
+    TopicExistsError,
+    TopicInfo,
+    UnknownTopicError,
+)
+
+CREATE_TOPICS = 19
+DELETE_TOPICS = 20
+CREATE_PARTITIONS = 37
+
+# Every partition costs index rows and long-poll bookkeeping; a typo like 1000000 must not
+# create a topic that every Metadata response then has to list.
+PARTITIONS_MAX = 10_000
+REPORTED_REPLICATION_FACTOR = 1
+ZERO_UUID = uuid.UUID(int=0)
+# kio writes None as the all-zero UUID (and reads it back as None): "no topic id".
+NO_TOPIC_ID = None
+
+
+class _Refused(Exception):
+    """A per-topic error: the topic gets this code and message, the others go on."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _duplicates(names: list[Any]) -> set[Any]:
+    return {name for name, n in Counter(names).items() if n > 1}
+
+
+# -- CreateTopics -----------------------------------------------------------------------------
+
+
+@api(CREATE_TOPICS, "CreateTopics", 2, 7)
+async def handle_create_topics(svc: Services, ctx: RequestContext, req: Any) -> Any:
+    module = response_module(CREATE_TOPICS, ctx.api_version)
+    duplicates = _duplicates([t.name for t in req.topics])
+    results = []
+    for topic in req.topics:
+        try:
+            if topic.name in duplicates:
+                raise _Refused(ErrorCode.invalid_request, f"Duplicate topic name {topic.name!r}.")
+            info = await _create_one(svc, topic, bool(req.validate_only))
+        except _Refused as refused:
+            results.append(_create_error(module, topic.name, refused.code, refused.message))
+        except MetadataError as exc:
+            results.append(
+                _create_error(module, topic.name, ErrorCode.unknown_server_error, str(exc))
+            )
+        else:
+            results.append(_create_ok(module, svc, info, bool(req.validate_only)))
+    return build(module, "CreateTopicsResponse", throttle_time=ZERO_THROTTLE, topics=tuple(results))
+
+
+async def _create_one(svc: Services, topic: Any, validate_only: bool) -> TopicInfo:
+    name: str = topic.name
+    if not is_valid_topic_name(name):
+        raise _Refused(
+            ErrorCode.invalid_topic_exception,
+            f"Topic name {name!r} is illegal: it must be 1-249 characters of [a-zA-Z0-9._-], "
+            "and not '.' or '..'.",
+        )
+    if await svc.meta.get_topic(name) is not None:
+        raise _Refused(ErrorCode.topic_already_exists, f"Topic '{name}' already exists.")
+    partitions = _partition_count(svc, topic)
+    configs: dict[str, str | None] = {c.name: c.value for c in topic.configs}
+    problem = validate_topic_configs(configs)
+    if problem is not None:
+        raise _Refused(ErrorCode.invalid_config, problem)
+    checked = {k: v for k, v in configs.items() if v is not None}
+    if validate_only:
+        return TopicInfo(name=name, topic_id=ZERO_UUID, partitions=partitions, configs=checked)
+    try:
+        info = await svc.meta.create_topic(name, partitions, checked)
+    except TopicExistsError:
+        raise _Refused(ErrorCode.topic_already_exists, f"Topic '{name}' already exists.") from None
+    finally:
+        svc.topics.invalidate(name)
+    return info
+
+
+def _partition_count(svc: Services, topic: Any) -> int:
+    rf = int(topic.replication_factor)
+    if topic.assignments:
+        if topic.num_partitions != -1 or rf != -1:
+            raise _Refused(
+                ErrorCode.invalid_request,
+                "Both numPartitions or replicationFactor and replicasAssignments were set. "
+                "Both cannot be used at the same time.",
+            )
+        indexes = sorted(int(a.partition_index) for a in topic.assignments)
+        if indexes != list(range(len(indexes))):
+            raise _Refused(
+                ErrorCode.invalid_replica_assignment,
+                "Partitions should be numbered consecutively from 0 in the replica assignment.",
+            )
+        if any(not a.broker_ids for a in topic.assignments):
+            raise _Refused(
+                ErrorCode.invalid_replica_assignment, "A replica assignment has no brokers."
+            )
+        partitions = len(indexes)
+    else:
+        if rf == 0 or rf < -1:
+            raise _Refused(
+                ErrorCode.invalid_replication_factor,
+                "Replication factor must be larger than 0, or -1 to use the default value.",
+            )
+        partitions = int(topic.num_partitions)
+        if partitions == -1:
+            partitions = svc.settings.default_partitions
+        elif partitions <= 0:
+            raise _Refused(
+                ErrorCode.invalid_partitions,
+                "Number of partitions must be larger than 0, or -1 to use the default value.",
+            )
+    if partitions > PARTITIONS_MAX:
+        raise _Refused(
+            ErrorCode.invalid_partitions,
+            f"Number of partitions {partitions} is above the limit of {PARTITIONS_MAX}.",
+        )
+    return partitions
+
+
+def _create_ok(module: Any, svc: Services, info: TopicInfo, validate_only: bool) -> Any:
+    if not has_field(module, "CreatableTopicResult", "configs"):  # before v5
+        return build(module, "CreatableTopicResult", name=info.name, error_code=ErrorCode.none,
+                     error_message=None)  # fmt: skip
+    configs = tuple(
+        build(
+            module,
+            "CreatableTopicConfigs",
+            name=entry.name,
+            value=entry.value,
+            read_only=entry.read_only,
+            config_source=int(entry.source),
+            is_sensitive=entry.is_sensitive,
+        )
+        for entry in topic_config_entries(info.configs, svc.settings)
+    )
+    return build(
+        module,
+        "CreatableTopicResult",
+        name=info.name,
+        topic_id=NO_TOPIC_ID if validate_only else info.topic_id,
+        error_code=ErrorCode.none,
+        error_message=None,
+        num_partitions=info.partitions,
+        replication_factor=REPORTED_REPLICATION_FACTOR,
+        configs=configs,
+    )
+
+
+def _create_error(module: Any, name: str, code: ErrorCode, message: str) -> Any:
+    return build(
+        module,
+        "CreatableTopicResult",
+        name=name,
+        topic_id=NO_TOPIC_ID,
+        error_code=code,
+        error_message=message,
+        num_partitions=-1,
+        replication_factor=-1,
+        configs=(),
+    )
+
+
+# -- DeleteTopics -----------------------------------------------------------------------------
+
+
+@api(DELETE_TOPICS, "DeleteTopics", 1, 6)
+async def handle_delete_topics(svc: Services, ctx: RequestContext, req: Any) -> Any:
+    module = response_module(DELETE_TOPICS, ctx.api_version)
+    wanted: list[tuple[str | None, uuid.UUID | None]]
+    if hasattr(req, "topics"):  # v6+: by name or by id
+        wanted = [(t.name, t.topic_id if t.topic_id != ZERO_UUID else None) for t in req.topics]
+    else:
+        wanted = [(name, None) for name in req.topic_names]
+    dup_names = _duplicates([n for n, i in wanted if i is None and n is not None])
+    dup_ids = _duplicates([i for _, i in wanted if i is not None])
+
+    results = []
+    for name, topic_id in wanted:
+        shown, shown_id = name, topic_id
+        try:
+            if name is not None and topic_id is not None:
+                raise _Refused(
+                    ErrorCode.invalid_request, "You may not specify both topic name and topic id."
+                )
+            if topic_id is not None:
+                if topic_id in dup_ids:
+                    raise _Refused(ErrorCode.invalid_request, "Duplicate topic id.")
+                shown = await _delete_by_id(svc, topic_id)
+            elif name is not None:
+                if name in dup_names:
+                    raise _Refused(ErrorCode.invalid_request, "Duplicate topic name.")
+                shown_id = await _delete_by_name(svc, name)
+            else:
+                raise _Refused(ErrorCode.invalid_request, "Neither topic name nor id was given.")
+        except _Refused as refused:
+            results.append(_delete_result(module, shown, shown_id, refused.code, refused.message))
+        except MetadataError as exc:
+            results.append(
+                _delete_result(module, shown, shown_id, ErrorCode.unknown_server_error, str(exc))
+            )
+        else:
+            results.append(_delete_result(module, shown, shown_id, ErrorCode.none, None))
+    return build(
+        module, "DeleteTopicsResponse", throttle_time=ZERO_THROTTLE, responses=tuple(results)
+    )
+
+
+async def _delete_by_name(svc: Services, name: str) -> uuid.UUID | None:
+    """Returns the deleted topic's id, which v6+ responses carry."""
+    unknown = _Refused(
+        ErrorCode.unknown_topic_or_partition, "This server does not host this topic-partition."
+    )
+    info = await svc.meta.get_topic(name)
+    if info is None:
+        raise unknown
+    try:
+        await svc.meta.delete_topic(name)
+    except UnknownTopicError:
+        raise unknown from None
+    finally:
+        svc.topics.invalidate(name)
+    return info.topic_id
+
+
+async def _delete_by_id(svc: Services, topic_id: uuid.UUID) -> str:
+    unknown = _Refused(ErrorCode.unknown_topic_id, "This server does not host this topic ID.")
+    info = await svc.topics.get_by_id(topic_id)
+    if info is None:
+        raise unknown
+    try:
+        await svc.meta.delete_topic(info.name)
+    except UnknownTopicError:
+        raise unknown from None
+    finally:
+        svc.topics.invalidate(info.name)
+    return info.name
+
+
+def _delete_result(
+    module: Any, name: str | None, topic_id: uuid.UUID | None, code: ErrorCode, message: str | None
+) -> Any:
+    return build(
+        module,
+        "DeletableTopicResult",
+        name=name,
+        topic_id=topic_id,
+        error_code=code,
+        error_message=message,
+    )
+
+
+# -- CreatePartitions -------------------------------------------------------------------------
+
+
+@api(CREATE_PARTITIONS, "CreatePartitions", 0, 3)
+async def handle_create_partitions(svc: Services, ctx: RequestContext, req: Any) -> Any:
+    module = response_module(CREATE_PARTITIONS, ctx.api_version)
+    duplicates = _duplicates([t.name for t in req.topics])
+    results = []
+    for topic in req.topics:
+        code, message = ErrorCode.none, None
+        try:
+            if topic.name in duplicates:
+                raise _Refused(ErrorCode.invalid_request, "Duplicate topic in request.")
+            await _grow(svc, topic, bool(req.validate_only))
+        except _Refused as refused:
+            code, message = refused.code, refused.message
+        except MetadataError as exc:
+            code, message = ErrorCode.unknown_server_error, str(exc)
+        results.append(
+            build(
+                module,
+                "CreatePartitionsTopicResult",
+                name=topic.name,
+                error_code=code,
+                error_message=message,
+            )
+        )
+    return build(
+        module, "CreatePartitionsResponse", throttle_time=ZERO_THROTTLE, results=tuple(results)
+    )
+
+
+async def _grow(svc: Services, topic: Any, validate_only: bool) -> None:
+    name: str = topic.name
+    count = int(topic.count)
+    unknown = _Refused(ErrorCode.unknown_topic_or_partition, f"The topic '{name}' does not exist.")
+    info = await svc.meta.get_topic(name) if is_valid_topic_name(name) else None
+    if info is None:
+        raise unknown
+    if count < info.partitions:
+        raise _Refused(
+            ErrorCode.invalid_partitions,
+            f"Topic currently has {info.partitions} partitions, which is higher than the "
+            f"requested {count}.",
+        )
+    if count == info.partitions:
+        raise _Refused(
+            ErrorCode.invalid_partitions, f"Topic already has {info.partitions} partitions."
+        )
+    if count > PARTITIONS_MAX:
+        raise _Refused(
+            ErrorCode.invalid_partitions,
+            f"Number of partitions {count} is above the limit of {PARTITIONS_MAX}.",
+        )
+    added = count - info.partitions
+    if topic.assignments is not None and len(topic.assignments) != added:
+        raise _Refused(
+            ErrorCode.invalid_replica_assignment,
+            f"Increasing the number of partitions by {added} but {len(topic.assignments)} "
+            "assignments provided.",
+        )
+    if validate_only:
+        return
+    try:
+        await svc.meta.create_partitions(name, count)
+    except UnknownTopicError:
+        raise unknown from None
+    except InvalidPartitionsError as exc:
+        raise _Refused(
+            ErrorCode.invalid_partitions, str(exc) or "Invalid partition count."
+        ) from None
+    finally:
+        svc.topics.invalidate(name)
