@@ -1,0 +1,295 @@
+"""The write pipeline: open segment -> seal -> concurrent uploads -> commits in seal order.
+
+Produce handlers call `append` with every validated batch of one request. The batches land in
+the same segment file, so one metadata transaction commits the whole request. `append` returns
+once the file is in the object store and its batches are committed (acked means durable).
+
+Error codes handed back (all retriable in Kafka clients):
+- 56 KAFKA_STORAGE_ERROR: the upload failed. Nothing was committed ("not persisted" for
+  librdkafka, so it retries without marking messages possibly-persisted).
+- 7 REQUEST_TIMED_OUT: the metadata commit failed or timed out. Its outcome is unknown (a commit
+  can succeed after the connection dropped), which is what Kafka's "possibly persisted" timeout
+  means; idempotent producers resolve it through sequence deduplication.
+- 7 REQUEST_TIMED_OUT also when `append` waited `backpressure_timeout_ms` for buffer space.
+- 6 NOT_LEADER_OR_FOLLOWER after `close()`: the client refreshes metadata and goes elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from shoal import metrics
+from shoal.meta.store import BatchOutcome
+from shoal.protocol.errors import KAFKA_STORAGE_ERROR, NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT
+from shoal.write.segment_buffer import OpenSegment, SealedSegment
+from shoal.write.segment_format import BatchEntry
+
+if TYPE_CHECKING:
+    from shoal.meta.store import MetadataStore
+    from shoal.objstore.store import ObjectStore
+    from shoal.protocol.batch import BatchHeader
+
+log = logging.getLogger(__name__)
+
+OnCommit = Callable[[list[tuple[str, int, int]]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class AppendItem:
+    topic: str
+    partition: int
+    data: bytes | memoryview  # the whole RecordBatch as the client sent it (validated)
+    header: BatchHeader
+
+
+class SegmentWriter:
+    def __init__(
+        self,
+        store: ObjectStore,
+        meta: MetadataStore,
+        *,
+        flush_interval_ms: int,
+        flush_bytes_max: int,
+        uploads_in_flight_max: int,
+        buffer_bytes_max: int,
+        on_commit: OnCommit,
+        backpressure_timeout_ms: int = 30_000,
+        commit_timeout_ms: int = 30_000,
+    ) -> None:
+        if flush_bytes_max <= 0 or buffer_bytes_max <= 0 or uploads_in_flight_max <= 0:
+            raise ValueError("writer limits must be positive")
+        self._store = store
+        self._meta = meta
+        self._flush_interval_s = max(0, flush_interval_ms) / 1000
+        self._flush_bytes_max = flush_bytes_max
+        self._buffer_bytes_max = buffer_bytes_max
+        self._backpressure_timeout_s = backpressure_timeout_ms / 1000
+        self._commit_timeout_s = commit_timeout_ms / 1000
+        self._on_commit = on_commit
+        self._uploads = asyncio.Semaphore(uploads_in_flight_max)
+        self._open = OpenSegment()
+        # Sealed segments in seal order; None tells the committer to stop. Bounded in practice
+        # by buffer_bytes_max: every queued segment holds reserved buffer bytes.
+        self._sealed: asyncio.Queue[SealedSegment | None] = asyncio.Queue()
+        self._space_waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._buffered = 0
+        self._committer: asyncio.Task[None] | None = None
+        self._closed = False
+        self.stats: dict[str, int] = {
+            "appends": 0,
+            "batches": 0,
+            "segments": 0,
+            "flushes_size": 0,
+            "flushes_time": 0,
+            "flushes_close": 0,
+            "upload_failures": 0,
+            "commit_failures": 0,
+            "backpressure_waits": 0,
+            "backpressure_timeouts": 0,
+        }
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self._buffered
+
+    async def start(self) -> None:
+        if self._committer is None:
+            self._committer = asyncio.create_task(self._commit_loop(), name="segment-committer")
+
+    async def close(self) -> None:
+        """Seal what is buffered, upload and commit it, answer every waiter, then stop."""
+        if self._closed:
+            if self._committer is not None:
+                await self._committer
+            return
+        self._closed = True
+        while self._space_waiters:
+            _, waiter = self._space_waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(_Closed())
+        if not self._open.empty:
+            self._seal("close")
+        await self.start()
+        await self._sealed.put(None)
+        assert self._committer is not None
+        await self._committer
+
+    async def append(self, items: list[AppendItem]) -> list[BatchOutcome]:
+        """Answer per item, in order, once committed (or with a retriable error)."""
+        if not items:
+            return []
+        if self._closed or self._committer is None:
+            return [BatchOutcome(NOT_LEADER_OR_FOLLOWER, -1)] * len(items)
+        size = sum(len(item.data) for item in items)
+        try:
+            await self._reserve(size)
+        except _Closed:
+            return [BatchOutcome(NOT_LEADER_OR_FOLLOWER, -1)] * len(items)
+        except TimeoutError:
+            self.stats["backpressure_timeouts"] += 1
+            return [BatchOutcome(REQUEST_TIMED_OUT, -1)] * len(items)
+        if self._closed:
+            self._release(size)
+            return [BatchOutcome(NOT_LEADER_OR_FOLLOWER, -1)] * len(items)
+
+        if not self._open.empty and self._open.data_bytes + size > self._flush_bytes_max:
+            self._seal("size")
+        entries = [
+            BatchEntry(
+                topic=item.topic,
+                partition=item.partition,
+                data=item.data,
+                record_count=item.header.last_offset_delta + 1,
+                base_timestamp=item.header.base_timestamp,
+                max_timestamp=item.header.max_timestamp,
+                producer_id=item.header.producer_id,
+                producer_epoch=item.header.producer_epoch,
+                base_sequence=item.header.base_sequence,
+                attributes=item.header.attributes,
+            )
+            for item in items
+        ]
+        future: asyncio.Future[list[BatchOutcome]] = asyncio.get_running_loop().create_future()
+        segment = self._open
+        first_bytes = segment.empty
+        segment.add(entries, size, future)
+        self.stats["appends"] += 1
+        self.stats["batches"] += len(items)
+        if segment.data_bytes >= self._flush_bytes_max:
+            self._seal("size")
+        elif first_bytes:
+            segment.timer = asyncio.get_running_loop().call_later(
+                self._flush_interval_s, self._on_timer, segment
+            )
+        return await future
+
+    # -- buffer accounting ------------------------------------------------------------------
+    async def _reserve(self, size: int) -> None:
+        # FIFO: once someone waits, later appends queue behind it so large ones do not starve.
+        # An append larger than the whole buffer is admitted when the buffer is empty.
+        if not self._space_waiters and self._fits(size):
+            self._take(size)
+            return
+        self.stats["backpressure_waits"] += 1
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (size, waiter)
+        self._space_waiters.append(entry)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), self._backpressure_timeout_s)
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                # Space was granted just as we gave up: hand it back.
+                self._release(size)
+            elif entry in self._space_waiters:
+                self._space_waiters.remove(entry)
+                self._wake()
+            raise
+
+    def _fits(self, size: int) -> bool:
+        return self._buffered == 0 or self._buffered + size <= self._buffer_bytes_max
+
+    def _take(self, size: int) -> None:
+        self._buffered += size
+        metrics.WRITE_BUFFER_BYTES.inc(size)
+
+    def _release(self, size: int) -> None:
+        self._buffered -= size
+        metrics.WRITE_BUFFER_BYTES.dec(size)
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._space_waiters:
+            size, waiter = self._space_waiters[0]
+            if waiter.done():
+                self._space_waiters.popleft()
+                continue
+            if not self._fits(size):
+                return
+            self._space_waiters.popleft()
+            self._take(size)
+            waiter.set_result(None)
+
+    # -- sealing and uploading --------------------------------------------------------------
+    def _on_timer(self, segment: OpenSegment) -> None:
+        segment.timer = None
+        if segment is self._open and not segment.empty:
+            self._seal("time")
+
+    def _seal(self, reason: str) -> None:
+        sealed = self._open.seal(reason)
+        self._open = OpenSegment()
+        metrics.SEGMENT_FLUSHES.labels(reason=reason).inc()
+        metrics.SEGMENT_BYTES.observe(sealed.size)
+        metrics.SEGMENT_BATCHES.inc(len(sealed.placed))
+        self.stats["segments"] += 1
+        self.stats[f"flushes_{reason}"] += 1
+        sealed.upload = asyncio.create_task(self._upload(sealed), name=f"upload-{sealed.file_id}")
+        self._sealed.put_nowait(sealed)
+
+    async def _upload(self, segment: SealedSegment) -> None:
+        async with self._uploads:
+            try:
+                await self._store.put_create(segment.key, segment.data)
+            finally:
+                segment.data = b""
+
+    # -- committing -------------------------------------------------------------------------
+    async def _commit_loop(self) -> None:
+        while True:
+            segment = await self._sealed.get()
+            if segment is None:
+                return
+            try:
+                await self._finish(segment)
+            except Exception:  # never let one segment stop the pipeline
+                log.exception("segment %s: unexpected failure", segment.file_id)
+                segment.fail(KAFKA_STORAGE_ERROR)
+            finally:
+                self._release(segment.buffered_bytes)
+
+    async def _finish(self, segment: SealedSegment) -> None:
+        assert segment.upload is not None
+        try:
+            await segment.upload
+        except Exception as exc:
+            self.stats["upload_failures"] += 1
+            log.warning("segment %s: upload failed: %s", segment.key, exc)
+            segment.fail(KAFKA_STORAGE_ERROR)
+            return
+        started = time.perf_counter()
+        try:
+            outcomes = await asyncio.wait_for(
+                self._meta.commit_file(segment.file_info(), segment.pending_batches()),
+                self._commit_timeout_s,
+            )
+        except Exception as exc:
+            self.stats["commit_failures"] += 1
+            log.warning("segment %s: commit failed: %s", segment.key, exc)
+            segment.fail(REQUEST_TIMED_OUT)
+            return
+        finally:
+            metrics.COMMIT_LATENCY.observe(time.perf_counter() - started)
+        if len(outcomes) != len(segment.placed):
+            log.error(
+                "segment %s: %d outcomes for %d batches",
+                segment.key, len(outcomes), len(segment.placed),
+            )
+            segment.fail(REQUEST_TIMED_OUT)
+            return
+        segment.answer(outcomes)
+        marks = segment.high_watermarks(outcomes)
+        if marks:
+            try:
+                self._on_commit(marks)
+            except Exception:
+                log.exception("on_commit callback failed")
+
+
+class _Closed(Exception):
+    pass
