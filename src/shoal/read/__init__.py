@@ -1,0 +1,19 @@
+"""The read path: index lookup, block cache, fetch assembly and long poll (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+from shoal.read.block_cache import BlockCache, BlockSource, RangeReader, ShortReadError
+from shoal.read.fetcher import FetchReader, IndexReader, PartitionFetch, PartitionRead
+from shoal.read.waiters import PartitionWaiters
+
+__all__ = [
+    "BlockCache",
+    "BlockSource",
+    "FetchReader",
+    "IndexReader",
+    "PartitionFetch",
+    "PartitionRead",
+    "PartitionWaiters",
+    "RangeReader",
+    "ShortReadError",
+]

@@ -1,0 +1,227 @@
+"""The in-memory block cache: aligned blocks of immutable objects, loaded with one GET each.
+
+Objects never change once written (DESIGN.md §2.3), so a cached block is never stale and needs
+no invalidation; only the byte budget removes blocks. A fetch asks for byte ranges; the cache
+turns them into whole-block loads so that every byte is fetched from the object store about once,
+however many consumers read it: object-store GETs ≈ bytes read / block_bytes.
+
+`BlockSource` is the seam the fetch reader calls. Today the local `BlockCache` implements it; in
+a cluster a ring router will, sending each range to the agent that owns its block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from typing import Any, Protocol
+
+from shoal.metrics import (
+    BLOCK_CACHE_BYTES,
+    BLOCK_CACHE_EVICTIONS,
+    BLOCK_CACHE_HITS,
+    BLOCK_CACHE_MISSES,
+)
+
+log = logging.getLogger(__name__)
+
+BlockKey = tuple[str, int]
+
+
+class RangeReader(Protocol):
+    """What the cache needs from `shoal.objstore.store.ObjectStore`."""
+
+    async def get_range(self, key: str, start: int, end: int) -> bytes: ...
+
+
+class BlockSource(Protocol):
+    """Where the fetch reader gets batch bytes from (local cache today, ring router later)."""
+
+    async def read_ranges(
+        self, key: str, file_size: int, ranges: list[tuple[int, int]]
+    ) -> list[bytes]:
+        """Bytes of each `(pos, length)` range of object `key`, in the order given."""
+        ...
+
+
+class ShortReadError(OSError):
+    """The object store returned fewer bytes than the block holds (object truncated or gone)."""
+
+
+class BlockCache:
+    """LRU cache of aligned object blocks under a byte budget, with single-flight loads.
+
+    Block i of an object covers [i*block_bytes, min((i+1)*block_bytes, file_size)).
+    """
+
+    def __init__(
+        self,
+        store: RangeReader,
+        block_bytes: int,
+        cache_bytes_max: int,
+        *,
+        get_timeout_s: float | None = 120.0,
+    ) -> None:
+        """`get_timeout_s` bounds one block load as a whole; keep it above the store's own
+        per-attempt timeout times its retries, so that it only catches a hung store."""
+        if block_bytes <= 0:
+            raise ValueError("block_bytes must be positive")
+        if cache_bytes_max < 0:
+            raise ValueError("cache_bytes_max must not be negative")
+        self._store = store
+        self.block_bytes = block_bytes
+        self.cache_bytes_max = cache_bytes_max
+        self._get_timeout_s = get_timeout_s
+        self._blocks: OrderedDict[BlockKey, bytes] = OrderedDict()
+        # In-flight loads. Tasks, not bare futures: a load must outlive a cancelled waiter.
+        self._loading: dict[BlockKey, asyncio.Task[bytes]] = {}
+        self._bytes = 0
+        self._hits = 0
+        self._misses = 0
+        self._joined = 0
+        self._evictions = 0
+        self._errors = 0
+        self._uncacheable = 0
+
+    # -- public API ----------------------------------------------------------------------------
+    async def read(self, key: str, file_size: int, pos: int, length: int) -> bytes:
+        """Exactly the bytes [pos, pos+length) of object `key` (whose size is `file_size`)."""
+        _check_range(file_size, pos, length)
+        if length == 0:
+            return b""
+        first, last = self._span(pos, length)
+        if first == last:
+            block = await self._get_block(key, file_size, first)
+            return _slice(block, pos - first * self.block_bytes, length)
+        blocks = await asyncio.gather(
+            *(self._get_block(key, file_size, i) for i in range(first, last + 1))
+        )
+        return self._assemble(dict(zip(range(first, last + 1), blocks, strict=True)), pos, length)
+
+    async def read_ranges(
+        self, key: str, file_size: int, ranges: list[tuple[int, int]]
+    ) -> list[bytes]:
+        """Bytes of each `(pos, length)` range; every block needed is loaded once for the call."""
+        needed: set[int] = set()
+        for pos, length in ranges:
+            _check_range(file_size, pos, length)
+            if length:
+                first, last = self._span(pos, length)
+                needed.update(range(first, last + 1))
+        order = sorted(needed)
+        loaded = await asyncio.gather(*(self._get_block(key, file_size, i) for i in order))
+        # Local references keep every block alive while assembling, even if evicted meanwhile.
+        blocks = dict(zip(order, loaded, strict=True))
+        return [self._assemble(blocks, pos, length) if length else b"" for pos, length in ranges]
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for the status page."""
+        return {
+            "block_bytes": self.block_bytes,
+            "cache_bytes_max": self.cache_bytes_max,
+            "bytes": self._bytes,
+            "blocks": len(self._blocks),
+            "loading": len(self._loading),
+            "hits": self._hits,
+            "misses": self._misses,
+            "joined_loads": self._joined,
+            "evictions": self._evictions,
+            "load_errors": self._errors,
+            "uncacheable": self._uncacheable,
+        }
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._blocks
+
+    # -- internals -----------------------------------------------------------------------------
+    def _span(self, pos: int, length: int) -> tuple[int, int]:
+        return pos // self.block_bytes, (pos + length - 1) // self.block_bytes
+
+    def _assemble(self, blocks: dict[int, bytes], pos: int, length: int) -> bytes:
+        bb = self.block_bytes
+        first, last = self._span(pos, length)
+        if first == last:
+            return _slice(blocks[first], pos - first * bb, length)
+        end = pos + length
+        parts: list[memoryview] = []
+        for i in range(first, last + 1):
+            start = max(pos, i * bb) - i * bb
+            stop = min(end, (i + 1) * bb) - i * bb
+            parts.append(memoryview(blocks[i])[start:stop])
+        return b"".join(parts)
+
+    async def _get_block(self, key: str, file_size: int, index: int) -> bytes:
+        bkey = (key, index)
+        block = self._blocks.get(bkey)
+        if block is not None:
+            self._blocks.move_to_end(bkey)
+            self._hits += 1
+            BLOCK_CACHE_HITS.inc()
+            return block
+        task = self._loading.get(bkey)
+        if task is None:
+            self._misses += 1
+            BLOCK_CACHE_MISSES.inc()
+            task = asyncio.get_running_loop().create_task(self._load(bkey, file_size))
+            task.add_done_callback(self._load_done)
+            self._loading[bkey] = task
+        else:
+            self._joined += 1
+            BLOCK_CACHE_HITS.inc()
+        # shield: cancelling this waiter must not cancel the load other waiters share.
+        return await asyncio.shield(task)
+
+    async def _load(self, bkey: BlockKey, file_size: int) -> bytes:
+        key, index = bkey
+        start = index * self.block_bytes
+        end = min(start + self.block_bytes, file_size)
+        try:
+            async with asyncio.timeout(self._get_timeout_s):
+                data = await self._store.get_range(key, start, end)
+            if len(data) != end - start:
+                raise ShortReadError(
+                    f"{key} block {index}: got {len(data)} bytes, expected {end - start}"
+                )
+            block = bytes(data)  # a bytes object, whatever buffer type the store returned
+            self._insert(bkey, block)
+            return block
+        finally:
+            self._loading.pop(bkey, None)
+
+    def _load_done(self, task: asyncio.Task[bytes]) -> None:
+        # Retrieve the exception so that a load whose waiters were all cancelled does not log
+        # "exception was never retrieved"; errors are counted, never cached.
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._errors += 1
+            log.debug("block load failed: %r", exc)
+
+    def _insert(self, bkey: BlockKey, block: bytes) -> None:
+        size = len(block)
+        if size > self.cache_bytes_max:
+            self._uncacheable += 1
+            return
+        old = self._blocks.pop(bkey, None)
+        if old is not None:
+            self._bytes -= len(old)
+        self._blocks[bkey] = block
+        self._bytes += size
+        while self._bytes > self.cache_bytes_max:
+            _, evicted = self._blocks.popitem(last=False)
+            self._bytes -= len(evicted)
+            self._evictions += 1
+            BLOCK_CACHE_EVICTIONS.inc()
+        BLOCK_CACHE_BYTES.set(self._bytes)
+
+
+def _slice(block: bytes, start: int, length: int) -> bytes:
+    if start == 0 and length == len(block):
+        return block
+    return bytes(memoryview(block)[start : start + length])
+
+
+def _check_range(file_size: int, pos: int, length: int) -> None:
+    if pos < 0 or length < 0 or pos + length > file_size:
+        raise ValueError(f"range [{pos}, {pos + length}) outside object of {file_size} bytes")

@@ -1,0 +1,342 @@
+"""Fetch assembly: index lookup, byte loading through a `BlockSource`, baseOffset patching, limits
+and the long poll (DESIGN.md §4 steps 1, 2, 5, 6).
+
+One fetch runs in three phases so that the response-level byte limit is applied before any byte
+is loaded and all batches of one segment file (which holds many partitions) are read in one
+`read_ranges` call:
+1. index rows of every partition, concurrently (bounded);
+2. selection in request order under partition and response limits (KIP-74: the first batch of
+   the first non-empty partition is returned even if it exceeds the limits);
+3. bytes per file, concurrently (bounded), then patching of each batch's baseOffset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from shoal.meta.store import BatchRow, PartitionState
+from shoal.protocol import batch as record_batch
+from shoal.protocol.errors import (
+    KAFKA_STORAGE_ERROR,  # retriable: the object or metadata store failed for this partition
+    NONE,
+    OFFSET_OUT_OF_RANGE,
+    UNKNOWN_TOPIC_OR_PARTITION,
+)
+from shoal.read.block_cache import BlockSource
+from shoal.read.waiters import PartitionKey, PartitionWaiters
+
+log = logging.getLogger(__name__)
+
+_BASE_OFFSET = struct.Struct(">q")
+_T = TypeVar("_T")
+
+
+class IndexReader(Protocol):
+    """What the fetch reader needs from `shoal.meta.store.MetadataStore`."""
+
+    async def partition_state(self, topic: str, partition: int) -> PartitionState | None: ...
+
+    async def partition_states(
+        self, keys: list[tuple[str, int]]
+    ) -> dict[tuple[str, int], PartitionState]: ...
+
+    async def read_batches(
+        self, topic: str, partition: int, offset: int, max_bytes: int, max_batches: int = 1000
+    ) -> list[BatchRow]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionFetch:
+    topic: str
+    partition: int
+    fetch_offset: int
+    partition_max_bytes: int
+
+
+@dataclass(slots=True)
+class PartitionRead:
+    error_code: int
+    high_watermark: int
+    log_start_offset: int
+    # Record-batch bytes in offset order, baseOffsets patched. Batches that are adjacent in
+    # one file come as one element (the wire format is their concatenation anyway).
+    batches: list[bytes] = field(default_factory=list)
+    byte_count: int = 0
+
+
+@dataclass(slots=True)
+class _Plan:
+    read: PartitionRead
+    rows: list[BatchRow]
+
+
+class FetchReader:
+    def __init__(
+        self,
+        meta: IndexReader,
+        blocks: BlockSource,
+        waiters: PartitionWaiters,
+        *,
+        lookups_in_flight_max: int = 32,
+        files_in_flight_max: int = 16,
+        batches_per_partition_max: int = 5000,
+        poll_interval_s: float | None = 0.25,
+    ) -> None:
+        """`poll_interval_s`: how often a long poll re-reads high watermarks from the metadata
+        store, to see commits by other agents (None: rely on `waiters.notify` alone)."""
+        self._meta = meta
+        self._blocks = blocks
+        self._waiters = waiters
+        self._lookups_max = lookups_in_flight_max
+        self._files_max = files_in_flight_max
+        self._batches_max = batches_per_partition_max
+        self._poll_s = poll_interval_s
+
+    # -- public API ----------------------------------------------------------------------------
+    async def read_partition(
+        self, topic: str, partition: int, offset: int, max_bytes: int
+    ) -> PartitionRead:
+        """Whole batches holding offsets >= `offset`, up to `max_bytes` (at least one batch)."""
+        plan = await self._lookup(PartitionFetch(topic, partition, offset, max_bytes), max_bytes)
+        _select([plan], max_bytes)
+        await self._load([plan])
+        return plan.read
+
+    async def fetch(
+        self, requests: list[PartitionFetch], max_bytes: int, min_bytes: int, max_wait_ms: int
+    ) -> list[PartitionRead]:
+        """One Fetch: results in request order; waits up to `max_wait_ms` for `min_bytes`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(max_wait_ms, 0) / 1000.0
+        previous: dict[PartitionKey, int] | None = None
+        while True:
+            reads = await self._read_all(requests, max_bytes)
+            total = sum(r.byte_count for r in reads)
+            if total >= min_bytes or max_wait_ms <= 0 or not reads:
+                return reads
+            if any(r.error_code != NONE for r in reads):
+                return reads  # as Kafka: an error answers at once
+            hwms = {
+                (q.topic, q.partition): r.high_watermark
+                for q, r in zip(requests, reads, strict=True)
+            }
+            if previous is not None and all(hwms[k] <= previous.get(k, -1) for k in hwms):
+                # Woken but nothing moved: a known high watermark is stale (topic recreated).
+                for (topic, partition), hwm in hwms.items():
+                    self._waiters.reset(topic, partition, hwm)
+            previous = hwms
+            if not await self._wait(list(hwms), hwms, deadline):
+                return reads
+
+    # -- long poll -----------------------------------------------------------------------------
+    async def _wait(
+        self, keys: list[PartitionKey], above: dict[PartitionKey, int], deadline: float
+    ) -> bool:
+        """True when a high watermark moved before `deadline`."""
+        loop = asyncio.get_running_loop()
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            slice_s = remaining if self._poll_s is None else min(remaining, self._poll_s)
+            if await self._waiters.wait(keys, above, slice_s):
+                return True
+            if self._poll_s is None or deadline - loop.time() <= 0:
+                continue
+            try:
+                states = await self._meta.partition_states(keys)
+            except Exception:
+                log.warning("long-poll high watermark check failed", exc_info=True)
+                continue
+            for (topic, partition), state in states.items():
+                self._waiters.notify(topic, partition, state.high_watermark)
+            if any(s.high_watermark > above.get(k, s.high_watermark) for k, s in states.items()):
+                return True
+
+    # -- phases --------------------------------------------------------------------------------
+    async def _read_all(
+        self, requests: list[PartitionFetch], max_bytes: int
+    ) -> list[PartitionRead]:
+        plans = await _gather_bounded(
+            [self._lookup(q, max_bytes) for q in requests], self._lookups_max
+        )
+        _select(plans, max_bytes)
+        await self._load(plans)
+        return [p.read for p in plans]
+
+    async def _lookup(self, req: PartitionFetch, response_max_bytes: int) -> _Plan:
+        """Partition state and candidate index rows (phase 1)."""
+        try:
+            state = await self._meta.partition_state(req.topic, req.partition)
+            if state is None:
+                return _Plan(PartitionRead(UNKNOWN_TOPIC_OR_PARTITION, -1, -1), [])
+            read = PartitionRead(NONE, state.high_watermark, state.log_start_offset)
+            offset = req.fetch_offset
+            if offset < state.log_start_offset or offset > state.high_watermark:
+                read.error_code = OFFSET_OUT_OF_RANGE
+                return _Plan(read, [])
+            if offset == state.high_watermark:
+                return _Plan(read, [])
+            limit = max(min(req.partition_max_bytes, response_max_bytes), 1)
+            rows = await self._meta.read_batches(
+                req.topic, req.partition, offset, limit, self._batches_max
+            )
+        except Exception:
+            log.warning("index lookup of %s-%d failed", req.topic, req.partition, exc_info=True)
+            return _Plan(PartitionRead(KAFKA_STORAGE_ERROR, -1, -1), [])
+        # Rows committed after the state was read lie beyond the reported high watermark: leave
+        # them for the next fetch so that no batch is ever newer than the watermark sent with it.
+        return _Plan(read, _usable(rows, offset, state.high_watermark, limit))
+
+    async def _load(self, plans: Sequence[_Plan]) -> None:
+        """Read the selected rows' bytes, one `read_ranges` call per file (phase 3).
+
+        Consecutive batches of a partition sit next to each other in a segment file, so they
+        are read as one range ("run") and patched in one join: the per-batch cost is a header
+        pack, not a read, a slice and a copy."""
+        runs: list[_Run] = []
+        by_file: dict[str, list[int]] = {}  # file key -> indexes into runs
+        for pi, plan in enumerate(plans):
+            rows = plan.rows
+            i = 0
+            while i < len(rows):
+                first = rows[i]
+                end = first.byte_pos + first.byte_len
+                j = i + 1
+                while j < len(rows):
+                    row = rows[j]
+                    if row.file_key != first.file_key or row.byte_pos != end:
+                        break
+                    end += row.byte_len
+                    j += 1
+                by_file.setdefault(first.file_key, []).append(len(runs))
+                runs.append(_Run(pi, first.file_key, first.file_size, first.byte_pos, rows[i:j]))
+                i = j
+        if not runs:
+            return
+        loaded: list[bytes | None] = [None] * len(runs)
+        failed: set[int] = set()
+
+        async def load_file(key: str) -> None:
+            indexes = by_file[key]
+            ranges = [(runs[k].start, runs[k].length()) for k in indexes]
+            try:
+                datas = await self._blocks.read_ranges(key, runs[indexes[0]].file_size, ranges)
+            except Exception:
+                log.warning("reading %s failed", key, exc_info=True)
+                failed.update(runs[k].plan for k in indexes)
+                return
+            for k, data in zip(indexes, datas, strict=True):
+                loaded[k] = data
+
+        await _gather_bounded([load_file(k) for k in by_file], self._files_max)
+        for run, data in zip(runs, loaded, strict=True):  # runs are in plan and offset order
+            read = plans[run.plan].read
+            if run.plan in failed:
+                read.error_code = KAFKA_STORAGE_ERROR
+                read.batches.clear()
+                read.byte_count = 0
+                continue
+            assert data is not None
+            read.batches.append(_patch_run(data, run))
+            read.byte_count += len(data)
+
+
+@dataclass(slots=True)
+class _Run:
+    """Consecutive batches of one partition that are adjacent in one file."""
+
+    plan: int
+    file_key: str
+    file_size: int
+    start: int
+    rows: list[BatchRow]
+
+    def length(self) -> int:
+        last = self.rows[-1]
+        return last.byte_pos + last.byte_len - self.start
+
+
+def _patch_run(data: bytes, run: _Run) -> bytes:
+    rows = run.rows
+    if len(rows) == 1:
+        return patch_base_offset(data, rows[0].base_offset)
+    view = memoryview(data)
+    pack = _BASE_OFFSET.pack
+    start = run.start
+    parts: list[bytes | memoryview] = []
+    for row in rows:
+        pos = row.byte_pos - start
+        parts.append(pack(row.base_offset))
+        parts.append(view[pos + 8 : pos + row.byte_len])
+    return b"".join(parts)
+
+
+def _usable(
+    rows: list[BatchRow], offset: int, hwm: int, limit: int, resorted: bool = False
+) -> list[BatchRow]:
+    """Rows holding offsets in [offset, hwm), in offset order, up to `limit` bytes (always the
+    first one). One pass; the store returns rows in order, anything else is sorted first and
+    overlapping rows are dropped."""
+    out: list[BatchRow] = []
+    total = 0
+    prev = -1
+    for row in rows:
+        if row.last_offset < offset:
+            continue
+        if row.base_offset <= prev:
+            if resorted:
+                continue
+            ordered = sorted(rows, key=lambda r: r.base_offset)
+            return _usable(ordered, offset, hwm, limit, resorted=True)
+        if row.base_offset >= hwm:
+            break
+        total += row.byte_len
+        if total > limit and out:
+            break
+        out.append(row)
+        prev = row.last_offset
+    return out
+
+
+def _select(plans: Sequence[_Plan], max_bytes: int) -> None:
+    """Apply partition and response limits in request order (phase 2)."""
+    remaining = max_bytes
+    empty_so_far = True
+    for plan in plans:
+        kept: list[BatchRow] = []
+        for row in plan.rows:  # already trimmed to the partition limit
+            if row.byte_len > remaining and not (empty_so_far and not kept):
+                break
+            kept.append(row)
+            remaining -= row.byte_len
+        plan.rows = kept
+        if kept:
+            empty_so_far = False
+        remaining = max(remaining, 0)
+
+
+def patch_base_offset(batch: bytes, base_offset: int) -> bytes:
+    """The batch with its baseOffset set (the CRC starts at `attributes`, so it stays valid);
+    the batch itself when it already holds that offset (no copy)."""
+    if batch[:8] == _BASE_OFFSET.pack(base_offset):
+        return batch
+    return record_batch.patch_base_offset(batch, base_offset)
+
+
+async def _gather_bounded(coros: list[Coroutine[Any, Any, _T]], limit: int) -> list[_T]:
+    """Await coroutines with at most `limit` running at once, results in order."""
+    if len(coros) <= limit:
+        return list(await asyncio.gather(*coros))
+    sem = asyncio.Semaphore(limit)
+
+    async def run(coro: Coroutine[Any, Any, _T]) -> _T:
+        async with sem:
+            return await coro
+
+    return list(await asyncio.gather(*(run(c) for c in coros)))
