@@ -124,6 +124,21 @@ def test_incremental_alter_configs(admin: AdminClient) -> None:
     assert topic_configs(admin, "adm-alter")["retention.ms"].value == "1000"
 
 
+def test_legacy_alter_configs_replaces_and_synonyms(admin: AdminClient) -> None:
+    new = NewTopic("adm-legacy", 1, 1, config={"segment.ms": "60000"})
+    admin.create_topics([new])["adm-legacy"].result(TIMEOUT_S)
+    resource = ConfigResource(
+        ConfigResource.Type.TOPIC, "adm-legacy", set_config={"retention.ms": "42"}
+    )
+    assert admin.alter_configs([resource])[resource].result(TIMEOUT_S) is None
+    configs = topic_configs(admin, "adm-legacy")
+    assert configs["retention.ms"].value == "42"
+    # The legacy API replaces the whole override set: segment.ms is back to its default.
+    assert configs["segment.ms"].value == "604800000"
+    assert ConfigSource(configs["segment.ms"].source) == ConfigSource.DEFAULT_CONFIG
+    assert set(configs["retention.ms"].synonyms) == {"retention.ms", "log.retention.ms"}
+
+
 def test_broker_configs_and_cluster(admin: AdminClient) -> None:
     cluster = admin.describe_cluster(request_timeout=TIMEOUT_S).result(TIMEOUT_S)
     (node,) = cluster.nodes
@@ -158,3 +173,37 @@ def test_kafka_python_admin(admin_agent: AgentProcess) -> None:
         assert "adm-kp" not in client.list_topics()
     finally:
         client.close()
+
+
+def test_aiokafka_admin(admin_agent: AgentProcess) -> None:
+    import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
+    from aiokafka.admin import NewTopic as AioNewTopic
+    from aiokafka.admin.config_resource import ConfigResource as AioResource
+    from aiokafka.admin.config_resource import ConfigResourceType as AioType
+
+    async def run() -> None:
+        client = AIOKafkaAdminClient(bootstrap_servers=admin_agent.bootstrap)
+        await client.start()
+        try:
+            created = await client.create_topics([AioNewTopic("adm-aio", 2, 1)])
+            assert [e[1] for e in created.topic_errors] == [0]
+            grown = await client.create_partitions({"adm-aio": NewPartitions(3)})
+            assert [e[1] for e in grown.topic_errors] == [0]
+            altered = await client.alter_configs(
+                [AioResource(AioType.TOPIC, "adm-aio", {"retention.ms": "7"})]
+            )
+            assert [r[0] for r in altered[0].resources] == [0]
+            (described,) = await client.describe_configs(
+                [AioResource(AioType.TOPIC, "adm-aio", {"retention.ms": None})]
+            )
+            ((error, _msg, _type, _name, entries),) = described.resources
+            assert error == 0
+            assert [(e[0], e[1]) for e in entries] == [("retention.ms", "7")]
+            deleted = await client.delete_topics(["adm-aio"])
+            assert [e[1] for e in deleted.topic_error_codes] == [0]
+        finally:
+            await client.close()
+
+    asyncio.run(run())

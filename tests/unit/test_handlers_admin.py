@@ -244,6 +244,15 @@ async def test_create_validate_only_and_duplicates(svc: Services) -> None:
     assert await svc.meta.get_topic("d") is None
 
 
+async def test_create_refuses_colliding_names(svc: Services) -> None:
+    await create(svc, new_topic(7, "metrics.cpu"))
+    (clash,) = (await create(svc, new_topic(7, "metrics_cpu"))).topics
+    assert clash.error_code == ErrorCode.invalid_topic_exception
+    assert clash.error_message and "metrics.cpu" in clash.error_message
+    (fine,) = (await create(svc, new_topic(7, "metrics.mem"))).topics
+    assert fine.error_code == ErrorCode.none
+
+
 async def test_create_with_assignments(svc: Services) -> None:
     assign = tuple(part(CREATE, 7, "CreatableReplicaAssignment", partition_index=i, broker_ids=(1,))
                    for i in range(2))  # fmt: skip

@@ -87,6 +87,7 @@ async def _create_one(svc: Services, topic: Any, validate_only: bool) -> TopicIn
         )
     if await svc.meta.get_topic(name) is not None:
         raise _Refused(ErrorCode.topic_already_exists, f"Topic '{name}' already exists.")
+    await _check_collision(svc, name)
     partitions = _partition_count(svc, topic)
     configs: dict[str, str | None] = {c.name: c.value for c in topic.configs}
     problem = validate_topic_configs(configs)
@@ -102,6 +103,20 @@ async def _create_one(svc: Services, topic: Any, validate_only: bool) -> TopicIn
     finally:
         svc.topics.invalidate(name)
     return info
+
+
+async def _check_collision(svc: Services, name: str) -> None:
+    """Kafka refuses names that differ only in '.' versus '_': both map to the same metric
+    names, so clients' metrics for the two topics would mix."""
+    if "." not in name and "_" not in name:
+        return
+    unified = name.replace(".", "_")
+    for other in await svc.meta.list_topics():
+        if other.name != name and other.name.replace(".", "_") == unified:
+            raise _Refused(
+                ErrorCode.invalid_topic_exception,
+                f"Topic '{name}' collides with existing topic: {other.name}",
+            )
 
 
 def _partition_count(svc: Services, topic: Any) -> int:
