@@ -251,6 +251,9 @@ async def test_create_refuses_colliding_names(svc: Services) -> None:
     assert clash.error_message and "metrics.cpu" in clash.error_message
     (fine,) = (await create(svc, new_topic(7, "metrics.mem"))).topics
     assert fine.error_code == ErrorCode.none
+    same_request = await create(svc, new_topic(7, "a.b"), new_topic(7, "a_b"))
+    assert [t.error_code for t in same_request.topics] == [
+        ErrorCode.none, ErrorCode.invalid_topic_exception]  # fmt: skip
 
 
 async def test_create_with_assignments(svc: Services) -> None:

@@ -60,12 +60,13 @@ def _duplicates(names: list[Any]) -> set[Any]:
 async def handle_create_topics(svc: Services, ctx: RequestContext, req: Any) -> Any:
     module = response_module(CREATE_TOPICS, ctx.api_version)
     duplicates = _duplicates([t.name for t in req.topics])
+    collisions = _Collisions(svc)
     results = []
     for topic in req.topics:
         try:
             if topic.name in duplicates:
                 raise _Refused(ErrorCode.invalid_request, f"Duplicate topic name {topic.name!r}.")
-            info = await _create_one(svc, topic, bool(req.validate_only))
+            info = await _create_one(svc, topic, bool(req.validate_only), collisions)
         except _Refused as refused:
             results.append(_create_error(module, topic.name, refused.code, refused.message))
         except MetadataError as exc:
@@ -77,7 +78,9 @@ async def handle_create_topics(svc: Services, ctx: RequestContext, req: Any) -> 
     return build(module, "CreateTopicsResponse", throttle_time=ZERO_THROTTLE, topics=tuple(results))
 
 
-async def _create_one(svc: Services, topic: Any, validate_only: bool) -> TopicInfo:
+async def _create_one(
+    svc: Services, topic: Any, validate_only: bool, collisions: _Collisions
+) -> TopicInfo:
     name: str = topic.name
     if not is_valid_topic_name(name):
         raise _Refused(
@@ -87,7 +90,7 @@ async def _create_one(svc: Services, topic: Any, validate_only: bool) -> TopicIn
         )
     if await svc.meta.get_topic(name) is not None:
         raise _Refused(ErrorCode.topic_already_exists, f"Topic '{name}' already exists.")
-    await _check_collision(svc, name)
+    await collisions.check(name)
     partitions = _partition_count(svc, topic)
     configs: dict[str, str | None] = {c.name: c.value for c in topic.configs}
     problem = validate_topic_configs(configs)
@@ -102,21 +105,39 @@ async def _create_one(svc: Services, topic: Any, validate_only: bool) -> TopicIn
         raise _Refused(ErrorCode.topic_already_exists, f"Topic '{name}' already exists.") from None
     finally:
         svc.topics.invalidate(name)
+    collisions.add(name)
     return info
 
 
-async def _check_collision(svc: Services, name: str) -> None:
+class _Collisions:
     """Kafka refuses names that differ only in '.' versus '_': both map to the same metric
-    names, so clients' metrics for the two topics would mix."""
-    if "." not in name and "_" not in name:
-        return
-    unified = name.replace(".", "_")
-    for other in await svc.meta.list_topics():
-        if other.name != name and other.name.replace(".", "_") == unified:
+    names, so clients' metrics for the two topics would mix. The topic list is read at most
+    once per request, and only if a name in it could collide."""
+
+    def __init__(self, svc: Services) -> None:
+        self._svc = svc
+        self._unified: dict[str, str] | None = None
+
+    async def check(self, name: str) -> None:
+        if "." not in name and "_" not in name:
+            return
+        if self._unified is None:
+            topics = await self._svc.meta.list_topics()
+            self._unified = {_unify(t.name): t.name for t in topics}
+        other = self._unified.get(_unify(name))
+        if other is not None and other != name:
             raise _Refused(
                 ErrorCode.invalid_topic_exception,
-                f"Topic '{name}' collides with existing topic: {other.name}",
+                f"Topic '{name}' collides with existing topic: {other}",
             )
+
+    def add(self, name: str) -> None:
+        if self._unified is not None:
+            self._unified[_unify(name)] = name
+
+
+def _unify(name: str) -> str:
+    return name.replace(".", "_")
 
 
 def _partition_count(svc: Services, topic: Any) -> int:
