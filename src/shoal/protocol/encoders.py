@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -35,7 +35,6 @@ FETCH_MAX_VERSION: Final = 18
 
 Buffer = bytes | bytearray | memoryview
 RecordsData = Buffer | Sequence[Buffer] | None
-_Append = Callable[[Buffer], None]
 
 
 @dataclass(slots=True)
@@ -186,20 +185,31 @@ def encode_fetch_response(
             if records is None:
                 size = None
                 chunks: Sequence[Buffer] = ()
-            elif isinstance(records, bytes | bytearray | memoryview):
+            elif isinstance(records, (bytes, bytearray, memoryview)):
                 size = len(records)
                 chunks = (records,)
             else:
-                size = sum(map(len, records))
+                size = len(records[0]) if len(records) == 1 else sum(map(len, records))
                 chunks = records
             aborted = p.aborted_transactions
             if flexible:
-                _fetch_partition_flex(p, aborted, append)
-                append(uvarint(size + 1) if size is not None else b"\x00")
+                if aborted:
+                    head = _fetch_partition_flex_aborted(p, aborted)
+                else:
+                    head = _FETCH_FLEX.pack(
+                        p.partition_index,
+                        p.error_code,
+                        p.high_watermark,
+                        p.last_stable_offset,
+                        p.log_start_offset,
+                        0 if aborted is None else 1,
+                        p.preferred_read_replica,
+                    )
+                append(head + uvarint(size + 1) if size is not None else head + b"\x00")
                 extend(chunks)
                 append(b"\x00")
             elif aborted:
-                _fetch_partition_aborted(version, p, aborted, size, append)
+                append(_fetch_partition_aborted(version, p, aborted, size))
                 extend(chunks)
             else:
                 count = -1 if aborted is None else 0
@@ -248,37 +258,23 @@ def encode_fetch_response(
     return b"".join(parts)
 
 
-def _fetch_partition_flex(
-    p: FetchPartitionResult,
-    aborted: Sequence[tuple[int, int]] | None,
-    append: _Append,
-) -> None:
-    if not aborted:
-        append(
-            _FETCH_FLEX.pack(
-                p.partition_index,
-                p.error_code,
-                p.high_watermark,
-                p.last_stable_offset,
-                p.log_start_offset,
-                0 if aborted is None else 1,
-                p.preferred_read_replica,
-            )
-        )
-        return
-    append(
+def _fetch_partition_flex_aborted(
+    p: FetchPartitionResult, aborted: Sequence[tuple[int, int]]
+) -> bytes:
+    """Flexible partition header up to the records length, with a non-empty aborted list."""
+    out = [
         _FETCH_HEAD_V5.pack(
             p.partition_index,
             p.error_code,
             p.high_watermark,
             p.last_stable_offset,
             p.log_start_offset,
-        )
-    )
-    append(uvarint(len(aborted) + 1))
-    for producer_id, first_offset in aborted:
-        append(_ABORTED_FLEX.pack(producer_id, first_offset, 0))
-    append(I32.pack(p.preferred_read_replica))
+        ),
+        uvarint(len(aborted) + 1),
+    ]
+    out.extend(_ABORTED_FLEX.pack(producer_id, first, 0) for producer_id, first in aborted)
+    out.append(I32.pack(p.preferred_read_replica))
+    return b"".join(out)
 
 
 def _fetch_partition_aborted(
@@ -286,27 +282,23 @@ def _fetch_partition_aborted(
     p: FetchPartitionResult,
     aborted: Sequence[tuple[int, int]],
     size: int | None,
-    append: _Append,
-) -> None:
+) -> bytes:
+    """Non-flexible partition header including the records length, with aborted transactions."""
     if version >= 5:
-        append(
-            _FETCH_HEAD_V5.pack(
-                p.partition_index,
-                p.error_code,
-                p.high_watermark,
-                p.last_stable_offset,
-                p.log_start_offset,
-            )
+        head = _FETCH_HEAD_V5.pack(
+            p.partition_index,
+            p.error_code,
+            p.high_watermark,
+            p.last_stable_offset,
+            p.log_start_offset,
         )
     else:
-        append(
-            _FETCH_HEAD_V4.pack(
-                p.partition_index, p.error_code, p.high_watermark, p.last_stable_offset
-            )
+        head = _FETCH_HEAD_V4.pack(
+            p.partition_index, p.error_code, p.high_watermark, p.last_stable_offset
         )
-    append(I32.pack(len(aborted)))
-    for producer_id, first_offset in aborted:
-        append(_ABORTED.pack(producer_id, first_offset))
+    out = [head, I32.pack(len(aborted))]
+    out.extend(_ABORTED.pack(producer_id, first) for producer_id, first in aborted)
     if version >= 11:
-        append(I32.pack(p.preferred_read_replica))
-    append(bytes_length(size, False))
+        out.append(I32.pack(p.preferred_read_replica))
+    out.append(bytes_length(size, False))
+    return b"".join(out)

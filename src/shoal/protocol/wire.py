@@ -22,6 +22,8 @@ def uvarint(value: int) -> bytes:
     """Unsigned varint (flexible versions' lengths and counts)."""
     if value < 0x80:
         return _SMALL_UVARINTS[value]
+    if value < 0x4000:  # record sets up to 16 KiB: two bytes, no loop
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
