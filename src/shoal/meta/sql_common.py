@@ -7,7 +7,7 @@ says. Keeping the Kafka idempotence rules here means both stores decide exactly 
 
 from __future__ import annotations
 
-import json
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -42,6 +42,8 @@ class DuplicateFileError(MetadataError):
 PartitionKey = tuple[str, int]
 ProducerKey = tuple[int, str, int]  # (producer_id, topic, partition)
 RecentBatch = tuple[int, int, int]  # (base_sequence, last_sequence, base_offset)
+# Stored form of the recent batches: a BLOB (bytea) of big-endian records, oldest first.
+_RECENT = struct.Struct(">iiq")
 
 
 @dataclass(slots=True)
@@ -56,13 +58,12 @@ class ProducerEntry:
     epoch: int
     recent: list[RecentBatch] = field(default_factory=list)  # oldest first
 
-    def encode_recent(self) -> str:
-        return json.dumps(self.recent, separators=(",", ":"))
+    def encode_recent(self) -> bytes:
+        return b"".join(_RECENT.pack(*r) for r in self.recent)
 
     @staticmethod
-    def decode(epoch: int, recent_json: str) -> ProducerEntry:
-        recent = [(int(a), int(b), int(c)) for a, b, c in json.loads(recent_json)]
-        return ProducerEntry(epoch, recent)
+    def decode(epoch: int, recent: bytes) -> ProducerEntry:
+        return ProducerEntry(epoch, list(_RECENT.iter_unpack(recent)))
 
 
 @dataclass(slots=True)

@@ -97,13 +97,13 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
                 epoch INTEGER NOT NULL,
                 created_at INTEGER NOT NULL,
                 updated_at INTEGER NOT NULL)""",
-            # recent: JSON list of the last 5 [base_sequence, last_sequence, base_offset].
+            # recent: the last 5 (base_sequence, last_sequence, base_offset), see sql_common.
             """CREATE TABLE producer_state (
                 topic TEXT NOT NULL,
                 partition INTEGER NOT NULL,
                 producer_id INTEGER NOT NULL,
                 epoch INTEGER NOT NULL,
-                recent TEXT NOT NULL,
+                recent BLOB NOT NULL,
                 updated_at INTEGER NOT NULL,
                 PRIMARY KEY (topic, partition, producer_id)) WITHOUT ROWID""",
         ),
