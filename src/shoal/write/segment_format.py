@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import crc32c
 
@@ -45,9 +46,10 @@ class SegmentFormatError(ValueError):
     """The bytes are not a valid segment file (truncated, corrupt, unknown version)."""
 
 
-@dataclass(frozen=True, slots=True)
-class BatchEntry:
-    """One batch to place in a segment: its wire bytes and the fields the footer keeps."""
+class BatchEntry(NamedTuple):
+    """One batch to place in a segment: its wire bytes and the fields the footer keeps.
+    (NamedTuples: one is made per batch on the hot path, and they build ~3x faster than
+    frozen dataclasses.)"""
 
     topic: str
     partition: int
@@ -61,8 +63,7 @@ class BatchEntry:
     attributes: int = 0  # the batch's attributes field (compression, transactional, control)
 
 
-@dataclass(frozen=True, slots=True)
-class FooterEntry:
+class FooterEntry(NamedTuple):
     topic: str
     partition: int
     byte_pos: int

@@ -195,12 +195,12 @@ class SegmentWriter:
         return self._buffered == 0 or self._buffered + size <= self._buffer_bytes_max
 
     def _take(self, size: int) -> None:
+        # The gauge is refreshed per segment (seal, release), not per append: it is hot.
         self._buffered += size
-        metrics.WRITE_BUFFER_BYTES.inc(size)
 
     def _release(self, size: int) -> None:
         self._buffered -= size
-        metrics.WRITE_BUFFER_BYTES.dec(size)
+        metrics.WRITE_BUFFER_BYTES.set(self._buffered)
         self._wake()
 
     def _wake(self) -> None:
@@ -227,6 +227,7 @@ class SegmentWriter:
         metrics.SEGMENT_FLUSHES.labels(reason=reason).inc()
         metrics.SEGMENT_BYTES.observe(sealed.size)
         metrics.SEGMENT_BATCHES.inc(len(sealed.placed))
+        metrics.WRITE_BUFFER_BYTES.set(self._buffered)
         self.stats["segments"] += 1
         self.stats[f"flushes_{reason}"] += 1
         sealed.upload = asyncio.create_task(self._upload(sealed), name=f"upload-{sealed.file_id}")
