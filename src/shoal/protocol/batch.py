@@ -157,7 +157,16 @@ def split_batches(
         if crc32c(view[pos + CRC_START : end]) != fields[4]:
             raise BatchError(errors.CORRUPT_MESSAGE, "record batch CRC-32C mismatch")
         header = BatchHeader(*fields)
-        _check_fields(header, allow_control)
+        count = fields[12]
+        # One cheap test on the tuple for the common good batch; details only when it fails.
+        # (attributes & 0x27 > 4: a codec above zstd, or the control bit.)
+        if (
+            count <= 0
+            or fields[6] != count - 1
+            or fields[5] & 0x27 > 4
+            or fields[9] >= 0 > fields[11]
+        ):
+            _check_fields(header, allow_control)
         if pos == 0 and end == total and type(records) is bytes:
             out.append((records, header))
         else:
