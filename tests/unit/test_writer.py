@@ -314,3 +314,46 @@ async def test_append_before_start_is_refused() -> None:
 def test_limits_must_be_positive(bad: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         make_writer(GatedStore(), FakeMeta(), None, **bad)
+
+
+async def test_cancelled_appends_keep_accounting_straight() -> None:
+    store, meta = GatedStore(), FakeMeta()
+    gate = asyncio.Event()
+    store.gates = [gate]
+    writer = make_writer(store, meta, flush_bytes_max=1024, buffer_bytes_max=1024)
+    await writer.start()
+    committed = asyncio.create_task(writer.append([item("t", 0)]))
+    await until(lambda: store.puts == 1)
+    queued = asyncio.create_task(writer.append([item("t", 0)]))
+    await until(lambda: writer.stats["backpressure_waits"] == 1)
+    # The clients go away: one while its file uploads, one while waiting for buffer space.
+    committed.cancel()
+    queued.cancel()
+    await asyncio.gather(committed, queued, return_exceptions=True)
+    gate.set()
+    await until(lambda: len(meta.commits) == 1)
+    await until(lambda: writer.buffered_bytes == 0)
+    # The first batch was still committed (offset 0); the queued one never entered a file.
+    assert await writer.append([item("t", 0)]) == [BatchOutcome(0, 1)]
+    await writer.close()
+
+
+async def test_failing_on_commit_callback_does_not_stop_the_pipeline() -> None:
+    store, meta = GatedStore(), FakeMeta()
+
+    def explode(_: list[tuple[str, int, int]]) -> None:
+        raise RuntimeError("listener bug")
+
+    writer = SegmentWriter(
+        store,
+        cast("MetadataStore", meta),
+        flush_interval_ms=1,
+        flush_bytes_max=1 << 20,
+        uploads_in_flight_max=1,
+        buffer_bytes_max=1 << 20,
+        on_commit=explode,
+    )
+    await writer.start()
+    assert await writer.append([item("t", 0)]) == [BatchOutcome(0, 0)]
+    assert await writer.append([item("t", 0)]) == [BatchOutcome(0, 1)]
+    await writer.close()
