@@ -30,8 +30,8 @@ async def handle_metadata(svc: Services, ctx: RequestContext, req: Any) -> Any:
 
     results: list[Any] = []
     if req.topics is None or (ctx.api_version == 0 and not req.topics):
-        for info in sorted(await svc.meta.list_topics(), key=lambda t: t.name):
-            results.append(_topic(module, svc, info, errors.NONE))
+        for listed in sorted(await svc.meta.list_topics(), key=lambda t: t.name):
+            results.append(_topic(module, svc, listed, errors.NONE))
     else:
         for wanted in req.topics:
             name = getattr(wanted, "name", None)

@@ -49,7 +49,7 @@ class KafkaServer:
         self._svc = svc
         self._settings = svc.settings
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: dict[asyncio.Task[None], _Connection] = {}
 
     @property
     def port(self) -> int:
@@ -70,6 +70,9 @@ class KafkaServer:
             self._server.close()
 
     async def close_connections(self, grace_s: float = 5.0) -> None:
+        """Stop reading new requests, let answers already in flight go out, then close."""
+        for conn in self._connections.values():
+            conn.begin_shutdown()
         tasks = list(self._connections)
         if tasks:
             _, still = await asyncio.wait(tasks, timeout=grace_s)
@@ -85,16 +88,18 @@ class KafkaServer:
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
-        metrics.CONNECTIONS.inc()
         peer = writer.get_extra_info("peername")
         peer_s = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         conn = _Connection(self._svc, reader, writer, peer_s)
+        self._connections[task] = conn
+        metrics.CONNECTIONS.inc()
         try:
             await conn.run()
+        except asyncio.CancelledError:
+            pass  # shutdown after the grace period: nothing more to say to this client
         finally:
             metrics.CONNECTIONS.dec()
-            self._connections.discard(task)
+            self._connections.pop(task, None)
 
 
 class _Connection:
@@ -116,6 +121,11 @@ class _Connection:
             maxsize=max(1, settings.connection_inflight_max)
         )
         self._client_id: str | None = None
+        self._shutting_down = False
+
+    def begin_shutdown(self) -> None:
+        self._shutting_down = True
+        self._reader.feed_eof()
 
     async def run(self) -> None:
         write_loop = asyncio.create_task(self._write_loop())
@@ -125,7 +135,7 @@ class _Connection:
         except ConnectionClosed as exc:
             reason = exc.reason
         except (asyncio.IncompleteReadError, ConnectionError):
-            reason = "eof"
+            reason = "shutdown" if self._shutting_down else "eof"
         except TimeoutError:
             reason = "timeout"
         finally:
