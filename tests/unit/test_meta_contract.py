@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -43,6 +44,12 @@ class ExtendedStore(MetadataStore, Protocol):
     async def get_topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None: ...
 
     async def schema_version(self) -> int: ...
+
+    async def unreferenced_files(
+        self, created_before_ms: int, limit: int = 1000
+    ) -> list[FileInfo]: ...
+
+    async def forget_files(self, file_ids: list[str]) -> list[str]: ...
 
 
 @pytest.fixture(params=["sqlite"])
@@ -389,6 +396,33 @@ async def test_migrations_are_idempotent(open_store: Opener) -> None:
     assert versions[0] >= 1 and versions == [versions[0]] * 3
     await b.close()
     await c.close()
+
+
+async def test_concurrent_first_start_migrates_once(open_store: Opener) -> None:
+    stores = await asyncio.gather(*[open_store() for _ in range(4)])
+    await stores[0].create_topic("t", 1, {})
+    assert await stores[3].get_topic("t") is not None
+    versions = {await cast(ExtendedStore, s).schema_version() for s in stores}
+    assert len(versions) == 1
+
+
+async def test_unreferenced_files_for_garbage_collection(store: MetadataStore) -> None:
+    gc = cast(ExtendedStore, store)
+    await store.create_topic("keep", 1, {})
+    await store.create_topic("drop", 1, {})
+    kept, dropped, garbage = new_file(), new_file(), new_file()
+    await store.commit_file(kept, [batch("keep")])
+    await store.commit_file(dropped, [batch("drop")])
+    await store.commit_file(garbage, [batch("ghost")])
+    future = int(time.time() * 1000) + 60_000
+    assert await gc.unreferenced_files(created_before_ms=0) == []
+    assert await gc.unreferenced_files(created_before_ms=future) == [garbage]
+    await store.delete_topic("drop")
+    assert await gc.unreferenced_files(created_before_ms=future) == [dropped, garbage]
+    assert await gc.unreferenced_files(created_before_ms=future, limit=1) == [dropped]
+    assert await gc.forget_files([kept.file_id, garbage.file_id]) == [garbage.file_id]
+    assert await gc.unreferenced_files(created_before_ms=future) == [dropped]
+    assert (await store.read_batches("keep", 0, 0, 1 << 20))[0].file_key == kept.key
 
 
 async def test_closed_store_raises_metadata_error(open_store: Opener) -> None:

@@ -299,9 +299,10 @@ class SqliteMetadataStore:
         return await self._call(_max_timestamp_offset, topic, partition)
 
     # -- files (garbage collection) ---------------------------------------------------------
-    async def unreferenced_files(self, older_than_ms: int, limit: int = 1000) -> list[FileInfo]:
-        """Files created before `older_than_ms` (epoch ms) that no index row points into."""
-        return await self._call(_unreferenced_files, older_than_ms, limit)
+    async def unreferenced_files(self, created_before_ms: int, limit: int = 1000) -> list[FileInfo]:
+        """Files recorded before `created_before_ms` (epoch ms) that no index row points into,
+        oldest first: never-committed garbage and files emptied by deletion or retention."""
+        return await self._call(_unreferenced_files, created_before_ms, limit)
 
     async def forget_files(self, file_ids: list[str]) -> list[str]:
         """Drop the records of files that are still unreferenced; returns the ids dropped.
@@ -557,13 +558,13 @@ def _max_timestamp_offset(
 
 
 def _unreferenced_files(
-    conn: sqlite3.Connection, older_than_ms: int, limit: int
+    conn: sqlite3.Connection, created_before_ms: int, limit: int
 ) -> list[FileInfo]:
     rows = conn.execute(
         "SELECT file_id, key, size FROM files AS f WHERE created_at < ?"
         " AND NOT EXISTS (SELECT 1 FROM batches AS b WHERE b.file_ref = f.id)"
         " ORDER BY id LIMIT ?",
-        (older_than_ms, max(1, limit)),
+        (created_before_ms, max(1, limit)),
     ).fetchall()
     return [FileInfo(r[0], r[1], int(r[2])) for r in rows]
 
