@@ -1,0 +1,89 @@
+"""Operations: graceful shutdown flushes and answers waiting producers; metrics and status."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from confluent_kafka import Producer
+
+from tests.agent_process import AgentProcess
+from tests.integration import workload
+from tests.integration.test_clients_roundtrip import create_topic
+
+
+def test_sigterm_flushes_buffered_produce(tmp_path: Path) -> None:
+    # A flush interval far longer than the test: only the shutdown can seal this segment.
+    agent = AgentProcess(tmp_path / "a", ["--flush-interval-ms", "600000"]).start()
+    create_topic(agent.bootstrap, "graceful", 2)
+    delivered: list[tuple[int, int]] = []
+    errors: list[str] = []
+    p = Producer({"bootstrap.servers": agent.bootstrap, "linger.ms": 0})
+
+    def cb(err: object, msg: object) -> None:
+        if err is None:
+            delivered.append((msg.partition(), msg.offset()))  # type: ignore[attr-defined]
+        else:
+            errors.append(str(err))
+
+    for i in range(100):
+        p.produce("graceful", f"v{i}".encode(), partition=i % 2, on_delivery=cb)
+    p.poll(0.5)
+    assert delivered == [], "nothing may be acked before the segment is committed"
+
+    stopper = threading.Thread(target=agent.stop)
+    stopper.start()
+    deadline = time.monotonic() + 30
+    while len(delivered) + len(errors) < 100 and time.monotonic() < deadline:
+        p.poll(0.1)
+    stopper.join(30)
+    assert agent.proc is not None and agent.proc.returncode == 0, agent.log_tail()
+    assert errors == []
+    assert sorted(delivered) == sorted([(0, i) for i in range(50)] + [(1, i) for i in range(50)])
+
+    again = AgentProcess(tmp_path / "a").start()
+    try:
+        marks = workload.watermarks_confluent(again.bootstrap, "graceful", 2)
+        assert marks == {0: (0, 50), 1: (0, 50)}
+    finally:
+        again.stop()
+
+
+def test_metrics_and_status(agent: AgentProcess) -> None:
+    create_topic(agent.bootstrap, "observed", 1)
+    workload.produce_confluent(agent.bootstrap, "observed", 1000, 1, "none")
+    got = workload.consume_confluent(agent.bootstrap, "observed", 1000, 1)
+    assert len(got[0]) == 1000
+
+    text = agent.metrics()
+    for name in (
+        'shoal_requests_total{api="Produce"}',
+        'shoal_requests_total{api="Fetch"}',
+        'shoal_request_latency_seconds_bucket{api="Produce"',
+        'shoal_object_store_requests_total{op="put"}',
+        'shoal_object_store_requests_total{op="get"}',
+        'shoal_object_store_bytes_total{op="put"}',
+        "shoal_block_cache_hits_total",
+        "shoal_block_cache_misses_total",
+        'shoal_segment_flushes_total{reason="time"}',
+        'shoal_fetch_bytes_total{cross_zone="false"}',
+    ):
+        assert name in text, name
+    puts = _metric(text, 'shoal_object_store_requests_total{op="put"}')
+    assert puts >= 1
+
+    with urllib.request.urlopen(f"{agent.http}/v1/status", timeout=10) as resp:
+        status = json.loads(resp.read())
+    assert status["agent"]["kafka"].endswith(f":{agent.kafka_port}")
+    assert status["object_store"]["requests"]["put"] >= 1
+    assert "Produce" in status["apis"]
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not found")
