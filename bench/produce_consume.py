@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 import time
 import uuid
@@ -306,7 +307,7 @@ def phase_latency(
     rate: float,
     progress: Progress,
 ) -> tuple[list[float], int, float]:
-    """Produce at `rate` records/s; return (latencies in s, failed, achieved rate)."""
+    """Produce at `rate` records/s; return (latencies in s, failed or undelivered, rate reached)."""
     latencies: list[float] = []
     failed = 0
 
@@ -357,10 +358,10 @@ def phase_latency(
         elif wait > 0:
             time.sleep(wait)
     achieved = sent / max(1e-9, last_send - start)
+    # Messages still queued after the flush count as failed: the broker did not keep up with
+    # the rate, and the percentiles then cover only the delivered ones.
     remaining = producer.flush(min(wl.phase_timeout_s, FLUSH_TIMEOUT_S))
-    if remaining > 0:
-        raise PhaseError(f"latency: {remaining} messages still undelivered after flush")
-    return latencies, failed, achieved
+    return latencies, failed + remaining, achieved
 
 
 def bench_broker(
@@ -416,7 +417,10 @@ def bench_broker(
             )
             result.ok = result.produce_errors == 0 and result.latency_errors == 0
             if not result.ok:
-                result.error = "delivery errors"
+                result.error = (
+                    f"delivery errors: {result.produce_errors} in produce,"
+                    f" {result.latency_errors} failed or undelivered in latency"
+                )
     except (BrokerError, PhaseError) as exc:
         result.error = str(exc)
         progress.done(f"[{name}] FAILED: {exc}", always=True)
@@ -493,6 +497,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     wl = Workload(
@@ -507,6 +515,10 @@ def main(argv: list[str] | None = None) -> int:
         stall_timeout_s=args.stall_timeout_s,
     )
     progress = Progress(enabled=not args.quiet)
+    # A terminated bench must still stop the brokers it started (they run in their own
+    # sessions, so nothing else would): turn SIGTERM/SIGHUP into the Ctrl-C path.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     bootstraps = {"shoal": args.shoal_bootstrap, "tansu": args.tansu_bootstrap}
     results: list[BrokerResult] = []
     try:
