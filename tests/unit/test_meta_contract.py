@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
 import sys
 import textwrap
 import time
@@ -19,6 +20,7 @@ from typing import Protocol, cast
 import pytest
 
 from shoal.meta.open import open_metadata_store
+from shoal.meta.sql_common import parse_migrations
 from shoal.meta.store import (
     BatchOutcome,
     FileInfo,
@@ -551,3 +553,23 @@ async def test_open_memory_and_four_slash_urls(tmp_path: Path) -> None:
     await four.create_topic("t", 1, {})
     await four.close()
     assert path.exists()
+
+
+def test_parse_migrations_requires_numbered_sections() -> None:
+    text = "-- migration: 1\nCREATE TABLE a (x INT);\n-- note\nCREATE TABLE b (y INT);\n"
+    assert parse_migrations(text) == ((1, ("CREATE TABLE a (x INT)", "CREATE TABLE b (y INT)")),)
+    with pytest.raises(ValueError):
+        parse_migrations("-- migration: 2\nCREATE TABLE a (x INT);\n")
+
+
+async def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "newer.db"
+    first = open_metadata_store(f"sqlite:///{path}")
+    await first.start()
+    await first.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO schema_version VALUES (999, 0)")
+    conn.close()
+    newer = open_metadata_store(f"sqlite:///{path}")
+    with pytest.raises(MetadataError, match="newer"):
+        await newer.start()

@@ -7,6 +7,7 @@ says. Keeping the Kafka idempotence rules here means both stores decide exactly 
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -72,6 +73,33 @@ class CommitPlan:
     rows: list[tuple[PendingBatch, int]]  # (batch, assigned base offset), in input order
     partitions: dict[PartitionKey, PartitionCursor]  # only `advanced` ones need writing
     producers: dict[ProducerKey, ProducerEntry]  # entries that changed
+
+
+Migrations = tuple[tuple[int, tuple[str, ...]], ...]
+_MIGRATION_HEADER = re.compile(r"^-- migration: (\d+)\s*$", re.MULTILINE)
+
+
+def parse_migrations(text: str) -> Migrations:
+    """Split a schema file into its `-- migration: N` sections and their statements.
+
+    Statements end with ";" at the end of a line; lines starting with "--" are comments.
+    Versions must start at 1 and increase by one, so a missing or reordered section is caught
+    on every start rather than half-applied.
+    """
+    parts = _MIGRATION_HEADER.split(text)
+    migrations: list[tuple[int, tuple[str, ...]]] = []
+    for version_text, body in zip(parts[1::2], parts[2::2], strict=True):
+        code = "\n".join(
+            line for line in body.splitlines() if not line.lstrip().startswith("--")
+        )
+        statements = tuple(
+            s.strip() for s in re.split(r";\s*$", code, flags=re.MULTILINE) if s.strip()
+        )
+        migrations.append((int(version_text), statements))
+    versions = [v for v, _ in migrations]
+    if not versions or versions != list(range(1, len(versions) + 1)):
+        raise ValueError(f"schema migrations must be numbered 1..N, found {versions}")
+    return tuple(migrations)
 
 
 def last_sequence(base_sequence: int, record_count: int) -> int:
@@ -151,6 +179,24 @@ def plan_commit(
         if pkey is not None:
             changed[pkey] = _advance(entry, batch, last_seq, base)
     return CommitPlan(outcomes, rows, cursors, changed)
+
+
+def index_row(batch: PendingBatch, base_offset: int, file_ref: int | None) -> tuple[object, ...]:
+    """The `batches` row of a committed batch, in the table's column order."""
+    return (
+        batch.topic,
+        batch.partition,
+        base_offset,
+        base_offset + batch.record_count - 1,
+        file_ref,
+        batch.byte_pos,
+        batch.byte_len,
+        batch.record_count,
+        batch.max_timestamp,
+        batch.producer_id,
+        batch.producer_epoch,
+        batch.base_sequence,
+    )
 
 
 def _advance(

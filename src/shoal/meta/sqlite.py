@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.resources
 import json
 import sqlite3
 import time
@@ -31,6 +32,8 @@ from shoal.meta.sql_common import (
     ProducerEntry,
     ProducerFencedError,
     ProducerKey,
+    index_row,
+    parse_migrations,
     plan_commit,
 )
 from shoal.meta.store import (
@@ -49,65 +52,8 @@ from shoal.meta.store import (
 
 T = TypeVar("T")
 
-# Each migration is applied once, in order, inside one transaction; never edit a released one.
-MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
-    (
-        1,
-        (
-            """CREATE TABLE topics (
-                name TEXT PRIMARY KEY,
-                topic_id TEXT NOT NULL UNIQUE,
-                partitions INTEGER NOT NULL,
-                configs TEXT NOT NULL,
-                created_at INTEGER NOT NULL)""",
-            """CREATE TABLE partitions (
-                topic TEXT NOT NULL,
-                partition INTEGER NOT NULL,
-                next_offset INTEGER NOT NULL DEFAULT 0,
-                log_start_offset INTEGER NOT NULL DEFAULT 0,
-                PRIMARY KEY (topic, partition)) WITHOUT ROWID""",
-            # Index rows point at files by an integer surrogate: smaller rows, cheaper joins.
-            """CREATE TABLE files (
-                id INTEGER PRIMARY KEY,
-                file_id TEXT NOT NULL UNIQUE,
-                key TEXT NOT NULL,
-                size INTEGER NOT NULL,
-                created_at INTEGER NOT NULL,
-                committed INTEGER NOT NULL)""",
-            """CREATE TABLE batches (
-                topic TEXT NOT NULL,
-                partition INTEGER NOT NULL,
-                base_offset INTEGER NOT NULL,
-                last_offset INTEGER NOT NULL,
-                file_ref INTEGER NOT NULL,
-                byte_pos INTEGER NOT NULL,
-                byte_len INTEGER NOT NULL,
-                record_count INTEGER NOT NULL,
-                max_timestamp INTEGER NOT NULL,
-                producer_id INTEGER NOT NULL,
-                producer_epoch INTEGER NOT NULL,
-                base_sequence INTEGER NOT NULL,
-                PRIMARY KEY (topic, partition, base_offset)) WITHOUT ROWID""",
-            # Garbage collection asks "does any row still point into this file?".
-            "CREATE INDEX batches_by_file ON batches (file_ref)",
-            # AUTOINCREMENT: a producer id is never handed out twice, even after row deletion.
-            """CREATE TABLE producers (
-                producer_id INTEGER PRIMARY KEY AUTOINCREMENT,
-                transactional_id TEXT UNIQUE,
-                epoch INTEGER NOT NULL,
-                created_at INTEGER NOT NULL,
-                updated_at INTEGER NOT NULL)""",
-            # recent: the last 5 (base_sequence, last_sequence, base_offset), see sql_common.
-            """CREATE TABLE producer_state (
-                topic TEXT NOT NULL,
-                partition INTEGER NOT NULL,
-                producer_id INTEGER NOT NULL,
-                epoch INTEGER NOT NULL,
-                recent BLOB NOT NULL,
-                updated_at INTEGER NOT NULL,
-                PRIMARY KEY (topic, partition, producer_id)) WITHOUT ROWID""",
-        ),
-    ),
+MIGRATIONS: Final = parse_migrations(
+    importlib.resources.files("shoal.meta").joinpath("schema.sql").read_text(encoding="utf-8")
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1][0]
 
@@ -482,23 +428,7 @@ def _commit_file(
             raise DuplicateFileError(f"file {file.file_id} was already committed") from exc
         conn.executemany(
             "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    b.topic,
-                    b.partition,
-                    base,
-                    base + b.record_count - 1,
-                    file_ref,
-                    b.byte_pos,
-                    b.byte_len,
-                    b.record_count,
-                    b.max_timestamp,
-                    b.producer_id,
-                    b.producer_epoch,
-                    b.base_sequence,
-                )
-                for b, base in plan.rows
-            ],
+            [index_row(b, base, file_ref) for b, base in plan.rows],
         )
         conn.executemany(
             "UPDATE partitions SET next_offset = ? WHERE topic = ? AND partition = ?",

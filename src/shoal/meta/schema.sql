@@ -1,0 +1,63 @@
+-- Shoal metadata schema, SQLite dialect (read by shoal/meta/sqlite.py).
+-- Each "-- migration: N" section is applied once, in order, in one transaction, on start().
+-- Never edit a released section: add a new one. Statements end with ";" at end of line.
+
+-- migration: 1
+CREATE TABLE topics (
+    name TEXT PRIMARY KEY,
+    topic_id TEXT NOT NULL UNIQUE,
+    partitions INTEGER NOT NULL,
+    configs TEXT NOT NULL,
+    created_at INTEGER NOT NULL);
+
+CREATE TABLE partitions (
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL DEFAULT 0,
+    log_start_offset INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (topic, partition)) WITHOUT ROWID;
+
+-- Index rows point at files by an integer surrogate: smaller rows, cheaper joins.
+CREATE TABLE files (
+    id INTEGER PRIMARY KEY,
+    file_id TEXT NOT NULL UNIQUE,
+    key TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    committed INTEGER NOT NULL);
+
+CREATE TABLE batches (
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    base_offset INTEGER NOT NULL,
+    last_offset INTEGER NOT NULL,
+    file_ref INTEGER NOT NULL,
+    byte_pos INTEGER NOT NULL,
+    byte_len INTEGER NOT NULL,
+    record_count INTEGER NOT NULL,
+    max_timestamp INTEGER NOT NULL,
+    producer_id INTEGER NOT NULL,
+    producer_epoch INTEGER NOT NULL,
+    base_sequence INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition, base_offset)) WITHOUT ROWID;
+
+-- Garbage collection asks "does any row still point into this file?".
+CREATE INDEX batches_by_file ON batches (file_ref);
+
+-- AUTOINCREMENT: a producer id is never handed out twice, even after row deletion.
+CREATE TABLE producers (
+    producer_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    transactional_id TEXT UNIQUE,
+    epoch INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL);
+
+-- recent: the last 5 (base_sequence, last_sequence, base_offset), see sql_common.
+CREATE TABLE producer_state (
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    producer_id INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    recent BLOB NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition, producer_id)) WITHOUT ROWID;
