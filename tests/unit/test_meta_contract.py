@@ -53,6 +53,12 @@ class ExtendedStore(MetadataStore, Protocol):
 
     async def forget_files(self, file_ids: list[str]) -> list[str]: ...
 
+    async def advance_log_start(
+        self, topic: str, partition: int, offset: int
+    ) -> PartitionState | None: ...
+
+    async def expire_producers(self, idle_before_ms: int) -> int: ...
+
 
 @pytest.fixture(params=["sqlite"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
@@ -425,6 +431,38 @@ async def test_unreferenced_files_for_garbage_collection(store: MetadataStore) -
     assert await gc.forget_files([kept.file_id, garbage.file_id]) == [garbage.file_id]
     assert await gc.unreferenced_files(created_before_ms=future) == [dropped]
     assert (await store.read_batches("keep", 0, 0, 1 << 20))[0].file_key == kept.key
+
+
+async def test_advance_log_start_drops_rows_below_it(store: MetadataStore) -> None:
+    ext = cast(ExtendedStore, store)
+    await store.create_topic("t", 1, {})
+    out = await store.commit_file(new_file(), [batch(count=5) for _ in range(4)])
+    assert [o.base_offset for o in out] == [0, 5, 10, 15]
+    assert await ext.advance_log_start("t", 0, 7) == PartitionState(7, 20)
+    # The straddling batch stays: a fetch at the log start returns all of it.
+    assert await all_offsets(store, "t", 0) == [(5, 9), (10, 14), (15, 19)]
+    assert await ext.advance_log_start("t", 0, 3) == PartitionState(7, 20)  # never backwards
+    assert await ext.advance_log_start("t", 0, 99) == PartitionState(20, 20)  # clamped
+    assert await all_offsets(store, "t", 0) == []
+    later = await store.commit_file(new_file(), [batch(count=2)])
+    assert later[0] == BatchOutcome(0, 20, 20, False)
+    assert await ext.advance_log_start("t", 5, 1) is None
+
+
+async def test_expire_producers_forgets_idle_state(store: MetadataStore) -> None:
+    ext = cast(ExtendedStore, store)
+    await store.create_topic("t", 1, {})
+    pid, epoch = await store.init_producer(None, -1, -1)
+    await store.commit_file(new_file(), [batch(count=3, pid=pid, epoch=epoch, seq=0)])
+    assert await ext.expire_producers(idle_before_ms=0) == 0
+    gap = await store.commit_file(new_file(), [batch(pid=pid, epoch=epoch, seq=9)])
+    assert gap[0].error_code == 45
+    assert await ext.expire_producers(idle_before_ms=int(time.time() * 1000) + 60_000) == 2
+    # No state left: the next batch is accepted as a first batch, and the id cannot be bumped.
+    accepted = await store.commit_file(new_file(), [batch(pid=pid, epoch=epoch, seq=9)])
+    assert accepted[0] == BatchOutcome(0, 3, 0, False)
+    fresh = await store.init_producer(None, pid, epoch)
+    assert fresh[0] != pid and fresh[1] == 0
 
 
 async def test_closed_store_raises_metadata_error(open_store: Opener) -> None:

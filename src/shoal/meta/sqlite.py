@@ -255,6 +255,21 @@ class SqliteMetadataStore:
         Delete the objects only after this (a file re-referenced meanwhile is kept)."""
         return await self._call(_forget_files, list(file_ids))
 
+    # -- retention ---------------------------------------------------------------------------
+    async def advance_log_start(
+        self, topic: str, partition: int, offset: int
+    ) -> PartitionState | None:
+        """Retention and DeleteRecords: move the log start up to `offset` (clamped to the high
+        watermark, never backwards) and drop the index rows wholly below it. A batch that
+        straddles the new start stays. Returns the new state, None for an unknown partition."""
+        return await self._call(_advance_log_start, topic, partition, offset)
+
+    async def expire_producers(self, idle_before_ms: int) -> int:
+        """Forget idempotence state, and non-transactional producer ids, untouched since
+        `idle_before_ms` (epoch ms; Kafka's producer.id.expiration.ms). A later batch of such
+        a producer is accepted as a first batch. Returns the number of rows removed."""
+        return await self._call(_expire_producers, idle_before_ms)
+
     # -- producers ---------------------------------------------------------------------------
     async def init_producer(
         self, transactional_id: str | None, producer_id: int, producer_epoch: int
@@ -511,6 +526,45 @@ def _forget_files(conn: sqlite3.Connection, file_ids: list[str]) -> list[str]:
             if cur.rowcount:
                 dropped.append(file_id)
     return dropped
+
+
+def _advance_log_start(
+    conn: sqlite3.Connection, topic: str, partition: int, offset: int
+) -> PartitionState | None:
+    with _write_txn(conn):
+        row = conn.execute(
+            "SELECT log_start_offset, next_offset FROM partitions"
+            " WHERE topic = ? AND partition = ?",
+            (topic, partition),
+        ).fetchone()
+        if row is None:
+            return None
+        start = max(int(row[0]), min(offset, int(row[1])))
+        conn.execute(
+            "UPDATE partitions SET log_start_offset = ? WHERE topic = ? AND partition = ?",
+            (start, topic, partition),
+        )
+        # Rows are dense and ordered, so "last_offset < start" is a prefix of the key range.
+        conn.execute(
+            "DELETE FROM batches WHERE topic = ? AND partition = ? AND base_offset < ?"
+            " AND last_offset < ?",
+            (topic, partition, start, start),
+        )
+    return PartitionState(start, int(row[1]))
+
+
+def _expire_producers(conn: sqlite3.Connection, idle_before_ms: int) -> int:
+    with _write_txn(conn):
+        states = conn.execute(
+            "DELETE FROM producer_state WHERE updated_at < ?", (idle_before_ms,)
+        ).rowcount
+        ids = conn.execute(
+            "DELETE FROM producers WHERE transactional_id IS NULL AND updated_at < ?"
+            " AND NOT EXISTS (SELECT 1 FROM producer_state AS s"
+            " WHERE s.producer_id = producers.producer_id)",
+            (idle_before_ms,),
+        ).rowcount
+    return int(states) + int(ids)
 
 
 def _init_producer(
