@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Sequence
 
 import crc32c
 import pytest
 
 from shoal.meta.store import BatchRow, PartitionState
-from shoal.read.block_cache import BlockCache
+from shoal.read.block_cache import BlockCache, Chunk
 from shoal.read.fetcher import FetchReader, PartitionFetch, PartitionRead, patch_base_offset
 from shoal.read.waiters import PartitionWaiters
 
@@ -25,20 +26,20 @@ def make_batch(record_count: int, payload: bytes) -> bytes:
     return struct.pack(">qi", 0, len(body)) + body
 
 
-def split(chunks: list[bytes]) -> list[bytes]:
-    """The single batches in a partition's chunks (adjacent batches come joined)."""
+def split(chunks: Sequence[Chunk]) -> list[bytes]:
+    """The batches in a partition's record set (chunks are pieces to concatenate)."""
+    data = b"".join(chunks)
     out = []
-    for chunk in chunks:
-        pos = 0
-        while pos < len(chunk):
-            size = 12 + struct.unpack_from(">i", chunk, pos + 8)[0]
-            out.append(chunk[pos : pos + size])
-            pos += size
-        assert pos == len(chunk)
+    pos = 0
+    while pos < len(data):
+        size = 12 + struct.unpack_from(">i", data, pos + 8)[0]
+        out.append(data[pos : pos + size])
+        pos += size
+    assert pos == len(data)
     return out
 
 
-def offsets(chunks: list[bytes]) -> list[int]:
+def offsets(chunks: Sequence[Chunk]) -> list[int]:
     return [base_offset(b) for b in split(chunks)]
 
 
@@ -73,6 +74,7 @@ class FakeMeta:
         self.rows: dict[tuple[str, int], list[BatchRow]] = {}
         self.files = 0
         self.state_reads = 0
+        self.fail = False
 
     def create(self, topic: str, partitions: int) -> None:
         for p in range(partitions):
@@ -117,6 +119,10 @@ class FakeMeta:
     async def partition_states(
         self, keys: list[tuple[str, int]]
     ) -> dict[tuple[str, int], PartitionState]:
+        self.state_reads += 1
+        await asyncio.sleep(0)
+        if self.fail:
+            raise OSError("metadata store down")
         return {k: self.states[k] for k in keys if k in self.states}
 
     async def read_batches(
@@ -142,7 +148,7 @@ class CountingSource:
 
     async def read_ranges(
         self, key: str, file_size: int, ranges: list[tuple[int, int]]
-    ) -> list[bytes]:
+    ) -> Sequence[Chunk]:
         self.calls.append((key, len(ranges)))
         return await self.inner.read_ranges(key, file_size, ranges)
 
@@ -171,10 +177,11 @@ async def test_offset_inside_batch_returns_whole_patched_batch(parts: Parts) -> 
     meta.commit([("t", 0, b0), ("t", 0, b1)])
     r = await reader.read_partition("t", 0, 6, 1 << 20)  # inside b1 (offsets 5..7)
     assert (r.error_code, r.high_watermark, r.log_start_offset) == (0, 8, 0)
-    assert len(r.batches) == 1
-    assert base_offset(r.batches[0]) == 5
-    assert r.batches[0][8:] == b1[8:]
-    assert crc_ok(r.batches[0])
+    assert len(split(r.batches)) == 1
+    got = split(r.batches)[0]
+    assert base_offset(got) == 5
+    assert got[8:] == b1[8:]
+    assert crc_ok(got)
     assert r.byte_count == len(b1)
 
 
@@ -264,7 +271,6 @@ async def test_adjacent_batches_read_as_one_range_and_each_patched(parts: Parts)
     meta.commit([("t", 0, b) for b in batches])  # offsets 0, 1, 3, 6, 10
     r = await reader.read_partition("t", 0, 2, 1 << 20)
     assert source.calls == [("seg/0.seg", 1)]
-    assert len(r.batches) == 1
     got = split(r.batches)
     assert [base_offset(b) for b in got] == [1, 3, 6, 10]
     assert [b[8:] for b in got] == [b[8:] for b in batches[1:]]
@@ -355,7 +361,24 @@ async def test_store_failure_gives_retriable_error(parts: Parts) -> None:
     assert reads[1].error_code == 0
     store.fail = False
     r = await reader.read_partition("t", 0, 0, 1000)
-    assert (r.error_code, len(r.batches)) == (0, 1)
+    assert (r.error_code, len(split(r.batches))) == (0, 1)
+
+
+async def test_metadata_failure_gives_retriable_error_at_once(parts: Parts) -> None:
+    _, meta, _, _, reader = parts
+    meta.fail = True
+    reqs = [PartitionFetch("t", 0, 0, 1000), PartitionFetch("t", 1, 0, 1000)]
+    reads = await reader.fetch(reqs, 1000, 1, max_wait_ms=60_000)
+    assert [r.error_code for r in reads] == [56, 56]
+
+
+async def test_one_state_query_per_fetch(parts: Parts) -> None:
+    _, meta, _, _, reader = parts
+    meta.commit([("t", p, make_batch(1, payload(p))) for p in range(3)])
+    reqs = [PartitionFetch("t", p, 0, 1000) for p in range(3)]
+    reads = await reader.fetch(reqs, 1 << 20, 1, max_wait_ms=0)
+    assert [offsets(r.batches) for r in reads] == [[0], [0], [0]]
+    assert meta.state_reads == 1
 
 
 def test_patch_base_offset_keeps_crc() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from shoal.metrics import (
@@ -26,6 +27,9 @@ from shoal.metrics import (
 log = logging.getLogger(__name__)
 
 BlockKey = tuple[str, int]
+# Range bytes handed out without copying: a view into a cached block, valid while held. Holding
+# one keeps its whole block in memory, so callers drop them once the response is encoded.
+Chunk = bytes | memoryview
 
 
 class RangeReader(Protocol):
@@ -39,8 +43,9 @@ class BlockSource(Protocol):
 
     async def read_ranges(
         self, key: str, file_size: int, ranges: list[tuple[int, int]]
-    ) -> list[bytes]:
-        """Bytes of each `(pos, length)` range of object `key`, in the order given."""
+    ) -> Sequence[Chunk]:
+        """Bytes of each `(pos, length)` range of object `key`, in the order given. Views may
+        point into shared buffers: read them, never keep them beyond the response."""
         ...
 
 
@@ -100,8 +105,11 @@ class BlockCache:
 
     async def read_ranges(
         self, key: str, file_size: int, ranges: list[tuple[int, int]]
-    ) -> list[bytes]:
-        """Bytes of each `(pos, length)` range; every block needed is loaded once for the call."""
+    ) -> list[Chunk]:
+        """Bytes of each `(pos, length)` range; every block needed is loaded once for the call.
+
+        A range inside one block comes as a memoryview of the cached block (no copy); a range
+        across blocks is joined into new bytes."""
         needed: set[int] = set()
         for pos, length in ranges:
             _check_range(file_size, pos, length)
@@ -112,7 +120,16 @@ class BlockCache:
         loaded = await asyncio.gather(*(self._get_block(key, file_size, i) for i in order))
         # Local references keep every block alive while assembling, even if evicted meanwhile.
         blocks = dict(zip(order, loaded, strict=True))
-        return [self._assemble(blocks, pos, length) if length else b"" for pos, length in ranges]
+        bb = self.block_bytes
+        out: list[Chunk] = []
+        for pos, length in ranges:
+            first = pos // bb
+            if length and (pos + length - 1) // bb == first:
+                start = pos - first * bb
+                out.append(memoryview(blocks[first])[start : start + length])
+            else:
+                out.append(self._assemble(blocks, pos, length) if length else b"")
+        return out
 
     def stats(self) -> dict[str, Any]:
         """Figures for the status page."""

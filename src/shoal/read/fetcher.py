@@ -27,7 +27,8 @@ from shoal.protocol.errors import (
     OFFSET_OUT_OF_RANGE,
     UNKNOWN_TOPIC_OR_PARTITION,
 )
-from shoal.read.block_cache import BlockSource
+from shoal.read.block_cache import BlockSource, Chunk
+from shoal.read.index_cache import IndexCache
 from shoal.read.waiters import PartitionKey, PartitionWaiters
 
 log = logging.getLogger(__name__)
@@ -63,16 +64,31 @@ class PartitionRead:
     error_code: int
     high_watermark: int
     log_start_offset: int
-    # Record-batch bytes in offset order, baseOffsets patched. Batches that are adjacent in
-    # one file come as one element (the wire format is their concatenation anyway).
-    batches: list[bytes] = field(default_factory=list)
+    # The partition's record set as chunks to concatenate (as the wire format does): whole
+    # batches in offset order with baseOffsets patched. A chunk is not one batch: a patched
+    # batch is its 8-byte header plus a view of the rest, which may point into a cached block.
+    # Encode or copy them before the next await that could outlive the response.
+    batches: list[Chunk] = field(default_factory=list)
     byte_count: int = 0
 
 
 @dataclass(slots=True)
 class _Plan:
+    req: PartitionFetch
     read: PartitionRead
-    rows: list[BatchRow]
+    wanted: bool = False  # there are batches past the fetch offset
+    rows: list[BatchRow] = field(default_factory=list)
+
+
+def _plan(req: PartitionFetch, state: PartitionState | None) -> _Plan:
+    """Check the fetch offset against the partition's state."""
+    if state is None:
+        return _Plan(req, PartitionRead(UNKNOWN_TOPIC_OR_PARTITION, -1, -1))
+    read = PartitionRead(NONE, state.high_watermark, state.log_start_offset)
+    offset = req.fetch_offset
+    if offset < state.log_start_offset or offset > state.high_watermark:
+        read.error_code = OFFSET_OUT_OF_RANGE
+    return _Plan(req, read, wanted=state.log_start_offset <= offset < state.high_watermark)
 
 
 class FetchReader:
@@ -86,9 +102,11 @@ class FetchReader:
         files_in_flight_max: int = 16,
         batches_per_partition_max: int = 5000,
         poll_interval_s: float | None = 0.25,
+        index_rows_max: int = 100_000,
     ) -> None:
         """`poll_interval_s`: how often a long poll re-reads high watermarks from the metadata
-        store, to see commits by other agents (None: rely on `waiters.notify` alone)."""
+        store, to see commits by other agents (None: rely on `waiters.notify` alone).
+        `index_rows_max`: size of the index row cache (0: every fetch asks the store)."""
         self._meta = meta
         self._blocks = blocks
         self._waiters = waiters
@@ -96,16 +114,30 @@ class FetchReader:
         self._files_max = files_in_flight_max
         self._batches_max = batches_per_partition_max
         self._poll_s = poll_interval_s
+        self.index = IndexCache(meta, rows_max=index_rows_max) if index_rows_max > 0 else None
 
     # -- public API ----------------------------------------------------------------------------
     async def read_partition(
         self, topic: str, partition: int, offset: int, max_bytes: int
     ) -> PartitionRead:
         """Whole batches holding offsets >= `offset`, up to `max_bytes` (at least one batch)."""
-        plan = await self._lookup(PartitionFetch(topic, partition, offset, max_bytes), max_bytes)
+        try:
+            state = await self._meta.partition_state(topic, partition)
+        except Exception:
+            log.warning("partition state of %s-%d failed", topic, partition, exc_info=True)
+            return PartitionRead(KAFKA_STORAGE_ERROR, -1, -1)
+        plan = _plan(PartitionFetch(topic, partition, offset, max_bytes), state)
+        if plan.wanted:
+            await self._read_index(plan, max_bytes)
         _select([plan], max_bytes)
         await self._load([plan])
         return plan.read
+
+    def forget_topic(self, topic: str) -> None:
+        """Drop what is known of a deleted topic (its name may come back with new offsets)."""
+        self._waiters.forget(topic)
+        if self.index is not None:
+            self.index.forget(topic)
 
     async def fetch(
         self, requests: list[PartitionFetch], max_bytes: int, min_bytes: int, max_wait_ms: int
@@ -162,36 +194,47 @@ class FetchReader:
     async def _read_all(
         self, requests: list[PartitionFetch], max_bytes: int
     ) -> list[PartitionRead]:
-        plans = await _gather_bounded(
-            [self._lookup(q, max_bytes) for q in requests], self._lookups_max
-        )
+        # One query for every partition's state, then index reads only where there is data.
+        try:
+            states = await self._meta.partition_states(
+                list(dict.fromkeys((q.topic, q.partition) for q in requests))
+            )
+        except Exception:
+            log.warning("partition states lookup failed", exc_info=True)
+            return [PartitionRead(KAFKA_STORAGE_ERROR, -1, -1) for _ in requests]
+        plans = [_plan(q, states.get((q.topic, q.partition))) for q in requests]
+        wanted = [self._read_index(p, max_bytes) for p in plans if p.wanted]
+        if wanted:
+            await _gather_bounded(wanted, self._lookups_max)
         _select(plans, max_bytes)
         await self._load(plans)
         return [p.read for p in plans]
 
-    async def _lookup(self, req: PartitionFetch, response_max_bytes: int) -> _Plan:
-        """Partition state and candidate index rows (phase 1)."""
+    async def _read_index(self, plan: _Plan, response_max_bytes: int) -> None:
+        """Candidate index rows of a partition with data past the fetch offset (phase 1)."""
+        req = plan.req
+        limit = max(min(req.partition_max_bytes, response_max_bytes), 1)
         try:
-            state = await self._meta.partition_state(req.topic, req.partition)
-            if state is None:
-                return _Plan(PartitionRead(UNKNOWN_TOPIC_OR_PARTITION, -1, -1), [])
-            read = PartitionRead(NONE, state.high_watermark, state.log_start_offset)
-            offset = req.fetch_offset
-            if offset < state.log_start_offset or offset > state.high_watermark:
-                read.error_code = OFFSET_OUT_OF_RANGE
-                return _Plan(read, [])
-            if offset == state.high_watermark:
-                return _Plan(read, [])
-            limit = max(min(req.partition_max_bytes, response_max_bytes), 1)
-            rows = await self._meta.read_batches(
-                req.topic, req.partition, offset, limit, self._batches_max
-            )
+            if self.index is not None:
+                rows = await self.index.read_batches(
+                    req.topic,
+                    req.partition,
+                    req.fetch_offset,
+                    limit,
+                    self._batches_max,
+                    plan.read.high_watermark,
+                )
+            else:
+                rows = await self._meta.read_batches(
+                    req.topic, req.partition, req.fetch_offset, limit, self._batches_max
+                )
         except Exception:
             log.warning("index lookup of %s-%d failed", req.topic, req.partition, exc_info=True)
-            return _Plan(PartitionRead(KAFKA_STORAGE_ERROR, -1, -1), [])
+            plan.read.error_code = KAFKA_STORAGE_ERROR
+            return
         # Rows committed after the state was read lie beyond the reported high watermark: leave
         # them for the next fetch so that no batch is ever newer than the watermark sent with it.
-        return _Plan(read, _usable(rows, offset, state.high_watermark, limit))
+        plan.rows = _usable(rows, req.fetch_offset, plan.read.high_watermark, limit)
 
     async def _load(self, plans: Sequence[_Plan]) -> None:
         """Read the selected rows' bytes, one `read_ranges` call per file (phase 3).
@@ -219,7 +262,7 @@ class FetchReader:
                 i = j
         if not runs:
             return
-        loaded: list[bytes | None] = [None] * len(runs)
+        loaded: list[Chunk | None] = [None] * len(runs)
         failed: set[int] = set()
 
         async def load_file(key: str) -> None:
@@ -243,7 +286,7 @@ class FetchReader:
                 read.byte_count = 0
                 continue
             assert data is not None
-            read.batches.append(_patch_run(data, run))
+            _patch_run(data, run, read.batches)
             read.byte_count += len(data)
 
 
@@ -262,19 +305,16 @@ class _Run:
         return last.byte_pos + last.byte_len - self.start
 
 
-def _patch_run(data: bytes, run: _Run) -> bytes:
-    rows = run.rows
-    if len(rows) == 1:
-        return patch_base_offset(data, rows[0].base_offset)
-    view = memoryview(data)
+def _patch_run(data: Chunk, run: _Run, out: list[Chunk]) -> None:
+    """Append the run's batches to `out` as (patched header, view of the rest) pairs: the
+    bytes are copied once, by the response encoder."""
+    view = data if isinstance(data, memoryview) else memoryview(data)
     pack = _BASE_OFFSET.pack
     start = run.start
-    parts: list[bytes | memoryview] = []
-    for row in rows:
+    for row in run.rows:
         pos = row.byte_pos - start
-        parts.append(pack(row.base_offset))
-        parts.append(view[pos + 8 : pos + row.byte_len])
-    return b"".join(parts)
+        out.append(pack(row.base_offset))
+        out.append(view[pos + 8 : pos + row.byte_len])
 
 
 def _usable(
