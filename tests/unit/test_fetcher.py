@@ -338,6 +338,24 @@ async def test_long_poll_sees_other_agents_commits_by_polling(parts: Parts) -> N
     reads = await asyncio.wait_for(task, 10)
     assert offsets(reads[0].batches) == [0]
     assert waiters.latest[("t", 0)] == 1
+    await reader.close()
+
+
+async def test_waiting_fetches_share_one_poll(parts: Parts) -> None:
+    _, meta, source, _, _ = parts
+    waiters = PartitionWaiters()
+    reader = FetchReader(meta, source, waiters, poll_interval_s=0.05)
+    req = [PartitionFetch("t", 0, 0, 1000)]
+    tasks = [asyncio.create_task(reader.fetch(req, 1000, 1, 60_000)) for _ in range(20)]
+    while waiters.waiting_count() < 20:
+        await asyncio.sleep(0.005)
+    before = meta.state_reads
+    meta.commit([("t", 0, make_batch(1, payload(1)))])  # another agent: no notify
+    results = await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    assert all(offsets(r[0].batches) == [0] for r in results)
+    # 20 re-reads after the wake-up, and the polls: one per interval for all 20, not one each.
+    assert meta.state_reads - before <= 20 + 2
+    await reader.close()
 
 
 async def test_stale_known_watermark_does_not_spin(parts: Parts) -> None:

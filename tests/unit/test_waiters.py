@@ -33,9 +33,11 @@ async def test_any_key_wakes() -> None:
     task = asyncio.create_task(w.wait([K, K2], {K: 3, K2: 7}, timeout_s=30))
     await asyncio.sleep(0.01)
     assert w.waiting_count() == 2
+    assert sorted(w.waiting_keys()) == [K, K2]
     w.notify("t", 1, 8)
     assert await asyncio.wait_for(task, 5) is True
     assert w.waiting_count() == 0
+    assert w.waiting_keys() == []
 
 
 async def test_known_watermark_returns_at_once() -> None:

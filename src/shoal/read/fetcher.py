@@ -34,6 +34,7 @@ from shoal.read.waiters import PartitionKey, PartitionWaiters
 log = logging.getLogger(__name__)
 
 _BASE_OFFSET = struct.Struct(">q")
+_POLL_KEYS_MAX = 1000  # partitions per high-watermark poll query
 _T = TypeVar("_T")
 
 
@@ -104,8 +105,9 @@ class FetchReader:
         poll_interval_s: float | None = 0.25,
         index_rows_max: int = 100_000,
     ) -> None:
-        """`poll_interval_s`: how often a long poll re-reads high watermarks from the metadata
-        store, to see commits by other agents (None: rely on `waiters.notify` alone).
+        """`poll_interval_s`: how often the high watermarks of partitions that fetches wait on are
+        read from the metadata store, to see commits by other agents (one query per interval for
+        all waiting fetches; None: rely on `waiters.notify` alone).
         `index_rows_max`: size of the index row cache (0: every fetch asks the store)."""
         self._meta = meta
         self._blocks = blocks
@@ -114,6 +116,7 @@ class FetchReader:
         self._files_max = files_in_flight_max
         self._batches_max = batches_per_partition_max
         self._poll_s = poll_interval_s
+        self._poller: asyncio.Task[None] | None = None
         self.index = IndexCache(meta, rows_max=index_rows_max) if index_rows_max > 0 else None
 
     # -- public API ----------------------------------------------------------------------------
@@ -170,25 +173,42 @@ class FetchReader:
         self, keys: list[PartitionKey], above: dict[PartitionKey, int], deadline: float
     ) -> bool:
         """True when a high watermark moved before `deadline`."""
-        loop = asyncio.get_running_loop()
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return False
+        self._ensure_poller()
+        return await self._waiters.wait(keys, above, remaining)
+
+    def _ensure_poller(self) -> None:
+        if self._poll_s is None or (self._poller is not None and not self._poller.done()):
+            return
+        self._poller = asyncio.get_running_loop().create_task(self._poll_loop(self._poll_s))
+
+    async def _poll_loop(self, interval_s: float) -> None:
+        """One query per interval for every partition that any fetch waits on, however many
+        fetches wait: commits by other agents reach the waiters through `notify`. Ends when
+        nothing waits (the next wait starts it again)."""
         while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            slice_s = remaining if self._poll_s is None else min(remaining, self._poll_s)
-            if await self._waiters.wait(keys, above, slice_s):
-                return True
-            if self._poll_s is None or deadline - loop.time() <= 0:
-                continue
-            try:
-                states = await self._meta.partition_states(keys)
-            except Exception:
-                log.warning("long-poll high watermark check failed", exc_info=True)
-                continue
-            for (topic, partition), state in states.items():
-                self._waiters.notify(topic, partition, state.high_watermark)
-            if any(s.high_watermark > above.get(k, s.high_watermark) for k, s in states.items()):
-                return True
+            await asyncio.sleep(interval_s)
+            keys = self._waiters.waiting_keys()
+            if not keys:
+                return
+            for i in range(0, len(keys), _POLL_KEYS_MAX):
+                try:
+                    async with asyncio.timeout(max(interval_s * 4, 1.0)):
+                        states = await self._meta.partition_states(keys[i : i + _POLL_KEYS_MAX])
+                except Exception:
+                    log.warning("long-poll high watermark check failed", exc_info=True)
+                    continue
+                for (topic, partition), state in states.items():
+                    self._waiters.notify(topic, partition, state.high_watermark)
+
+    async def close(self) -> None:
+        """Stop the long-poll poller (waiting fetches then time out or wake by `notify`)."""
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+            self._poller = None
 
     # -- phases --------------------------------------------------------------------------------
     async def _read_all(

@@ -87,6 +87,10 @@ class PartitionWaiters:
                     if not waiting:
                         del self._waiting[key]
 
+    def waiting_keys(self) -> list[PartitionKey]:
+        """Partitions that at least one fetch waits on."""
+        return list(self._waiting)
+
     def waiting_count(self) -> int:
         """Number of (waiting fetch, partition) registrations; for tests and the status page."""
         return sum(len(s) for s in self._waiting.values())
