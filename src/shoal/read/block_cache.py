@@ -116,10 +116,18 @@ class BlockCache:
             if length:
                 first, last = self._span(pos, length)
                 needed.update(range(first, last + 1))
-        order = sorted(needed)
-        loaded = await asyncio.gather(*(self._get_block(key, file_size, i) for i in order))
         # Local references keep every block alive while assembling, even if evicted meanwhile.
-        blocks = dict(zip(order, loaded, strict=True))
+        blocks: dict[int, bytes] = {}
+        missing: list[int] = []
+        for i in sorted(needed):
+            block = self._hit((key, i))
+            if block is None:
+                missing.append(i)
+            else:
+                blocks[i] = block
+        if missing:
+            loaded = await asyncio.gather(*(self._get_block(key, file_size, i) for i in missing))
+            blocks.update(zip(missing, loaded, strict=True))
         bb = self.block_bytes
         out: list[Chunk] = []
         for pos, length in ranges:
@@ -167,13 +175,18 @@ class BlockCache:
             parts.append(memoryview(blocks[i])[start:stop])
         return b"".join(parts)
 
-    async def _get_block(self, key: str, file_size: int, index: int) -> bytes:
-        bkey = (key, index)
+    def _hit(self, bkey: BlockKey) -> bytes | None:
         block = self._blocks.get(bkey)
         if block is not None:
             self._blocks.move_to_end(bkey)
             self._hits += 1
             BLOCK_CACHE_HITS.inc()
+        return block
+
+    async def _get_block(self, key: str, file_size: int, index: int) -> bytes:
+        bkey = (key, index)
+        block = self._hit(bkey)
+        if block is not None:
             return block
         task = self._loading.get(bkey)
         if task is None:
