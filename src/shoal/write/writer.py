@@ -74,6 +74,7 @@ class SegmentWriter:
         self._on_commit = on_commit
         self._uploads = asyncio.Semaphore(uploads_in_flight_max)
         self._open = OpenSegment()
+        self._last_seal_at = float("-inf")  # loop time of the last seal
         # Sealed segments in seal order; None tells the committer to stop. Bounded in practice
         # by buffer_bytes_max: every queued segment holds reserved buffer bytes.
         self._sealed: asyncio.Queue[SealedSegment | None] = asyncio.Queue()
@@ -164,9 +165,13 @@ class SegmentWriter:
         if segment.data_bytes >= self._flush_bytes_max:
             self._seal("size")
         elif first_bytes:
-            segment.timer = asyncio.get_running_loop().call_later(
-                self._flush_interval_s, self._on_timer, segment
-            )
+            # Seal one interval after the previous seal, not after this first byte: the PUT
+            # rate stays at most one per interval, a request after a quiet spell is not held
+            # back, and a producer that waits for its acks (5 requests in flight when
+            # idempotent) is not held for an interval plus the upload on every round.
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, self._last_seal_at + self._flush_interval_s - loop.time())
+            segment.timer = loop.call_later(delay, self._on_timer, segment)
         return await future
 
     # -- buffer accounting ------------------------------------------------------------------
@@ -222,6 +227,7 @@ class SegmentWriter:
             self._seal("time")
 
     def _seal(self, reason: str) -> None:
+        self._last_seal_at = asyncio.get_running_loop().time()
         sealed = self._open.seal(reason)
         self._open = OpenSegment()
         metrics.SEGMENT_FLUSHES.labels(reason=reason).inc()
