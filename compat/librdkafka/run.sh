@@ -65,6 +65,7 @@ SUITE_DIR="$CACHE/$SUITE"
 SRC="$SUITE_DIR/src"
 STAMP="$SUITE_DIR/.built"
 RUNNER="$SRC/tests/test-runner"
+DSC=""
 
 ensure_packages() {
     local missing=() pkg
@@ -76,7 +77,7 @@ ensure_packages() {
     [[ ${#missing[@]} -eq 0 ]] && return 0
     [[ $(id -u) -eq 0 ]] || die "missing packages (install as root): ${missing[*]}"
     log "installing: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
+    export DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes
     apt-get update -q >/dev/null
     apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 }
@@ -106,10 +107,13 @@ EOF
     rm -rf "$SUITE_DIR/dl" "$SRC"
     mkdir -p "$SUITE_DIR/dl"
     (cd "$SUITE_DIR/dl" && apt_private apt-get source -q --download-only "librdkafka/$SUITE" >/dev/null)
-    local dsc
-    dsc="$(ls "$SUITE_DIR"/dl/librdkafka_*.dsc 2>/dev/null | head -n1 || true)"
-    [[ -n "$dsc" ]] || die "apt-get source left no .dsc in $SUITE_DIR/dl"
-    dpkg-source -q -x "$dsc" "$SRC" >/dev/null 2>&1 || die "dpkg-source could not unpack $dsc"
+    local found=()
+    shopt -s nullglob
+    found=("$SUITE_DIR"/dl/librdkafka_*.dsc)
+    shopt -u nullglob
+    [[ ${#found[@]} -eq 1 ]] || die "expected one .dsc in $SUITE_DIR/dl, found ${#found[@]}"
+    DSC="${found[0]}"
+    dpkg-source -q -x "$DSC" "$SRC" >/dev/null 2>&1 || die "dpkg-source could not unpack $DSC"
 }
 
 # librdkafka < 2.2 skips one byte too few per tagged field (upstream PR #4278), so it cannot
@@ -151,9 +155,10 @@ prepare() {
         fetch_source
         patch_source
         build
-        basename "$(ls "$SUITE_DIR"/dl/librdkafka_*.dsc | head -n1)" .dsc >"$STAMP"
+        basename "$DSC" .dsc >"$STAMP"
     fi
     flock -u 9
+    exec 9>&-
 }
 
 read_tests() {
@@ -178,23 +183,27 @@ check_broker() {
         || die "no broker accepts connections at $BOOTSTRAP"
 }
 
-# Prints pass/fail/skip for one test; a test that did not run at all counts as fail.
+# Prints pass, skip or "fail: why" for one test; a test that did not run at all counts as fail.
 run_one() {
     local id="$1" logf="$2" rc=0
     (
         cd "$SRC/tests"
         export RDKAFKA_TEST_CONF="$CONF" TESTS="$id" TEST_KAFKA_VERSION="$KAFKA_VERSION"
         export LD_LIBRARY_PATH="$SRC/src:$SRC/src-cpp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-        exec timeout -k 10 "$TEST_TIMEOUT" ./test-runner -Q -E "${RUNNER_ARGS[@]}"
+        # No -E: tests are picked by id, and sockem (in-process socket emulation) needs no cluster.
+        exec timeout -k 10 "$TEST_TIMEOUT" ./test-runner -Q "${RUNNER_ARGS[@]}"
     ) >"$logf" 2>&1 </dev/null || rc=$?
     rm -f "$SRC"/tests/stats_*.json
     if [[ $rc -eq 0 ]] && grep -aq "Test ${id}_[^ ]* PASSED" "$logf"; then
         echo pass
     elif [[ $rc -eq 0 ]] && grep -aq "Test ${id}_[^ ]* SKIPPED" "$logf"; then
         echo skip
+    elif [[ $rc -eq 0 ]]; then
+        echo "fail: test-runner ran no test $id (unknown id, or excluded by flags)"
+    elif [[ $rc -eq 124 || $rc -eq 137 ]]; then
+        echo "fail: timed out after $TEST_TIMEOUT s"
     else
-        [[ $rc -eq 124 || $rc -eq 137 ]] && echo "timed out after $TEST_TIMEOUT s" >>"$logf"
-        echo "fail rc=$rc"
+        echo "fail: rc=$rc"
     fi
 }
 
@@ -221,7 +230,7 @@ main() {
             skip) skipped=$((skipped + 1)); log "SKIP $id (${elapsed} s): skipped by test-runner" ;;
             *)
                 failed=$((failed + 1))
-                log "FAIL $id (${elapsed} s, ${result#fail }); log: $logs/$id.log"
+                log "FAIL $id (${elapsed} s, ${result#fail: }); log: $logs/$id.log"
                 tail -n 25 "$logs/$id.log" | sed 's/\x1b\[[0-9;]*m//g; s/^/    /' >&2
                 ;;
         esac

@@ -20,6 +20,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 RUN_SCRIPT = REPO / "compat" / "librdkafka" / "run.sh"
 AGENT_START_TIMEOUT_S = 30.0
+# librdkafka's tests assume its "default" scenario: auto-created topics get 4 partitions
+# (tests/scenarios/default.json); 0012 and others produce to partitions 0..3.
+AUTO_CREATE_PARTITIONS = 4
 # The first run fetches and compiles librdkafka (one to three minutes on two cores).
 SUITE_TIMEOUT_S = 1500.0
 TAIL_LINES = 80
@@ -79,6 +82,8 @@ def shoal_agent(tmp_path: Path) -> Iterator[tuple[int, Path]]:
         "--kafka-port", str(kafka_port),
         "--http-port", str(http_port),
         "--data-dir", str(data_dir),
+        "--auto-create-topics", "true",
+        "--default-partitions", str(AUTO_CREATE_PARTITIONS),
     ]  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(
