@@ -34,7 +34,9 @@ class RawConnection:
             "client_id": client_id,
         }
         names = {f for f in header_cls.__dataclass_fields__}
-        entity_writer(header_cls)(buf, header_cls(**{k: v for k, v in kwargs.items() if k in names}))
+        entity_writer(header_cls)(
+            buf, header_cls(**{k: v for k, v in kwargs.items() if k in names})
+        )
         entity_writer(type(request))(buf, request)
         body = buf.getvalue()
         return self._correlation, struct.pack(">i", len(body)) + body

@@ -52,7 +52,7 @@ class Agent:
         self.writer = SegmentWriter(
             self.store,
             self.meta,
-            flush_interval_ms=settings.flush_interval_ms,
+            flush_interval_ms=settings.flush_interval_effective_ms,
             flush_bytes_max=settings.flush_bytes_max,
             uploads_in_flight_max=settings.uploads_in_flight_max,
             buffer_bytes_max=settings.write_buffer_bytes_max,

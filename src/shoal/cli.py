@@ -60,18 +60,46 @@ AGENT_OPTIONS: tuple[_Opt, ...] = (
     _Opt("--agent-group", "agent_group", str, "agent group"),
     _Opt("--roles", "roles", _roles, "comma-separated roles: proxy,jobs"),
     _Opt("--node-id", "node_id", int, "broker id shown to clients"),
-    _Opt("--flush-interval-ms", "flush_interval_ms", int, "seal a segment this long after its first byte"),
+    _Opt(
+        "--flush-interval-ms",
+        "flush_interval_ms",
+        int,
+        "seal a segment at most this long after its first byte, at most once per interval"
+        " (default 10 for file:// and memory://, 100 for remote stores)",
+    ),
     _Opt("--flush-bytes-max", "flush_bytes_max", int, "seal a segment at this size"),
     _Opt("--uploads-in-flight-max", "uploads_in_flight_max", int, "segment uploads at once"),
-    _Opt("--write-buffer-bytes-max", "write_buffer_bytes_max", int, "uncommitted produce bytes before producers wait"),
+    _Opt(
+        "--write-buffer-bytes-max",
+        "write_buffer_bytes_max",
+        int,
+        "uncommitted produce bytes before producers wait",
+    ),
     _Opt("--block-bytes", "block_bytes", int, "read block size"),
     _Opt("--cache-bytes-max", "cache_bytes_max", int, "block cache budget"),
     _Opt("--frame-bytes-max", "frame_bytes_max", int, "largest request frame accepted"),
-    _Opt("--connection-inflight-max", "connection_inflight_max", int, "pipelined requests per connection"),
-    _Opt("--message-bytes-max", "message_bytes_max", int, "largest record batch (max.message.bytes)"),
-    _Opt("--auto-create-topics", "auto_create_topics", _bool, "create unknown topics on use (true/false)"),
+    _Opt(
+        "--connection-inflight-max",
+        "connection_inflight_max",
+        int,
+        "pipelined requests per connection",
+    ),
+    _Opt(
+        "--message-bytes-max", "message_bytes_max", int, "largest record batch (max.message.bytes)"
+    ),
+    _Opt(
+        "--auto-create-topics",
+        "auto_create_topics",
+        _bool,
+        "create unknown topics on use (true/false)",
+    ),
     _Opt("--default-partitions", "default_partitions", int, "partitions of auto-created topics"),
-    _Opt("--object-store-timeout-ms", "object_store_timeout_ms", int, "timeout of one object-store request"),
+    _Opt(
+        "--object-store-timeout-ms",
+        "object_store_timeout_ms",
+        int,
+        "timeout of one object-store request",
+    ),
 )
 
 
@@ -80,14 +108,17 @@ def _add_agent_options(parser: argparse.ArgumentParser) -> None:
     for opt in AGENT_OPTIONS:
         default = getattr(defaults, opt.field)
         shown = ",".join(default) if isinstance(default, tuple) else default
+        suffix = f"; default {shown}" if default is not None else ""
         parser.add_argument(
             opt.flag,
             dest=opt.field,
             type=opt.kind,
             default=None,
-            help=f"{opt.help} [env {opt.env}; default {shown}]",
+            help=f"{opt.help} [env {opt.env}{suffix}]",
         )
-    parser.add_argument("--log-level", default=None, help="debug, info, warning [env SHOAL_LOG_LEVEL]")
+    parser.add_argument(
+        "--log-level", default=None, help="debug, info, warning [env SHOAL_LOG_LEVEL]"
+    )
 
 
 def settings_from(
@@ -108,7 +139,9 @@ def settings_from(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="shoal", description="Kafka-compatible streaming on object storage")
+    parser = argparse.ArgumentParser(
+        prog="shoal", description="Kafka-compatible streaming on object storage"
+    )
     parser.add_argument("--version", action="version", version=f"shoal {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     agent = sub.add_parser("agent", help="run one agent")
@@ -128,6 +161,7 @@ def _banner(s: Settings) -> str:
             f"    Kafka bootstrap   {boot}",
             f"    Metrics / status  http://{s.http_host}:{s.http_port}/metrics  /v1/status",
             f"    Object store      {s.bucket_url}",
+            f"    Flush interval    {s.flush_interval_effective_ms} ms",
             f"    Metadata store    {s.metadata_url}",
             "",
             f"    kcat -L -b {boot}",

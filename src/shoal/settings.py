@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+LOCAL_FLUSH_INTERVAL_MS = 10
+REMOTE_FLUSH_INTERVAL_MS = 100
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -24,8 +27,10 @@ class Settings:
     agent_group: str = "default"
     roles: tuple[str, ...] = ("proxy", "jobs")
     node_id: int = 0
-    # Write path: a segment is sealed at flush_bytes_max or flush_interval_ms after its first byte.
-    flush_interval_ms: int = 50
+    # Write path: a segment is sealed at flush_bytes_max, or at most flush_interval_ms after its
+    # first byte (and at most one seal per interval). None picks a default by object store:
+    # local stores have free PUTs, so latency wins; remote stores bill every PUT.
+    flush_interval_ms: int | None = None
     flush_bytes_max: int = 8 * 1024 * 1024
     uploads_in_flight_max: int = 4
     # Produce data waiting in open + sealed-but-uncommitted segments; producers wait beyond it.
@@ -49,6 +54,13 @@ class Settings:
         if self.bucket:
             return self.bucket
         return f"file://{_abspath(self.data_dir)}/objects"
+
+    @property
+    def flush_interval_effective_ms(self) -> int:
+        if self.flush_interval_ms is not None:
+            return self.flush_interval_ms
+        local = self.bucket_url.startswith(("file://", "memory://"))
+        return LOCAL_FLUSH_INTERVAL_MS if local else REMOTE_FLUSH_INTERVAL_MS
 
     @property
     def metadata_url(self) -> str:

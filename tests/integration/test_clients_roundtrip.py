@@ -45,7 +45,9 @@ def test_roundtrip(agent: AgentProcess, client: str, codec: str) -> None:
 
     expected = workload.expected_by_partition(N, PARTITIONS)
     for p in range(PARTITIONS):
-        assert len(got[p]) == len(expected[p]), f"partition {p}: {len(got[p])} != {len(expected[p])}"
+        assert len(got[p]) == len(expected[p]), (
+            f"partition {p}: {len(got[p])} != {len(expected[p])}"
+        )
         for i, (g, e) in enumerate(zip(got[p], expected[p], strict=True)):
             assert g == e, f"partition {p} record {i}: {g} != {e}"
 

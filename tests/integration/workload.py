@@ -163,11 +163,16 @@ def produce_kafka_python(bootstrap: str, topic: str, n: int, partitions: int, co
     p.close(30)
 
 
-def consume_kafka_python(bootstrap: str, topic: str, n: int, partitions: int) -> dict[int, list[Rec]]:
+def consume_kafka_python(
+    bootstrap: str, topic: str, n: int, partitions: int
+) -> dict[int, list[Rec]]:
     from kafka import KafkaConsumer, TopicPartition
 
     c = KafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, fetch_max_bytes=8 << 20
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_bytes=8 << 20,
     )
     tps = [TopicPartition(topic, p) for p in range(partitions)]
     c.assign(tps)

@@ -42,7 +42,9 @@ class ApiSpec:
 REGISTRY: dict[int, ApiSpec] = {}
 
 
-def api(api_key: int, name: str, min_version: int, max_version: int) -> Callable[[Handler], Handler]:
+def api(
+    api_key: int, name: str, min_version: int, max_version: int
+) -> Callable[[Handler], Handler]:
     """Register a handler for `api_key` serving versions min..max inclusive."""
 
     def register(fn: Handler) -> Handler:

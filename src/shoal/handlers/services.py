@@ -9,8 +9,8 @@ from shoal.settings import Settings
 
 if TYPE_CHECKING:
     from shoal.meta.store import MetadataStore
-    from shoal.read.fetcher import FetchReader
     from shoal.meta.topic_cache import TopicCache
+    from shoal.read.fetcher import FetchReader
     from shoal.write.writer import SegmentWriter
 
 
