@@ -95,6 +95,7 @@ class Agent:
         await self.kafka.stop_accepting()
         await self.writer.close()
         await self.kafka.close_connections()
+        await self.reader.close()
         await self.http.stop()
         await self.meta.close()
 

@@ -69,6 +69,9 @@ class FakeStore:
         if self.topics.pop(name, None) is None:
             raise UnknownTopicError(name)
 
+    async def get_topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None:
+        return next((t for t in self.topics.values() if t.topic_id == topic_id), None)
+
     async def get_topic(self, name: str) -> TopicInfo | None:
         return self.topics.get(name)
 
@@ -103,6 +106,16 @@ class FakeStore:
         return info
 
 
+class ForgettingReader:
+    """Records which topics the read path was told to forget (its caches)."""
+
+    def __init__(self) -> None:
+        self.forgotten: list[str] = []
+
+    def forget_topic(self, topic: str) -> None:
+        self.forgotten.append(topic)
+
+
 @pytest.fixture(params=["fake", "sqlite"])
 async def svc(request: pytest.FixtureRequest) -> AsyncIterator[Services]:
     meta: Any
@@ -115,8 +128,8 @@ async def svc(request: pytest.FixtureRequest) -> AsyncIterator[Services]:
     settings = Settings(advertised_host="agent-1.example", kafka_port=19092, az="zone-a",
                         default_partitions=3, node_id=7)  # fmt: skip
     yield Services(settings=settings, meta=store, topics=TopicCache(store),
-                   writer=cast(Any, None), reader=cast(Any, None), cluster_id="shoal-test",
-                   node_id=7)  # fmt: skip
+                   writer=cast(Any, None), reader=cast(Any, ForgettingReader()),
+                   cluster_id="shoal-test", node_id=7)  # fmt: skip
     if request.param == "sqlite":
         await meta.close()
 
@@ -288,6 +301,7 @@ async def test_delete_by_name(svc: Services, v: int) -> None:
         assert resp.responses[0].topic_id == made.topic_id
     assert await svc.meta.get_topic("gone") is None
     assert await svc.topics.get("gone") is None
+    assert cast(ForgettingReader, svc.reader).forgotten == ["gone"]
     roundtrip(resp)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from shoal.handlers.adapt import ZERO_THROTTLE, build, error, response_module
 from shoal.handlers.base import RequestContext, api
 from shoal.handlers.services import Services
-from shoal.meta.store import MetadataError
+from shoal.meta.store import MetadataError, ProducerFencedError
 from shoal.protocol import errors
 
 
@@ -24,8 +24,10 @@ async def handle_init_producer_id(svc: Services, ctx: RequestContext, req: Any) 
         pid, epoch = await svc.meta.init_producer(
             req.transactional_id, producer_id, producer_epoch
         )
+    except ProducerFencedError:
+        pid, epoch, code = -1, -1, errors.PRODUCER_FENCED
     except MetadataError:
-        pid, epoch, code = -1, -1, errors.INVALID_PRODUCER_EPOCH
+        pid, epoch, code = -1, -1, errors.COORDINATOR_NOT_AVAILABLE  # retriable
     return build(
         module,
         "InitProducerIdResponse",

@@ -284,6 +284,7 @@ async def _delete_by_name(svc: Services, name: str) -> uuid.UUID | None:
         raise unknown from None
     finally:
         svc.topics.invalidate(name)
+        svc.reader.forget_topic(name)
     return info.topic_id
 
 
@@ -298,6 +299,7 @@ async def _delete_by_id(svc: Services, topic_id: uuid.UUID) -> str:
         raise unknown from None
     finally:
         svc.topics.invalidate(info.name)
+        svc.reader.forget_topic(info.name)
     return info.name
 
 

@@ -12,7 +12,7 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from shoal.meta.store import BatchOutcome, MetadataError, PendingBatch
+from shoal.meta.store import BatchOutcome, PendingBatch
 
 # Kafka error codes used by the metadata store (values from the Kafka protocol).
 NONE = 0
@@ -27,17 +27,6 @@ INT32_MAX = 2**31 - 1
 RECENT_BATCHES_MAX = 5
 # Kafka refuses to bump an epoch at or past Short.MAX_VALUE - 1 and allocates a new id instead.
 EPOCH_MAX = 32766
-
-
-class ProducerFencedError(MetadataError):
-    """InitProducerId named a (producer_id, epoch) that is not the current one of the
-    transactional id: a newer producer instance has taken over."""
-
-    error_code = PRODUCER_FENCED
-
-
-class DuplicateFileError(MetadataError):
-    """`commit_file` was called twice for one file id; the first call's result stands."""
 
 
 PartitionKey = tuple[str, int]

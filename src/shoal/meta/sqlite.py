@@ -27,10 +27,8 @@ from typing import Any, Final, TypeVar
 
 from shoal.meta.sql_common import (
     EPOCH_MAX,
-    DuplicateFileError,
     PartitionKey,
     ProducerEntry,
-    ProducerFencedError,
     ProducerKey,
     index_row,
     parse_migrations,
@@ -39,12 +37,14 @@ from shoal.meta.sql_common import (
 from shoal.meta.store import (
     BatchOutcome,
     BatchRow,
+    DuplicateFileError,
     FileInfo,
     InvalidPartitionsError,
     MetadataError,
     OffsetAtTime,
     PartitionState,
     PendingBatch,
+    ProducerFencedError,
     TopicExistsError,
     TopicInfo,
     UnknownTopicError,

@@ -28,6 +28,15 @@ class InvalidPartitionsError(MetadataError):
     pass
 
 
+class ProducerFencedError(MetadataError):
+    """InitProducerId named a (producer_id, epoch) that is not the current one of the
+    transactional id: a newer producer instance has taken over (Kafka's PRODUCER_FENCED)."""
+
+
+class DuplicateFileError(MetadataError):
+    """`commit_file` was called twice for one file id; the first call's result stands."""
+
+
 @dataclass(frozen=True, slots=True)
 class TopicInfo:
     name: str
@@ -115,6 +124,8 @@ class MetadataStore(Protocol):
 
     async def get_topic(self, name: str) -> TopicInfo | None: ...
 
+    async def get_topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None: ...
+
     async def list_topics(self) -> list[TopicInfo]: ...
 
     async def create_partitions(self, name: str, total: int) -> TopicInfo:
@@ -155,6 +166,21 @@ class MetadataStore(Protocol):
 
     async def max_timestamp_offset(self, topic: str, partition: int) -> OffsetAtTime | None:
         """The batch holding the largest timestamp (ties: earliest)."""
+
+    # -- maintenance ---------------------------------------------------------------------------
+    async def unreferenced_files(self, created_before_ms: int, limit: int = 1000) -> list[FileInfo]:
+        """Files recorded before `created_before_ms` that no index row points into."""
+
+    async def forget_files(self, file_ids: list[str]) -> list[str]:
+        """Drop the records of files still unreferenced; returns the ids dropped."""
+
+    async def advance_log_start(
+        self, topic: str, partition: int, offset: int
+    ) -> PartitionState | None:
+        """Retention / DeleteRecords: move the log start up (never back), drop rows below."""
+
+    async def expire_producers(self, idle_before_ms: int) -> int:
+        """Forget idempotence state untouched since `idle_before_ms`."""
 
     # -- producers ---------------------------------------------------------------------------
     async def init_producer(

@@ -38,11 +38,10 @@ class TopicCache:
             info = await self.get(name)
             if info is not None and info.topic_id == topic_id:
                 return info
-        for info in await self._meta.list_topics():
-            self._put(info.name, info)
-            if info.topic_id == topic_id:
-                return info
-        return None
+        found = await self._meta.get_topic_by_id(topic_id)
+        if found is not None:
+            self._put(found.name, found)
+        return found
 
     async def get_or_create(self, name: str, partitions: int) -> TopicInfo:
         """Auto-create: concurrent first produces to a new topic create it once."""
