@@ -79,6 +79,13 @@ AGENT_OPTIONS: tuple[_Opt, ...] = (
     _Opt("--cache-bytes-max", "cache_bytes_max", int, "block cache budget"),
     _Opt("--frame-bytes-max", "frame_bytes_max", int, "largest request frame accepted"),
     _Opt(
+        "--requests-bytes-max",
+        "requests_bytes_max",
+        int,
+        "request bytes all connections may hold at once",
+    ),
+    _Opt("--fetch-bytes-max", "fetch_bytes_max", int, "largest Fetch response"),
+    _Opt(
         "--connection-inflight-max",
         "connection_inflight_max",
         int,

@@ -40,6 +40,10 @@ class Settings:
     cache_bytes_max: int = 256 * 1024 * 1024
     # Connections.
     frame_bytes_max: int = 100 * 1024 * 1024
+    # Request bytes held by all connections together (read, not yet answered).
+    requests_bytes_max: int = 256 * 1024 * 1024
+    # Broker-side cap on one Fetch response (Kafka's fetch.max.bytes default, 55 MiB).
+    fetch_bytes_max: int = 55 * 1024 * 1024
     connection_inflight_max: int = 16
     connection_idle_ms: int = 10 * 60 * 1000
     message_bytes_max: int = 1024 * 1024 + 12

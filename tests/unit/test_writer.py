@@ -157,6 +157,21 @@ async def test_time_seal() -> None:
     await writer.close()
 
 
+async def test_seal_spacing_one_interval_after_previous_seal() -> None:
+    store, meta = GatedStore(), FakeMeta()
+    writer = make_writer(store, meta, flush_interval_ms=SLOW)
+    await writer.start()
+    # After a quiet spell the first segment is sealed at once, not an interval later.
+    assert await asyncio.wait_for(writer.append([item("t", 0)]), 5) == [BatchOutcome(0, 0)]
+    # The next one waits for the interval since that seal: at most one PUT per interval.
+    second = asyncio.create_task(writer.append([item("t", 0)]))
+    await asyncio.sleep(0.05)
+    assert not second.done() and len(meta.commits) == 1
+    await writer.close()  # close seals what is open
+    assert await second == [BatchOutcome(0, 1)]
+    assert writer.stats["flushes_close"] == 1
+
+
 async def test_commits_follow_seal_order_despite_slow_upload() -> None:
     store, meta, marks = GatedStore(), FakeMeta(), Marks()
     slow = asyncio.Event()

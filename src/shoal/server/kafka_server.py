@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import struct
 import time
@@ -27,6 +28,7 @@ from shoal.protocol.framing import (
     frame_prefix,
     response_header_flexible,
 )
+from shoal.server.byte_budget import ByteBudget
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class KafkaServer:
         self._svc = svc
         self._settings = svc.settings
         self._server: asyncio.Server | None = None
+        self._budget = ByteBudget(svc.settings.requests_bytes_max)
         self._connections: dict[asyncio.Task[None], _Connection] = {}
 
     @property
@@ -90,7 +93,7 @@ class KafkaServer:
         assert task is not None
         peer = writer.get_extra_info("peername")
         peer_s = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        conn = _Connection(self._svc, reader, writer, peer_s)
+        conn = _Connection(self._svc, self._budget, reader, writer, peer_s)
         self._connections[task] = conn
         metrics.CONNECTIONS.inc()
         try:
@@ -106,11 +109,13 @@ class _Connection:
     def __init__(
         self,
         svc: Services,
+        budget: ByteBudget,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         peer: str,
     ) -> None:
         self._svc = svc
+        self._budget = budget
         self._reader = reader
         self._writer = writer
         self._peer = peer
@@ -170,29 +175,48 @@ class _Connection:
             if size < MIN_FRAME_BYTES or size > self._frame_max:
                 # Kafka closes without reading on an invalid size; never allocate for it.
                 raise ConnectionClosed("frame_size")
-            frame = await asyncio.wait_for(reader.readexactly(size), FRAME_BODY_TIMEOUT_S)
-            api_key, version, correlation_id = _HEADER.unpack_from(frame)
-            spec = REGISTRY.get(api_key)
-            if spec is None:
-                raise ConnectionClosed("unknown_api")
-            if not spec.min_version <= version <= spec.max_version:
-                if api_key != API_VERSIONS:
-                    raise ConnectionClosed("unsupported_version")
-                # KIP-511: answer v0 with the supported ranges so the client can retry.
-                body = api_versions_response(0, errors.UNSUPPORTED_VERSION)
-                await self._pending.put(self._done(encode_response(correlation_id, body)))
-                continue
+            await self._budget.acquire(size)
             try:
-                header, request = decode_request(frame)
-            except Exception as exc:
-                log.debug("malformed request from %s: %r", self._peer, exc)
-                raise ConnectionClosed("malformed") from None
-            client_id = getattr(header, "client_id", None)
-            if client_id is not None:
-                self._client_id = client_id
-            ctx = RequestContext(api_key, version, correlation_id, self._client_id, self._peer)
+                ctx, spec, request = await self._read_request(size)
+            except BaseException:
+                self._budget.release(size)
+                raise
+            if spec is None:
+                self._budget.release(size)
+                continue
             task = asyncio.create_task(self._dispatch(spec, ctx, request))
+            # A callback, not a finally: a task cancelled before it ever ran skips its body.
+            task.add_done_callback(functools.partial(self._release_frame, size))
             await self._pending.put(task)
+
+    def _release_frame(self, size: int, _task: object) -> None:
+        self._budget.release(size)
+
+    async def _read_request(self, size: int) -> tuple[RequestContext, ApiSpec | None, Any]:
+        """Read one frame body; spec None means it was answered already (KIP-511)."""
+        frame = await asyncio.wait_for(self._reader.readexactly(size), FRAME_BODY_TIMEOUT_S)
+        api_key, version, correlation_id = _HEADER.unpack_from(frame)
+        ctx = RequestContext(api_key, version, correlation_id, self._client_id, self._peer)
+        spec = REGISTRY.get(api_key)
+        if spec is None:
+            raise ConnectionClosed("unknown_api")
+        if not spec.min_version <= version <= spec.max_version:
+            if api_key != API_VERSIONS:
+                raise ConnectionClosed("unsupported_version")
+            # KIP-511: answer v0 with the supported ranges so the client can retry.
+            body = api_versions_response(0, errors.UNSUPPORTED_VERSION)
+            await self._pending.put(self._done(encode_response(correlation_id, body)))
+            return ctx, None, None
+        try:
+            header, request = decode_request(frame)
+        except Exception as exc:
+            log.debug("malformed request from %s: %r", self._peer, exc)
+            raise ConnectionClosed("malformed") from None
+        client_id = getattr(header, "client_id", None)
+        if client_id is not None and client_id != self._client_id:
+            self._client_id = client_id
+            ctx = RequestContext(api_key, version, correlation_id, client_id, self._peer)
+        return ctx, spec, request
 
     @staticmethod
     def _done(frame: bytes) -> asyncio.Task[list[bytes] | None]:
