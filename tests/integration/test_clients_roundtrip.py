@@ -53,3 +53,8 @@ def test_roundtrip(agent: AgentProcess, client: str, codec: str) -> None:
 
     marks = workload.watermarks_confluent(agent.bootstrap, topic, PARTITIONS)
     assert marks == {p: (0, len(expected[p])) for p in range(PARTITIONS)}
+
+    # Record i (partition i % 8, offset i // 8) has timestamp BASE + i: a lookup between two
+    # records' timestamps must land exactly on the later record, even inside a batch.
+    queries = [(p, workload.BASE_TS_MS + p + PARTITIONS * k + 1) for p in (0, 3) for k in (0, 777)]
+    assert workload.offsets_for_times_confluent(agent.bootstrap, topic, queries) == [1, 778] * 2

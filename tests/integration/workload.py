@@ -133,6 +133,22 @@ def watermarks_confluent(bootstrap: str, topic: str, partitions: int) -> dict[in
         c.close()
 
 
+def offsets_for_times_confluent(
+    bootstrap: str, topic: str, queries: list[tuple[int, int]]
+) -> list[int]:
+    """ListOffsets by timestamp: the offset answered for each (partition, timestamp)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "oft"})
+    try:
+        # One call per query: librdkafka merges repeated partitions within one call.
+        return [
+            c.offsets_for_times([TopicPartition(topic, p, ts)], 10)[0].offset for p, ts in queries
+        ]
+    finally:
+        c.close()
+
+
 # -- kafka-python ---------------------------------------------------------------------------
 
 

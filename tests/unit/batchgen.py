@@ -82,8 +82,10 @@ def make_batch(
     transactional: bool = False,
     control: bool = False,
     headers: list[tuple[bytes, bytes | None]] | None = None,
+    timestamp_step_ms: int = 0,
 ) -> bytes:
-    """Encode `records` ((key, value) pairs) as one v2 batch; every record gets `timestamp_ms`.
+    """Encode `records` ((key, value) pairs) as one v2 batch; record i gets the timestamp
+    `timestamp_ms + i * timestamp_step_ms` (all the same by default).
 
     `compression` is Kafka's codec id (0 none, 1 gzip, 2 snappy (raw, as librdkafka sends),
     3 lz4 frame, 4 zstd); `headers` are attached to every record.
@@ -91,7 +93,8 @@ def make_batch(
     if not records:
         raise ValueError("a batch needs at least one record")
     body = b"".join(
-        encode_record(i, key, value, 0, headers) for i, (key, value) in enumerate(records)
+        encode_record(i, key, value, i * timestamp_step_ms, headers)
+        for i, (key, value) in enumerate(records)
     )
     attributes = compression & 0x07
     if transactional:
@@ -102,7 +105,7 @@ def make_batch(
         attributes,
         len(records) - 1,
         timestamp_ms,
-        timestamp_ms,
+        timestamp_ms + max(0, (len(records) - 1) * timestamp_step_ms),
         producer_id,
         producer_epoch,
         base_sequence,

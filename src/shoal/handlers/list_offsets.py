@@ -1,8 +1,9 @@
 """ListOffsets: earliest, latest, max timestamp and offset-for-timestamp lookups.
 
-Timestamp lookups work at batch granularity: the answer is the base offset of the first batch
-whose max timestamp reaches the target (records are never decoded on the agent). A consumer
-that seeks there may see a few records older than the target from that one batch.
+Timestamp lookups are exact, as in Kafka: the index finds the first batch whose max timestamp
+reaches the target, then that one batch is read (through the block cache) and its records'
+timestamps are scanned. This is the only place the agent looks inside batches, and it is off the
+produce and fetch paths.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from typing import Any
 from shoal.handlers.adapt import ZERO_THROTTLE, build, error, response_module
 from shoal.handlers.base import RequestContext, api
 from shoal.handlers.services import Services
+from shoal.meta.store import OffsetAtTime
 from shoal.protocol import errors
+from shoal.protocol.batch import BatchError, parse_header
+from shoal.protocol.records import first_at_or_after, max_timestamp_record
 
 LATEST = -1
 EARLIEST = -2
@@ -70,4 +74,25 @@ async def _lookup(svc: Services, topic: str, partition: int, ts: int) -> tuple[i
         found = await svc.meta.offset_for_timestamp(topic, partition, ts)
     if found is None:
         return errors.NONE, -1, -1
-    return errors.NONE, max(found.offset, state.log_start_offset), found.timestamp
+    exact = await _exact(svc, topic, partition, found, None if ts == MAX_TIMESTAMP else ts)
+    return errors.NONE, max(exact.offset, state.log_start_offset), exact.timestamp
+
+
+async def _exact(
+    svc: Services, topic: str, partition: int, found: OffsetAtTime, target: int | None
+) -> OffsetAtTime:
+    """The record inside the batch at `found.offset`: the first reaching `target`, or (target
+    None) the first holding the batch's largest timestamp. Falls back to the batch's base."""
+    read = await svc.reader.read_partition(topic, partition, found.offset, 1)
+    if read.error_code != errors.NONE or not read.batches:
+        return found
+    data = b"".join(read.batches)
+    try:
+        header = parse_header(data)
+        batch = memoryview(data)[: header.size]
+        hit = max_timestamp_record(batch) if target is None else first_at_or_after(batch, target)
+    except (BatchError, ValueError):
+        return found
+    if hit is None:
+        return found
+    return OffsetAtTime(header.base_offset + hit[0], hit[1])
