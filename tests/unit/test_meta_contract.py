@@ -1,7 +1,9 @@
 """Contract suite for `MetadataStore` implementations.
 
 Every test runs against each backend listed in the `db_url` fixture; a backend is added by
-giving a URL of a fresh, empty database that `open_metadata_store` understands.
+giving a URL of a fresh, empty database that `open_metadata_store` understands. PostgreSQL runs
+on a throwaway server (tests/pg_server.py, started once per session by tests/conftest.py);
+`-m "not postgres"` leaves it out.
 """
 
 from __future__ import annotations
@@ -60,10 +62,12 @@ class ExtendedStore(MetadataStore, Protocol):
     async def expire_producers(self, idle_before_ms: int) -> int: ...
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/metadata.db"
+    if request.param == "postgresql":
+        return cast(str, request.getfixturevalue("pg_url"))
     raise AssertionError(request.param)
 
 

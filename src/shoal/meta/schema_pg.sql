@@ -1,0 +1,72 @@
+-- Shoal metadata schema, PostgreSQL dialect (read by shoal/meta/postgres.py).
+-- Same tables and meaning as schema.sql (SQLite); versions are numbered independently.
+-- Each "-- migration: N" section is applied once, in order, in one transaction, on start(),
+-- under an advisory lock. Never edit a released section: add a new one.
+-- Statements end with ";" at end of line.
+
+-- migration: 1
+CREATE TABLE topics (
+    name TEXT PRIMARY KEY,
+    topic_id UUID NOT NULL UNIQUE,
+    partitions INTEGER NOT NULL,
+    configs TEXT NOT NULL,
+    created_at BIGINT NOT NULL);
+
+-- The row every commit locks (SELECT ... FOR UPDATE): it serialises offset assignment.
+-- fillfactor leaves room for HOT updates of next_offset (no index column changes).
+CREATE TABLE partitions (
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    next_offset BIGINT NOT NULL DEFAULT 0,
+    log_start_offset BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (topic, partition)) WITH (fillfactor = 50);
+
+-- Index rows point at files by an integer surrogate: smaller rows, cheaper joins.
+CREATE TABLE files (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    file_id TEXT NOT NULL UNIQUE,
+    key TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    committed BOOLEAN NOT NULL);
+
+-- Garbage collection scans by age.
+CREATE INDEX files_by_created_at ON files (created_at);
+
+CREATE TABLE batches (
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    base_offset BIGINT NOT NULL,
+    last_offset BIGINT NOT NULL,
+    file_ref BIGINT NOT NULL,
+    byte_pos BIGINT NOT NULL,
+    byte_len INTEGER NOT NULL,
+    record_count INTEGER NOT NULL,
+    max_timestamp BIGINT NOT NULL,
+    producer_id BIGINT NOT NULL,
+    producer_epoch INTEGER NOT NULL,
+    base_sequence INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition, base_offset));
+
+-- Garbage collection asks "does any row still point into this file?".
+CREATE INDEX batches_by_file ON batches (file_ref);
+
+-- An identity never hands out a value twice, even after row deletion.
+CREATE TABLE producers (
+    producer_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    transactional_id TEXT UNIQUE,
+    epoch INTEGER NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL);
+
+-- recent: the last 5 (base_sequence, last_sequence, base_offset), see sql_common.
+CREATE TABLE producer_state (
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    producer_id BIGINT NOT NULL,
+    epoch INTEGER NOT NULL,
+    recent BYTEA NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (topic, partition, producer_id));
+
+CREATE INDEX producer_state_by_updated_at ON producer_state (updated_at);

@@ -1,0 +1,64 @@
+"""Fixtures shared by all tests: a throwaway PostgreSQL server (started lazily, once per session,
+only if a test asks for it) and a fresh database per test on it."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+
+from tests.pg_server import PgServer, PgUnavailable
+
+_db_numbers = itertools.count()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "postgres: needs a PostgreSQL server (started by tests/pg_server.py)"
+    )
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """URL of a database on a PostgreSQL server we may create databases on: the one named by
+    SHOAL_TEST_PG_URL, or a throwaway server run for this session."""
+    external = os.environ.get("SHOAL_TEST_PG_URL")
+    if external:
+        yield external
+        return
+    try:
+        server = PgServer().start()
+    except PgUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server.url
+    finally:
+        server.destroy()
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, ""))
+
+
+@pytest.fixture
+async def pg_url(pg_server_url: str) -> AsyncIterator[str]:
+    """A fresh, empty database for one test (CREATE DATABASE from template0), dropped after."""
+    name = f"shoal_test_{os.getpid()}_{next(_db_numbers)}"
+    admin = await asyncpg.connect(pg_server_url, timeout=10)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+    finally:
+        await admin.close()
+    try:
+        yield _with_database(pg_server_url, name)
+    finally:
+        admin = await asyncpg.connect(pg_server_url, timeout=10)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
