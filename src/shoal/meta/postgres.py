@@ -24,6 +24,7 @@ import importlib.resources
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
@@ -168,6 +169,10 @@ async def _no_reset(conn: Conn) -> None:
 class _Retry(Exception):
     """Internal: the transaction failed before COMMIT and may be run again."""
 
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
 
 class PostgresMetadataStore:
     """`MetadataStore` on PostgreSQL (asyncpg).
@@ -198,7 +203,21 @@ class PostgresMetadataStore:
         self._connect_timeout_s = connect_timeout_s
         self._notify = notify
         self._pool: asyncpg.Pool | None = None
+        # Transactions run again, by cause ("40P01" deadlock, "40001", "connection", ...).
+        self.retries: Counter[str] = Counter()
         self._listener: HwmListener | None = None
+
+    @property
+    def pool_max(self) -> int:
+        return self._pool_max
+
+    @property
+    def notify(self) -> bool:
+        return self._notify
+
+    @property
+    def call_timeout_s(self) -> float:
+        return self._call_timeout_s
 
     # -- plumbing ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -278,14 +297,13 @@ class PostgresMetadataStore:
                     try:
                         return await self._attempt(pool, fn, args, write)
                     except _Retry as again:
+                        self.retries[again.cause] += 1
                         if attempt == attempts - 1:
                             cause = again.__cause__
                             raise MetadataError(f"postgresql: {cause}") from cause
                         await asyncio.sleep(0.02 * (attempt + 1))
         except TimeoutError as exc:
-            raise MetadataError(
-                f"postgresql: call timed out after {self._call_timeout_s}s"
-            ) from exc
+            raise MetadataError(f"postgresql: timed out: {exc}") from exc
         raise AssertionError("unreachable")
 
     async def _attempt(
@@ -316,11 +334,11 @@ class PostgresMetadataStore:
         except asyncpg.PostgresError as exc:
             retriable = exc.sqlstate in _TRANSIENT_SQLSTATES or isinstance(exc, _SERVER_GOING)
             if retriable and not committing:
-                raise _Retry() from exc
+                raise _Retry(str(exc.sqlstate)) from exc
             raise MetadataError(f"postgresql: {exc}") from exc
         except _CONNECTION_ERRORS as exc:
             if not committing:
-                raise _Retry() from exc
+                raise _Retry("connection") from exc
             raise MetadataError(
                 f"postgresql: connection lost during COMMIT, outcome unknown: {exc}"
             ) from exc
