@@ -10,9 +10,11 @@ Retry policy (bounded: `attempts_max` tries, exponential backoff with full jitte
   (obstore's `GenericError` covers 5xx, throttling and connection failures once obstore's own
   short retry loop for remote stores gave up).
 - put_create is retried on the same errors. A retry can meet its own earlier attempt that did
-  reach the server ("already exists"). That is taken as success only when the stored object has
-  the same size as ours: file ids are unique, so nobody else writes that key, and a matching
-  size means our first attempt landed. Otherwise `ObjectExistsError` is raised.
+  reach the server ("already exists"), even on our first attempt: obstore retries a PUT by
+  itself after a 5xx or a dropped connection, and the server may have stored the object before
+  failing. "Already exists" is taken as success only when the stored object holds exactly our
+  bytes (one GET, on this rare path only). Otherwise `ObjectExistsError` is raised and the
+  stored object is left as it is.
 - A missing object raises the builtin `FileNotFoundError` at once (never retried). `delete` of a
   missing object succeeds, so garbage collection can be repeated safely.
 """
@@ -138,7 +140,7 @@ class ObjectStore:
                 )
                 return
             except AlreadyExistsError as exc:
-                if attempt > 1 and await self._size_of(key) == size:
+                if await self._holds(key, data):
                     return
                 raise ObjectExistsError(f"object {key!r} already exists") from exc
             except Exception as exc:
@@ -179,15 +181,21 @@ class ObjectStore:
 
         await self._retrying("delete", call)
 
-    async def list(self, prefix: str, limit: int = 100_000) -> list[ObjectMeta]:
-        """Objects under `prefix` (path-segment prefix, recursive), at most `limit` of them.
+    async def list(
+        self, prefix: str, limit: int = 100_000, start_after: str | None = None
+    ) -> list[ObjectMeta]:
+        """Objects under `prefix` (path-segment prefix, recursive), at most `limit` of them,
+        in key order; with `start_after`, only keys greater than it (to page through a large
+        prefix across calls).
 
         One obstore list stream may issue several LIST requests (1000 keys each on S3); it is
         counted as one request per attempt here."""
 
         async def call() -> list[ObjectMeta]:
             out: list[ObjectMeta] = []
-            stream = obstore.list(self._inner, prefix or None, chunk_size=1000)
+            stream = obstore.list(
+                self._inner, prefix or None, offset=start_after or None, chunk_size=1000
+            )
             async for chunk in stream:
                 for meta in chunk:
                     out.append(ObjectMeta(meta["path"], meta["size"], meta["last_modified"]))
@@ -198,11 +206,12 @@ class ObjectStore:
         return await self._retrying("list", call, count_bytes=False)
 
     # -- internals --------------------------------------------------------------------------
-    async def _size_of(self, key: str) -> int | None:
+    async def _holds(self, key: str, data: bytes | memoryview) -> bool:
         try:
-            return (await self.head(key)).size
+            stored = await self.get(key)
         except FileNotFoundError:
-            return None
+            return False
+        return len(stored) == len(data) and stored == data
 
     async def _retrying(
         self, op: str, call: Callable[[], Awaitable[T]], *, count_bytes: bool = True

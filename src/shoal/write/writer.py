@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from shoal import metrics
 from shoal.meta.store import BatchOutcome
 from shoal.protocol.errors import KAFKA_STORAGE_ERROR, NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT
+from shoal.write import crash_points
 from shoal.write.segment_buffer import OpenSegment, SealedSegment
 from shoal.write.segment_format import BatchEntry
 
@@ -269,6 +270,7 @@ class SegmentWriter:
             log.warning("segment %s: upload failed: %s", segment.key, exc)
             segment.fail(KAFKA_STORAGE_ERROR)
             return
+        crash_points.maybe_crash("after_put")
         started = time.perf_counter()
         try:
             outcomes = await asyncio.wait_for(
@@ -289,6 +291,7 @@ class SegmentWriter:
             )
             segment.fail(REQUEST_TIMED_OUT)
             return
+        crash_points.maybe_crash("after_commit")
         segment.answer(outcomes)
         marks = segment.high_watermarks(outcomes)
         if marks:
