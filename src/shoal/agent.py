@@ -7,22 +7,29 @@ import base64
 import logging
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 # Importing the handler modules registers them.
 import shoal.handlers.api_versions
 import shoal.handlers.cluster
 import shoal.handlers.configs
 import shoal.handlers.fetch
+import shoal.handlers.group_coordination
+import shoal.handlers.groups_admin
 import shoal.handlers.init_producer_id
 import shoal.handlers.list_offsets
 import shoal.handlers.metadata
+import shoal.handlers.offsets
 import shoal.handlers.produce
 import shoal.handlers.topics_admin  # noqa: F401
 from shoal import __version__
+from shoal.groups.coordinator import GroupCoordinator
+from shoal.groups.lag import GroupCollector, LagTracker, register, status_section, unregister
+from shoal.groups.ownership import CoordinatorNode, SingleAgentOwnership
 from shoal.handlers.base import REGISTRY
 from shoal.handlers.services import Services
 from shoal.http.app import HttpServer
+from shoal.meta.group_store import GroupStore
 from shoal.meta.open import open_metadata_store
 from shoal.meta.topic_cache import TopicCache
 from shoal.objstore.store import ObjectStore
@@ -69,6 +76,17 @@ class Agent:
             cluster_id=cluster_id_for(settings.metadata_url),
             node_id=settings.node_id,
         )
+        group_store = cast(GroupStore, self.meta)
+        self.groups = GroupCoordinator(
+            group_store,
+            SingleAgentOwnership(
+                CoordinatorNode(settings.node_id, settings.advertised, settings.kafka_port)
+            ),
+            settings.node_id,
+        )
+        self.group_lag = LagTracker(group_store, self.meta)
+        self._group_collector = GroupCollector(self.groups, self.group_lag)
+        self.services.groups = self.groups
         self.kafka = KafkaServer(self.services)
         self.http = HttpServer(settings.http_host, settings.http_port, self.status)
 
@@ -79,6 +97,8 @@ class Agent:
     async def start(self) -> None:
         await self.meta.start()
         await self.writer.start()
+        await self.groups.start()
+        register(self._group_collector)
         await self.kafka.start()
         await self.http.start()
         log.info(
@@ -94,7 +114,10 @@ class Agent:
         """Graceful: stop accepting, flush and commit what is buffered, answer, close."""
         await self.kafka.stop_accepting()
         await self.writer.close()
+        await self.groups.stop()
         await self.kafka.close_connections()
+        await self.group_lag.close()
+        unregister(self._group_collector)
         await self.reader.close()
         await self.http.stop()
         await self.meta.close()
@@ -117,6 +140,7 @@ class Agent:
             "object_store": {"url": s.bucket_url, "requests": dict(self.store.counts)},
             "metadata_store": {"url": _redact(s.metadata_url)},
             "block_cache": self.blocks.stats(),
+            "groups": status_section(self.groups, self.group_lag),
             "apis": {spec.name: [spec.min_version, spec.max_version] for spec in REGISTRY.values()},
         }
 

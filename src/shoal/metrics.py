@@ -64,3 +64,7 @@ FETCH_BYTES = Counter(
 )
 PRODUCE_BYTES = Counter("shoal_produce_bytes_total", "Record bytes accepted by produce")
 PRODUCE_RECORDS = Counter("shoal_produce_records_total", "Records accepted by produce")
+
+GROUP_REBALANCES = Counter(
+    "shoal_group_rebalances_total", "Consumer-group rebalances started by this agent"
+)

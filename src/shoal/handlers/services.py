@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from shoal.settings import Settings
 
 if TYPE_CHECKING:
+    from shoal.groups.coordinator import GroupCoordinator
     from shoal.meta.store import MetadataStore
     from shoal.meta.topic_cache import TopicCache
     from shoal.read.fetcher import FetchReader
@@ -23,3 +24,4 @@ class Services:
     reader: FetchReader
     cluster_id: str
     node_id: int
+    groups: GroupCoordinator | None = None

@@ -61,3 +61,29 @@ CREATE TABLE producer_state (
     recent BLOB NOT NULL,
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (topic, partition, producer_id)) WITHOUT ROWID;
+
+-- migration: 2
+-- Consumer groups (meta/group_store.py). members: JSON list of StoredMember with base64 bytes,
+-- rewritten whole when a generation completes (never per heartbeat).
+CREATE TABLE consumer_groups (
+    group_id TEXT PRIMARY KEY,
+    protocol_type TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    protocol_name TEXT,
+    leader TEXT,
+    state TEXT NOT NULL,
+    members TEXT NOT NULL,
+    updated_at INTEGER NOT NULL);
+
+CREATE TABLE group_offsets (
+    group_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    committed_offset INTEGER NOT NULL,
+    leader_epoch INTEGER NOT NULL,
+    metadata TEXT,
+    commit_time INTEGER NOT NULL,
+    PRIMARY KEY (group_id, topic, partition)) WITHOUT ROWID;
+
+-- delete_topic drops the topic's commits of every group.
+CREATE INDEX group_offsets_by_topic ON group_offsets (topic, partition);

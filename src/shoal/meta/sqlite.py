@@ -34,6 +34,7 @@ from shoal.meta.sql_common import (
     parse_migrations,
     plan_commit,
 )
+from shoal.meta.sqlite_groups import SqliteGroupStoreMixin, delete_topic_offsets
 from shoal.meta.store import (
     BatchOutcome,
     BatchRow,
@@ -106,8 +107,8 @@ def _write_txn(conn: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
-class SqliteMetadataStore:
-    """`MetadataStore` on one SQLite file (or ":memory:" for tests)."""
+class SqliteMetadataStore(SqliteGroupStoreMixin):
+    """`MetadataStore` and `GroupStore` on one SQLite file (or ":memory:" for tests)."""
 
     def __init__(
         self, path: str, *, synchronous: str = "FULL", busy_timeout_ms: int = 10_000
@@ -350,6 +351,7 @@ def _delete_topic(conn: sqlite3.Connection, name: str) -> None:
         # Files stay: garbage collection removes them once no row points into them.
         for table in ("batches", "producer_state", "partitions"):
             conn.execute(f"DELETE FROM {table} WHERE topic = ?", (name,))
+        delete_topic_offsets(conn, name)
         conn.execute("DELETE FROM topics WHERE name = ?", (name,))
 
 

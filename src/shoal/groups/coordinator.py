@@ -1,0 +1,444 @@
+"""The asyncio shell around the group state machines of the groups this agent coordinates.
+
+It owns the clock and the one timer task that ticks groups at their deadlines, loads group
+state lazily from the `GroupStore` on first access (so a restarted agent, or a new owner,
+picks up where the last one stopped), serialises each group's metadata writes, and turns the
+state machines' callbacks into awaitable answers for the handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from shoal import metrics
+from shoal.groups.group import Group, PersistDone
+from shoal.groups.model import (
+    GroupConfig,
+    GroupState,
+    GroupView,
+    JoinRequest,
+    JoinResult,
+    SyncResult,
+)
+from shoal.groups.ownership import CoordinatorNode, Ownership
+from shoal.meta.group_store import CommittedOffset, GroupStore, StoredGroup
+from shoal.meta.store import MetadataError
+from shoal.protocol import errors
+
+log = logging.getLogger(__name__)
+
+GROUPS_IN_MEMORY_MAX = 10_000
+R = TypeVar("R")
+
+
+def monotonic_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+class GroupCoordinator:
+    def __init__(
+        self,
+        store: GroupStore,
+        ownership: Ownership,
+        node_id: int,
+        config: GroupConfig | None = None,
+        clock: Callable[[], int] = monotonic_ms,
+        groups_in_memory_max: int = GROUPS_IN_MEMORY_MAX,
+    ) -> None:
+        self.store = store
+        self.ownership = ownership
+        self.node_id = node_id
+        self.config = config or GroupConfig()
+        self._clock = clock
+        self._groups_max = groups_in_memory_max
+        self._groups: dict[str, Group] = {}
+        self._loading: dict[str, asyncio.Task[Group | None]] = {}
+        self._saves: dict[str, asyncio.Task[None]] = {}
+        self._timers: list[tuple[int, int, str]] = []
+        self._timer_seq = 0
+        self._timer_changed = asyncio.Event()
+        self._driver: asyncio.Task[None] | None = None
+        self._started = False
+        self.rebalances_total = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._started = True
+        self._driver = asyncio.create_task(self._drive(), name="shoal-groups-timer")
+
+    async def stop(self) -> None:
+        """Answer waiting joins and syncs with NOT_COORDINATOR (clients rediscover and rejoin
+        on the next start or on another agent) and let in-flight metadata writes finish."""
+        self._started = False
+        if self._driver is not None:
+            self._driver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._driver
+            self._driver = None
+        for group in self._groups.values():
+            group.mark_dead()
+        self._groups.clear()
+        saves = [t for t in self._saves.values() if not t.done()]
+        if saves:
+            await asyncio.wait(saves, timeout=5.0)
+
+    # -- ownership -------------------------------------------------------------------------------
+    def coordinator_for(self, key: str) -> CoordinatorNode | None:
+        return self.ownership.owner_of(key)
+
+    def _status(self, group_id: str) -> int:
+        """Kafka's validateGroupStatus: is this agent the coordinator, and ready."""
+        owner = self.ownership.owner_of(group_id)
+        if owner is None or owner.node_id != self.node_id:
+            return errors.NOT_COORDINATOR
+        if not self._started:
+            return errors.COORDINATOR_LOAD_IN_PROGRESS
+        return errors.NONE
+
+    # -- group access ----------------------------------------------------------------------------
+    async def _get(self, group_id: str, create: bool) -> Group | None:
+        group = self._groups.get(group_id)
+        if group is not None:
+            return group
+        task = self._loading.get(group_id)
+        if task is None:
+            task = asyncio.create_task(self._load(group_id))
+            self._loading[group_id] = task
+            task.add_done_callback(lambda _t: self._loading.pop(group_id, None))
+        group = await asyncio.shield(task)
+        if group is None and create:
+            group = self._groups.get(group_id)
+            if group is None:
+                group = self._new_group(group_id, None)
+        return group
+
+    async def _load(self, group_id: str) -> Group | None:
+        stored = await self.store.load_group(group_id)
+        existing = self._groups.get(group_id)
+        if existing is not None:
+            return existing
+        if stored is None:
+            return None
+        return self._new_group(group_id, stored)
+
+    def _new_group(self, group_id: str, stored: StoredGroup | None) -> Group:
+        self._evict_idle()
+        args = (
+            self.config,
+            self._clock,
+            self._wake,
+            self._persist_fn(group_id),
+            self._count_rebalance,
+        )
+        group = Group(group_id, *args) if stored is None else Group.from_stored(stored, *args)
+        self._groups[group_id] = group
+        return group
+
+    def _evict_idle(self) -> None:
+        """Bound memory: Empty groups are fully in the store and reload on demand."""
+        if len(self._groups) < self._groups_max:
+            return
+        for gid, group in list(self._groups.items()):
+            save = self._saves.get(gid)
+            if (
+                group.state is GroupState.EMPTY
+                and not group.pending_members
+                and (save is None or save.done())
+            ):
+                del self._groups[gid]
+                if len(self._groups) < self._groups_max // 2:
+                    break
+
+    def loaded_groups(self) -> list[Group]:
+        return list(self._groups.values())
+
+    # -- timers and persistence ------------------------------------------------------------------
+    def _wake(self, group_id: str, at: int) -> None:
+        self._timer_seq += 1
+        head = self._timers[0][0] if self._timers else None
+        heapq.heappush(self._timers, (at, self._timer_seq, group_id))
+        if head is None or at < head:
+            self._timer_changed.set()
+
+    async def _drive(self) -> None:
+        while True:
+            self._timer_changed.clear()
+            now = self._clock()
+            while self._timers and self._timers[0][0] <= now:
+                _, _, group_id = heapq.heappop(self._timers)
+                group = self._groups.get(group_id)
+                if group is not None:
+                    try:
+                        group.tick(now)
+                    except Exception:
+                        log.exception("group %s: tick failed", group_id)
+            timeout = (self._timers[0][0] - now) / 1000 if self._timers else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._timer_changed.wait(), timeout)
+
+    def _persist_fn(self, group_id: str) -> Callable[[StoredGroup, PersistDone], None]:
+        def persist(stored: StoredGroup, done: PersistDone) -> None:
+            previous = self._saves.get(group_id)
+            task = asyncio.get_running_loop().create_task(self._save(previous, stored, done))
+            self._saves[group_id] = task
+
+            def forget(t: asyncio.Task[None]) -> None:
+                if self._saves.get(group_id) is t:
+                    del self._saves[group_id]
+
+            task.add_done_callback(forget)
+
+        return persist
+
+    async def _save(
+        self, previous: asyncio.Task[None] | None, stored: StoredGroup, done: PersistDone
+    ) -> None:
+        # One write at a time per group, in order: a late older snapshot must never win.
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])
+        try:
+            await self.store.save_group(stored)
+            code = errors.NONE
+        except MetadataError as exc:
+            log.warning("group %s: storing metadata failed: %s", stored.group_id, exc)
+            code = errors.COORDINATOR_NOT_AVAILABLE
+        try:
+            done(code)
+        except Exception:
+            log.exception("group %s: after store", stored.group_id)
+
+    # -- the group protocol ------------------------------------------------------------------
+    async def join(self, group_id: str, req: JoinRequest) -> JoinResult:
+        code = self._status(group_id)
+        if code == errors.NONE and not group_id:
+            code = errors.INVALID_GROUP_ID
+        cfg = self.config
+        if code == errors.NONE and not (
+            cfg.min_session_timeout_ms <= req.session_timeout_ms <= cfg.max_session_timeout_ms
+        ):
+            code = errors.INVALID_SESSION_TIMEOUT
+        if code != errors.NONE:
+            return JoinResult(code, req.member_id)
+        try:
+            group = await self._get(group_id, create=req.member_id == "")
+        except MetadataError:
+            return JoinResult(errors.COORDINATOR_NOT_AVAILABLE, req.member_id)
+        if group is None:
+            return JoinResult(errors.UNKNOWN_MEMBER_ID, req.member_id)
+        future: asyncio.Future[JoinResult] = asyncio.get_running_loop().create_future()
+        group.join(req, _resolver(future))
+        return await future
+
+    async def sync(
+        self,
+        group_id: str,
+        member_id: str,
+        group_instance_id: str | None,
+        generation: int,
+        protocol_type: str | None,
+        protocol_name: str | None,
+        assignments: dict[str, bytes],
+    ) -> SyncResult:
+        code = self._status(group_id)
+        if code != errors.NONE:
+            return SyncResult(code)
+        try:
+            group = await self._get(group_id, create=False)
+        except MetadataError:
+            return SyncResult(errors.COORDINATOR_NOT_AVAILABLE)
+        if group is None:
+            return SyncResult(errors.UNKNOWN_MEMBER_ID)
+        future: asyncio.Future[SyncResult] = asyncio.get_running_loop().create_future()
+        group.sync(
+            member_id,
+            group_instance_id,
+            generation,
+            protocol_type,
+            protocol_name,
+            assignments,
+            _resolver(future),
+        )
+        return await future
+
+    async def heartbeat(
+        self, group_id: str, member_id: str, group_instance_id: str | None, generation: int
+    ) -> int:
+        code = self._status(group_id)
+        if code != errors.NONE:
+            return code
+        try:
+            group = await self._get(group_id, create=False)
+        except MetadataError:
+            return errors.COORDINATOR_NOT_AVAILABLE
+        if group is None:
+            return errors.UNKNOWN_MEMBER_ID
+        return group.heartbeat(member_id, group_instance_id, generation)
+
+    async def leave(
+        self, group_id: str, identities: list[tuple[str, str | None]]
+    ) -> tuple[int, list[int]]:
+        code = self._status(group_id)
+        if code != errors.NONE:
+            return code, [code] * len(identities)
+        try:
+            group = await self._get(group_id, create=False)
+        except MetadataError:
+            return errors.COORDINATOR_NOT_AVAILABLE, []
+        if group is None:
+            return errors.NONE, [errors.UNKNOWN_MEMBER_ID] * len(identities)
+        return group.leave(identities)
+
+    # -- offsets ---------------------------------------------------------------------------------
+    async def commit_offsets(
+        self,
+        group_id: str,
+        member_id: str,
+        group_instance_id: str | None,
+        generation: int,
+        offsets: list[CommittedOffset],
+    ) -> int:
+        """Check membership, then store every offset in one transaction. Returns the error
+        that applies to every partition of the request (0 when stored)."""
+        code = self._status(group_id)
+        if code != errors.NONE:
+            return code
+        try:
+            group = await self._get(group_id, create=False)
+            if group is None:
+                # No group state: only a commit outside group management is accepted.
+                code = errors.NONE if generation < 0 else errors.ILLEGAL_GENERATION
+            else:
+                code = group.check_commit(member_id, group_instance_id, generation)
+            if code == errors.NONE and offsets:
+                await self.store.commit_offsets(group_id, offsets)
+        except MetadataError as exc:
+            log.warning("group %s: commit failed: %s", group_id, exc)
+            return errors.COORDINATOR_NOT_AVAILABLE
+        return code
+
+    async def fetch_offsets(
+        self, group_id: str, partitions: list[tuple[str, int]] | None
+    ) -> tuple[int, list[CommittedOffset]]:
+        code = self._status(group_id)
+        if code != errors.NONE:
+            return code, []
+        try:
+            return errors.NONE, await self.store.fetch_offsets(group_id, partitions)
+        except MetadataError:
+            return errors.COORDINATOR_NOT_AVAILABLE, []
+
+    async def delete_offsets(
+        self, group_id: str, partitions: list[tuple[str, int]]
+    ) -> tuple[int, dict[tuple[str, int], int]]:
+        """OffsetDelete: (group error, per-partition errors)."""
+        code = self._status(group_id)
+        if code != errors.NONE:
+            return code, {}
+        try:
+            group = await self._get(group_id, create=False)
+            if group is None and not await self.store.fetch_offsets(group_id):
+                return errors.GROUP_ID_NOT_FOUND, {}
+            if group is not None and group.state is GroupState.DEAD:
+                return errors.GROUP_ID_NOT_FOUND, {}
+            results = dict.fromkeys(partitions, errors.NONE)
+            if group is not None and group.state is not GroupState.EMPTY:
+                if group.protocol_type != "consumer":
+                    return errors.NON_EMPTY_GROUP, {}
+                subscribed = group.subscribed_topics()
+                for topic, partition in partitions:
+                    if subscribed is None or topic in subscribed:
+                        results[(topic, partition)] = errors.GROUP_SUBSCRIBED_TO_TOPIC
+            deletable = [k for k, c in results.items() if c == errors.NONE]
+            if deletable:
+                await self.store.delete_offsets(group_id, deletable)
+        except MetadataError:
+            return errors.COORDINATOR_NOT_AVAILABLE, {}
+        return errors.NONE, results
+
+    # -- admin -------------------------------------------------------------------------------
+    async def list_groups(self) -> list[tuple[str, str, str]]:
+        """(group id, protocol type, state) of every group this agent coordinates."""
+        listed = {
+            g.group_id: (g.protocol_type, g.state)
+            for g in await self.store.list_groups()
+            if self._status(g.group_id) == errors.NONE
+        }
+        for group in self._groups.values():
+            if group.state is not GroupState.DEAD:
+                listed[group.group_id] = (group.protocol_type or "", group.state.value)
+        return [(gid, ptype, state) for gid, (ptype, state) in sorted(listed.items())]
+
+    async def describe_group(self, group_id: str) -> tuple[int, GroupView | None]:
+        code = self._status(group_id)
+        if code != errors.NONE:
+            return code, None
+        try:
+            group = await self._get(group_id, create=False)
+            if group is not None and group.state is not GroupState.DEAD:
+                return errors.NONE, group.view()
+            if group is None and await self.store.fetch_offsets(group_id):
+                return errors.NONE, GroupView(group_id, "Empty", "", "", (), 0, None)
+        except MetadataError:
+            return errors.COORDINATOR_NOT_AVAILABLE, None
+        return errors.GROUP_ID_NOT_FOUND, None
+
+    async def delete_group(self, group_id: str) -> int:
+        code = self._status(group_id)
+        if code != errors.NONE:
+            return code
+        if not group_id:
+            return errors.INVALID_GROUP_ID
+        try:
+            group = await self._get(group_id, create=False)
+            if group is not None:
+                if group.state is GroupState.DEAD:
+                    return errors.GROUP_ID_NOT_FOUND
+                if group.state is not GroupState.EMPTY or group.pending_members:
+                    return errors.NON_EMPTY_GROUP
+                # Dead until the rows are gone, so that nothing reloads the old state.
+                group.mark_dead()
+                try:
+                    await self.store.delete_group(group_id)
+                finally:
+                    if self._groups.get(group_id) is group:
+                        del self._groups[group_id]
+                return errors.NONE
+            return (
+                errors.NONE
+                if await self.store.delete_group(group_id)
+                else (errors.GROUP_ID_NOT_FOUND)
+            )
+        except MetadataError:
+            return errors.COORDINATOR_NOT_AVAILABLE
+
+    def _count_rebalance(self) -> None:
+        self.rebalances_total += 1
+        metrics.GROUP_REBALANCES.inc()
+
+    # -- observability -----------------------------------------------------------------------
+    def summary(self) -> dict[str, object]:
+        by_state: dict[str, int] = {s.value: 0 for s in GroupState if s is not GroupState.DEAD}
+        members = 0
+        for group in self._groups.values():
+            if group.state is not GroupState.DEAD:
+                by_state[group.state.value] += 1
+                members += len(group.members)
+        return {
+            "loaded_by_state": by_state,
+            "members": members,
+            "rebalances_total": self.rebalances_total,
+        }
+
+
+def _resolver(future: asyncio.Future[R]) -> Callable[[R], None]:
+    def resolve(result: R) -> None:
+        if not future.done():  # the client may have gone away meanwhile
+            future.set_result(result)
+
+    return resolve

@@ -1,0 +1,100 @@
+"""Group administration: ListGroups, DescribeGroups, DeleteGroups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shoal.handlers.adapt import ZERO_THROTTLE, build, error, response_module
+from shoal.handlers.base import RequestContext, api
+from shoal.handlers.group_coordination import coordinator
+from shoal.handlers.services import Services
+from shoal.meta.store import MetadataError
+from shoal.protocol import errors
+
+UNKNOWN_AUTHORIZED_OPERATIONS = -2147483648
+GROUP_TYPE = "classic"  # the KIP-848 type name of groups using the classic protocol
+
+
+@api(16, "ListGroups", 0, 5)
+async def handle_list_groups(svc: Services, ctx: RequestContext, req: Any) -> Any:
+    module = response_module(16, ctx.api_version)
+    states = {s.lower() for s in getattr(req, "states_filter", ())}
+    types = {t.lower() for t in getattr(req, "types_filter", ())}
+    code = errors.NONE
+    try:
+        listed = await coordinator(svc).list_groups()
+    except MetadataError:
+        listed, code = [], errors.COORDINATOR_NOT_AVAILABLE
+    groups = tuple(
+        build(
+            module,
+            "ListedGroup",
+            group_id=gid,
+            protocol_type=ptype,
+            group_state=state,
+            group_type=GROUP_TYPE,
+        )
+        for gid, ptype, state in listed
+        if (not states or state.lower() in states) and (not types or GROUP_TYPE in types)
+    )
+    return build(
+        module,
+        "ListGroupsResponse",
+        throttle_time=ZERO_THROTTLE,
+        error_code=error(code),
+        groups=groups,
+    )
+
+
+@api(15, "DescribeGroups", 0, 6)
+async def handle_describe_groups(svc: Services, ctx: RequestContext, req: Any) -> Any:
+    module = response_module(15, ctx.api_version)
+    out = []
+    for group_id in req.groups:
+        code, view = await coordinator(svc).describe_group(group_id)
+        if code == errors.GROUP_ID_NOT_FOUND and ctx.api_version < 6:
+            code = errors.NONE  # before v6 an unknown group is described as Dead
+        members: tuple[Any, ...] = ()
+        if view is not None:
+            members = tuple(
+                build(
+                    module,
+                    "DescribedGroupMember",
+                    member_id=m.member_id,
+                    group_instance_id=m.group_instance_id,
+                    client_id=m.client_id,
+                    client_host=m.client_host,
+                    member_metadata=m.metadata,
+                    member_assignment=m.assignment,
+                )
+                for m in view.members
+            )
+        out.append(
+            build(
+                module,
+                "DescribedGroup",
+                error_code=error(code),
+                error_message=None if code == errors.NONE else errors.error_name(code),
+                group_id=group_id,
+                group_state=view.state if view else "Dead",
+                protocol_type=view.protocol_type if view else "",
+                protocol_data=view.protocol_data if view else "",
+                members=members,
+                authorized_operations=UNKNOWN_AUTHORIZED_OPERATIONS,
+            )
+        )
+    return build(module, "DescribeGroupsResponse", throttle_time=ZERO_THROTTLE, groups=tuple(out))
+
+
+@api(42, "DeleteGroups", 0, 2)
+async def handle_delete_groups(svc: Services, ctx: RequestContext, req: Any) -> Any:
+    module = response_module(42, ctx.api_version)
+    results = []
+    for group_id in req.groups_names:
+        code = await coordinator(svc).delete_group(group_id)
+        results.append(
+            build(module, "DeletableGroupResult", group_id=group_id, error_code=error(code))
+        )
+    return build(
+        module, "DeleteGroupsResponse", throttle_time=ZERO_THROTTLE, results=tuple(results)
+    )

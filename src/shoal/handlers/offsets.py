@@ -1,0 +1,190 @@
+"""Committed offsets: OffsetCommit, OffsetFetch (multi-group from v8), OffsetDelete.
+
+Offsets live in the metadata store (one transaction per OffsetCommit); the coordinator checks
+membership and generation first. Topic ids (OffsetCommit/OffsetFetch v10) are not served:
+clients of the classic protocol do not need them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shoal.handlers.adapt import ZERO_THROTTLE, build, error, response_module
+from shoal.handlers.base import RequestContext, api
+from shoal.handlers.group_coordination import coordinator
+from shoal.handlers.services import Services
+from shoal.meta.group_store import CommittedOffset
+from shoal.protocol import errors
+
+NO_OFFSET = -1
+
+
+@api(8, "OffsetCommit", 2, 9)
+async def handle_offset_commit(svc: Services, ctx: RequestContext, req: Any) -> Any:
+    module = response_module(8, ctx.api_version)
+    limit = coordinator(svc).config.offset_metadata_max_bytes
+    codes: dict[tuple[str, int], int] = {}
+    valid: list[CommittedOffset] = []
+    for topic in req.topics:
+        info = await svc.topics.get(topic.name)
+        for p in topic.partitions:
+            key = (topic.name, int(p.partition_index))
+            metadata = p.committed_metadata
+            if info is None or not 0 <= key[1] < info.partitions:
+                codes[key] = errors.UNKNOWN_TOPIC_OR_PARTITION
+            elif metadata is not None and len(metadata.encode()) > limit:
+                codes[key] = errors.OFFSET_METADATA_TOO_LARGE
+            else:
+                valid.append(
+                    CommittedOffset(
+                        key[0],
+                        key[1],
+                        int(p.committed_offset),
+                        int(getattr(p, "committed_leader_epoch", -1)),
+                        metadata,
+                    )
+                )
+    if valid:
+        code = await coordinator(svc).commit_offsets(
+            req.group_id,
+            req.member_id,
+            getattr(req, "group_instance_id", None),
+            int(req.generation_id_or_member_epoch),
+            valid,
+        )
+        for o in valid:
+            codes[(o.topic, o.partition)] = code
+    topics = tuple(
+        build(
+            module,
+            "OffsetCommitResponseTopic",
+            name=topic.name,
+            partitions=tuple(
+                build(
+                    module,
+                    "OffsetCommitResponsePartition",
+                    partition_index=int(p.partition_index),
+                    error_code=error(codes[(topic.name, int(p.partition_index))]),
+                )
+                for p in topic.partitions
+            ),
+        )
+        for topic in req.topics
+    )
+    return build(module, "OffsetCommitResponse", throttle_time=ZERO_THROTTLE, topics=topics)
+
+
+async def _fetch_group(
+    svc: Services, module: Any, group_id: str, topics: Any, classes: tuple[str, str], v: int
+) -> tuple[int, tuple[Any, ...]]:
+    """(group error, topic answers) for one group of an OffsetFetch."""
+    wanted = None
+    if topics is not None:
+        wanted = [(t.name, int(i)) for t in topics for i in t.partition_indexes]
+    code, found = await coordinator(svc).fetch_offsets(group_id, wanted)
+    by_key = {(o.topic, o.partition): o for o in found}
+    topic_cls, partition_cls = classes
+    if wanted is None:
+        names: dict[str, list[int]] = {}
+        for o in found:
+            names.setdefault(o.topic, []).append(o.partition)
+        requested = list(names.items())
+    else:
+        requested = [(t.name, [int(i) for i in t.partition_indexes]) for t in topics]
+    # v0-1 have no group-level error: it goes on every partition.
+    partition_code = code if v < 2 else errors.NONE
+    if code != errors.NONE and v >= 2:
+        requested = [] if wanted is None else requested
+    answers = []
+    for name, indexes in requested:
+        parts = []
+        for index in indexes:
+            hit = by_key.get((name, index))
+            parts.append(
+                build(
+                    module,
+                    partition_cls,
+                    partition_index=index,
+                    committed_offset=hit.offset if hit else NO_OFFSET,
+                    committed_leader_epoch=hit.leader_epoch if hit else -1,
+                    metadata=(hit.metadata if hit and hit.metadata is not None else ""),
+                    error_code=error(partition_code),
+                )
+            )
+        answers.append(build(module, topic_cls, name=name, partitions=tuple(parts)))
+    return code, tuple(answers)
+
+
+@api(9, "OffsetFetch", 1, 9)
+async def handle_offset_fetch(svc: Services, ctx: RequestContext, req: Any) -> Any:
+    module = response_module(9, ctx.api_version)
+    v = ctx.api_version
+    if v >= 8:
+        groups = []
+        for g in req.groups:
+            code, topics = await _fetch_group(
+                svc,
+                module,
+                g.group_id,
+                g.topics,
+                ("OffsetFetchResponseTopics", "OffsetFetchResponsePartitions"),
+                v,
+            )
+            groups.append(
+                build(
+                    module,
+                    "OffsetFetchResponseGroup",
+                    group_id=g.group_id,
+                    topics=topics,
+                    error_code=error(code),
+                )
+            )
+        return build(
+            module, "OffsetFetchResponse", throttle_time=ZERO_THROTTLE, groups=tuple(groups)
+        )
+    code, topics = await _fetch_group(
+        svc,
+        module,
+        req.group_id,
+        req.topics,
+        ("OffsetFetchResponseTopic", "OffsetFetchResponsePartition"),
+        v,
+    )
+    return build(
+        module,
+        "OffsetFetchResponse",
+        throttle_time=ZERO_THROTTLE,
+        topics=topics,
+        error_code=error(code),
+    )
+
+
+@api(47, "OffsetDelete", 0, 0)
+async def handle_offset_delete(svc: Services, ctx: RequestContext, req: Any) -> Any:
+    module = response_module(47, ctx.api_version)
+    keys = [(t.name, int(p.partition_index)) for t in req.topics for p in t.partitions]
+    code, results = await coordinator(svc).delete_offsets(req.group_id, keys)
+    topics = tuple(
+        build(
+            module,
+            "OffsetDeleteResponseTopic",
+            name=t.name,
+            partitions=tuple(
+                build(
+                    module,
+                    "OffsetDeleteResponsePartition",
+                    partition_index=int(p.partition_index),
+                    error_code=error(results.get((t.name, int(p.partition_index)), errors.NONE)),
+                )
+                for p in t.partitions
+            ),
+        )
+        for t in req.topics
+    )
+    return build(
+        module,
+        "OffsetDeleteResponse",
+        error_code=error(code),
+        throttle_time=ZERO_THROTTLE,
+        topics=topics if code == errors.NONE else (),
+    )
