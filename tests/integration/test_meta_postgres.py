@@ -10,10 +10,13 @@ import json
 import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
+from shoal.meta.group_store import CommittedOffset, GroupListing, StoredGroup, StoredMember
 from shoal.meta.open import open_metadata_store
 from shoal.meta.pg_listen import PAYLOAD_MAX, decode_payload, encode_payloads
 from shoal.meta.postgres import PostgresMetadataStore
@@ -275,3 +278,47 @@ def test_url_options_are_taken_and_the_rest_passed_on() -> None:
     assert isinstance(store, PostgresMetadataStore)
     assert store.dsn == "postgresql://u:p@h:5/db?sslmode=disable"
     assert (store.pool_max, store.notify, store.call_timeout_s) == (3, False, 2.5)
+
+
+async def _group_scenario(store: Any) -> list[object]:
+    """Every GroupStore method, with the answers collected for comparison across backends."""
+    seen: list[object] = []
+    member = StoredMember("m-1", "static-1", "client", "/10.0.0.1", 10_000, 30_000, b"\x00sub",
+                          b"\x01assign")
+    await store.create_topic("t", 3, {})
+    await store.create_topic("u", 1, {})
+    seen.append(await store.load_group("g"))
+    await store.save_group(StoredGroup("g", "consumer", 1, "range", "m-1", "Stable", (member,),
+                                       123))
+    await store.save_group(StoredGroup("g", "consumer", 2, "range", "m-1", "Stable", (member,),
+                                       456))
+    seen.append(await store.load_group("g"))
+    await store.commit_offsets("g", [CommittedOffset("t", 2, 50, 3, "meta", 1000),
+                                     CommittedOffset("t", 0, 10, -1, None, 1000),
+                                     CommittedOffset("u", 0, 7, 1, "", 1000)])
+    await store.commit_offsets("g", [CommittedOffset("t", 0, 11, -1, None, 2000)])
+    await store.commit_offsets("offsets-only", [CommittedOffset("t", 1, 5, -1, None, 3000)])
+    seen.append(await store.fetch_offsets("g"))
+    seen.append(await store.fetch_offsets("g", [("u", 0), ("t", 1), ("t", 0), ("t", 0)]))
+    seen.append(await store.fetch_offsets("g", []))
+    seen.append(await store.list_groups())
+    seen.append(await store.committed_offsets_page(3))
+    seen.append(await store.delete_offsets("g", [("t", 2), ("t", 9)]))
+    await store.delete_topic("u")  # drops every group's commits of the topic
+    seen.append(await store.fetch_offsets("g"))
+    seen.append(await store.delete_group("g"))
+    seen.append(await store.delete_group("g"))
+    seen.append(await store.list_groups())
+    return seen
+
+
+async def test_group_store_answers_like_sqlite(open_pg: Opener, tmp_path: Path) -> None:
+    sqlite = open_metadata_store(f"sqlite:///{tmp_path}/groups.db")
+    await sqlite.start()
+    try:
+        expected = await _group_scenario(sqlite)
+    finally:
+        await sqlite.close()
+    got = await _group_scenario(await open_pg())
+    assert got == expected
+    assert got[1] is not None and got[-1] == [GroupListing("offsets-only", "", "Empty", 0, 0, 1)]

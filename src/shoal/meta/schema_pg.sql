@@ -70,3 +70,29 @@ CREATE TABLE producer_state (
     PRIMARY KEY (topic, partition, producer_id));
 
 CREATE INDEX producer_state_by_updated_at ON producer_state (updated_at);
+
+-- migration: 2
+-- Consumer groups (meta/group_store.py). members: JSON list of StoredMember with base64 bytes,
+-- rewritten whole when a generation completes (never per heartbeat).
+CREATE TABLE consumer_groups (
+    group_id TEXT PRIMARY KEY,
+    protocol_type TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    protocol_name TEXT,
+    leader TEXT,
+    state TEXT NOT NULL,
+    members TEXT NOT NULL,
+    updated_at BIGINT NOT NULL);
+
+CREATE TABLE group_offsets (
+    group_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    committed_offset BIGINT NOT NULL,
+    leader_epoch INTEGER NOT NULL,
+    metadata TEXT,
+    commit_time BIGINT NOT NULL,
+    PRIMARY KEY (group_id, topic, partition));
+
+-- delete_topic drops the topic's commits of every group.
+CREATE INDEX group_offsets_by_topic ON group_offsets (topic, partition);
