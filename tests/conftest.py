@@ -47,11 +47,13 @@ def _with_database(url: str, database: str) -> str:
 
 @pytest.fixture
 async def pg_url(pg_server_url: str) -> AsyncIterator[str]:
-    """A fresh, empty database for one test (CREATE DATABASE from template0), dropped after."""
+    """A fresh, empty database for one test (CREATE DATABASE from template0), dropped after.
+    FILE_COPY: with fsync off it is about twice as fast as the default WAL_LOG strategy."""
     name = f"shoal_test_{os.getpid()}_{next(_db_numbers)}"
     admin = await asyncpg.connect(pg_server_url, timeout=10)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+        strategy = " STRATEGY FILE_COPY" if admin.get_server_version().major >= 15 else ""
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE template0{strategy}')
     finally:
         await admin.close()
     try:

@@ -60,6 +60,8 @@ CREATE TABLE producers (
     updated_at BIGINT NOT NULL);
 
 -- recent: the last 5 (base_sequence, last_sequence, base_offset), see sql_common.
+-- Rewritten by every idempotent commit: no index on updated_at (expire_producers, a rare job,
+-- scans instead) and page room, so the rewrite is a HOT update that touches no index.
 CREATE TABLE producer_state (
     topic TEXT NOT NULL,
     partition INTEGER NOT NULL,
@@ -67,9 +69,7 @@ CREATE TABLE producer_state (
     epoch INTEGER NOT NULL,
     recent BYTEA NOT NULL,
     updated_at BIGINT NOT NULL,
-    PRIMARY KEY (topic, partition, producer_id));
-
-CREATE INDEX producer_state_by_updated_at ON producer_state (updated_at);
+    PRIMARY KEY (topic, partition, producer_id)) WITH (fillfactor = 70);
 
 -- migration: 2
 -- Consumer groups (meta/group_store.py). members: JSON list of StoredMember with base64 bytes,
