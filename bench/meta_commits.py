@@ -22,24 +22,26 @@ from shoal.meta.open import open_metadata_store
 from shoal.meta.store import FileInfo, MetadataStore, PendingBatch
 
 
-def _batches(topic: str, partitions: int, pid: int) -> list[PendingBatch]:
+def _batches(topic: str, partitions: range, pid: int) -> list[PendingBatch]:
     # Not idempotent (pid -1) unless asked: idempotent commits add the producer-state read.
     return [PendingBatch(topic, p, p * 100, 100, 10, 0, 0, pid, 0 if pid >= 0 else -1, -1)
-            for p in range(partitions)]
+            for p in partitions]
 
 
 async def _run(store: MetadataStore, topic: str, partitions: int, workers: int,
-               seconds: float, idempotent: bool) -> tuple[int, float]:
+               seconds: float, idempotent: bool, own: bool) -> tuple[int, float]:
     commits = 0
     deadline = time.perf_counter() + seconds
 
-    async def worker() -> None:
+    async def worker(n: int) -> None:
         nonlocal commits
+        # own: each committer writes its own partition (no lock wait between committers).
+        targets = range(n, n + 1) if own else range(partitions)
         pid = (await store.init_producer(None, -1, -1))[0] if idempotent else -1
         seq = 0
         while time.perf_counter() < deadline:
             fid = uuid.uuid4().hex
-            batches = _batches(topic, partitions, pid)
+            batches = _batches(topic, targets, pid)
             if idempotent:
                 batches = [PendingBatch(b.topic, b.partition, b.byte_pos, b.byte_len,
                                         b.record_count, 0, 0, pid, 0, seq) for b in batches]
@@ -49,7 +51,7 @@ async def _run(store: MetadataStore, topic: str, partitions: int, workers: int,
             commits += 1
 
     start = time.perf_counter()
-    await asyncio.gather(*[worker() for _ in range(workers)])
+    await asyncio.gather(*[worker(n) for n in range(workers)])
     return commits, time.perf_counter() - start
 
 
@@ -59,15 +61,18 @@ async def bench(url: str, seconds: float) -> None:
     try:
         run = uuid.uuid4().hex[:6]
         print(f"url={url.split('@')[-1]}")
-        for partitions, workers, idem in [(1, 1, False), (1, 8, False), (1, 8, True),
-                                          (100, 1, False), (100, 4, False), (100, 4, True)]:
-            topic = f"bench-{run}-{partitions}-{workers}-{int(idem)}"
-            await store.create_topic(topic, partitions, {})
-            commits, elapsed = await _run(store, topic, partitions, workers, seconds, idem)
+        for partitions, workers, idem, own in [
+            (1, 1, False, False), (1, 8, False, False), (1, 8, True, False), (1, 8, False, True),
+            (100, 1, False, False), (100, 4, False, False), (100, 4, True, False),
+        ]:
+            topic = f"bench-{run}-{partitions}-{workers}-{int(idem)}-{int(own)}"
+            await store.create_topic(topic, max(partitions, workers), {})
+            commits, elapsed = await _run(store, topic, partitions, workers, seconds, idem, own)
             rate = commits / elapsed
-            print(f"partitions/commit={partitions:3d} committers={workers} idempotent={idem!s:5}"
-                  f"  {rate:8.0f} commits/s  {rate * partitions:8.0f} rows/s"
-                  f"  {1000 * workers / rate:6.2f} ms/commit")
+            where = "own partition each" if own else "same partitions"
+            print(f"partitions/commit={partitions:3d} committers={workers} ({where:18})"
+                  f" idempotent={idem!s:5}  {rate:7.0f} commits/s  {rate * partitions:7.0f}"
+                  f" rows/s  {1000 * workers / rate:6.2f} ms/commit")
     finally:
         await store.close()
 
