@@ -96,6 +96,11 @@ class Agent:
 
     async def start(self) -> None:
         await self.meta.start()
+        subscribe = getattr(self.meta, "subscribe_high_watermarks", None)
+        if subscribe is not None:
+            # Stores with a notification channel (PostgreSQL LISTEN/NOTIFY) wake long polls
+            # for other agents' commits at once; the read path's poller stays as the fallback.
+            await subscribe(self._on_commit)
         await self.writer.start()
         await self.groups.start()
         register(self._group_collector)
