@@ -166,6 +166,11 @@ class GroupCoordinator:
         if head is None or at < head:
             self._timer_changed.set()
 
+    def poke(self) -> None:
+        """Re-read the clock now (the timer sleeps in real time; an injected clock that
+        jumps ahead, as in tests, needs this to be noticed)."""
+        self._timer_changed.set()
+
     async def _drive(self) -> None:
         while True:
             self._timer_changed.clear()
