@@ -24,6 +24,7 @@ import shoal.handlers.produce
 import shoal.handlers.topics_admin  # noqa: F401
 from shoal import __version__
 from shoal.groups.coordinator import GroupCoordinator
+from shoal.groups.model import GroupConfig
 from shoal.groups.lag import GroupCollector, LagTracker, register, status_section, unregister
 from shoal.groups.ownership import CoordinatorNode, SingleAgentOwnership
 from shoal.handlers.base import REGISTRY
@@ -83,6 +84,12 @@ class Agent:
                 CoordinatorNode(settings.node_id, settings.advertised, settings.kafka_port)
             ),
             settings.node_id,
+            GroupConfig(
+                initial_rebalance_delay_ms=settings.group_initial_rebalance_delay_ms,
+                min_session_timeout_ms=settings.group_min_session_timeout_ms,
+                max_session_timeout_ms=settings.group_max_session_timeout_ms,
+                max_size=settings.group_max_size,
+            ),
         )
         self.group_lag = LagTracker(group_store, self.meta)
         self._group_collector = GroupCollector(self.groups, self.group_lag)

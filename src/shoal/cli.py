@@ -102,6 +102,25 @@ AGENT_OPTIONS: tuple[_Opt, ...] = (
     ),
     _Opt("--default-partitions", "default_partitions", int, "partitions of auto-created topics"),
     _Opt(
+        "--group-initial-rebalance-delay-ms",
+        "group_initial_rebalance_delay_ms",
+        int,
+        "wait for more members before a new group's first generation",
+    ),
+    _Opt(
+        "--group-min-session-timeout-ms",
+        "group_min_session_timeout_ms",
+        int,
+        "smallest session timeout a member may ask for",
+    ),
+    _Opt(
+        "--group-max-session-timeout-ms",
+        "group_max_session_timeout_ms",
+        int,
+        "largest session timeout a member may ask for",
+    ),
+    _Opt("--group-max-size", "group_max_size", int, "members per group"),
+    _Opt(
         "--object-store-timeout-ms",
         "object_store_timeout_ms",
         int,

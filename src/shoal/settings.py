@@ -50,6 +50,11 @@ class Settings:
     # Topics.
     auto_create_topics: bool = True
     default_partitions: int = 1
+    # Consumer groups (Kafka's group.* broker settings; see docs/groups.md).
+    group_initial_rebalance_delay_ms: int = 300
+    group_min_session_timeout_ms: int = 6_000
+    group_max_session_timeout_ms: int = 1_800_000
+    group_max_size: int = 1_000
     # Object store request timeout.
     object_store_timeout_ms: int = 30_000
 
