@@ -24,8 +24,8 @@ import shoal.handlers.produce
 import shoal.handlers.topics_admin  # noqa: F401
 from shoal import __version__
 from shoal.groups.coordinator import GroupCoordinator
-from shoal.groups.model import GroupConfig
 from shoal.groups.lag import GroupCollector, LagTracker, register, status_section, unregister
+from shoal.groups.model import GroupConfig
 from shoal.groups.ownership import CoordinatorNode, SingleAgentOwnership
 from shoal.handlers.base import REGISTRY
 from shoal.handlers.services import Services
