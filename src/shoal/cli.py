@@ -1,4 +1,4 @@
-"""Command line: `shoal agent`, `shoal playground`.
+"""Command line: `shoal agent`, `shoal playground`, `shoal groups`.
 
 The only module that reads argv and the environment. Every agent flag `--some-flag` also reads
 `SHOAL_SOME_FLAG`; a flag given on the command line wins over the environment.
@@ -20,6 +20,7 @@ from typing import Any
 
 from shoal import __version__
 from shoal.settings import Settings
+from shoal.tools import groups_cli
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_agent_options(agent)
     playground = sub.add_parser("playground", help="run an agent with local defaults and a banner")
     _add_agent_options(playground)
+    groups_cli.add_parser(sub)
     return parser
 
 
@@ -228,6 +230,8 @@ async def _serve(settings: Settings, banner: str | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     env = os.environ
+    if args.command == "groups":
+        return groups_cli.run(args, env)
     level = (args.log_level or env.get("SHOAL_LOG_LEVEL") or "info").upper()
     logging.basicConfig(
         level=getattr(logging, level, logging.INFO),
