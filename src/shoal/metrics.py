@@ -68,3 +68,21 @@ PRODUCE_RECORDS = Counter("shoal_produce_records_total", "Records accepted by pr
 GROUP_REBALANCES = Counter(
     "shoal_group_rebalances_total", "Consumer-group rebalances started by this agent"
 )
+
+# Agent-to-agent block reads (the ring of each zone; docs/read-path.md).
+PEER_REQUESTS = Counter(
+    "shoal_peer_requests_total", "Block-read requests between agents", ["direction"]
+)
+PEER_BYTES = Counter(
+    "shoal_peer_bytes_total", "Range bytes moved between agents", ["direction"]
+)
+PEER_FALLBACKS = Counter(
+    "shoal_peer_fallbacks_total",
+    "Ranges read from the object store because their owner could not serve them",
+    ["reason"],
+)
+PEER_LATENCY = Histogram(
+    "shoal_peer_latency_seconds",
+    "Time of one block-read request to a peer, as the requester sees it",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
