@@ -12,10 +12,12 @@ Two kinds of garbage, both deleted only once a grace period has passed:
 An orphan is first *claimed*: `commit_file(file, [])` records it with no batches. That either
 succeeds (the file was unknown; from now on no agent can commit it, since a second
 `commit_file` for one file id raises `DuplicateFileError`) or raises `DuplicateFileError` (the
-store knows it: committed, or claimed by another GC). A claimed orphan is deleted in the same
-cycle, so it goes within grace + one interval of its upload. The claim closes the race with a
-slow writer whose commit arrives after the grace period: that commit fails (the producer gets a
-retriable error and retries) instead of pointing index rows at a deleted object.
+store knows it: committed, or claimed by another GC). A claimed orphan's object is deleted in
+the same cycle, so it goes within grace + one interval of its upload. The claim closes the race
+with a slow writer whose commit arrives after the grace period: that commit fails (the producer
+gets a retriable error and retries) instead of pointing index rows at a deleted object. The
+claim record is kept for one more grace period (step 1 forgets it then), so the fence holds
+for at least twice the grace after the upload.
 
 Several agents may run this job at once: claims are atomic, deletes and forgets are idempotent.
 Everything is bounded per cycle: files deleted (`files_per_cycle_max`) and keys listed
@@ -25,7 +27,6 @@ Everything is bounded per cycle: files deleted (`files_per_cycle_max`) and keys 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -97,6 +98,7 @@ class GarbageCollector:
         self._cursor: str | None = None
         self._pass_started_ms: int | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.stats: dict[str, int] = {
             "cycles": 0,
             "orphans_deleted": 0,
@@ -108,19 +110,30 @@ class GarbageCollector:
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._loop(), name="gc")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is None:
             return
+        # The flag as well as the cancel: on Python 3.11 `asyncio.wait_for` (used by every
+        # object-store call) can swallow a cancel that lands as its inner call completes, and
+        # the loop would then run on; it checks the flag after every step.
+        self._stopping = True
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # our caller is being cancelled too
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.interval_ms / 1000)
+            if self._stopping:
+                return
             try:
                 result = await self.run_once()
             except asyncio.CancelledError:
@@ -202,11 +215,12 @@ class GarbageCollector:
         if not claimed:
             return
         deleted = await self._delete_objects(claimed, result)
-        # A failed delete keeps its record: it is an unreferenced file now, retried by step 1.
-        forgotten = await self._meta.forget_files(deleted) if deleted else []
-        result.orphans_deleted += len(forgotten)
-        for file_id in forgotten:
+        result.orphans_deleted += len(deleted)
+        for file_id in deleted:
             log.info("gc: deleted orphan segment file %s", file_id)
+        # The claim records stay: they fence out a commit of these files that might still be
+        # on its way. They are unreferenced files now, forgotten by step 1 one grace later
+        # (deleting their already deleted objects again is harmless).
 
     async def _delete_objects(self, files: list[FileInfo], result: CycleResult) -> list[str]:
         """Delete the objects; returns the file ids whose object is gone."""

@@ -96,6 +96,7 @@ class ObjectStore:
         backoff_max_ms: int = 2_000,
     ) -> None:
         self._inner = inner
+        self._lists_in_order = not isinstance(inner, LocalStore | MemoryStore)
         self.url = url
         self.timeout_ms = timeout_ms
         self.attempts_max = max(1, attempts_max)
@@ -189,7 +190,10 @@ class ObjectStore:
         prefix across calls).
 
         One obstore list stream may issue several LIST requests (1000 keys each on S3); it is
-        counted as one request per attempt here."""
+        counted as one request per attempt here. Remote stores list in key order; local
+        folders and memory do not, so there the whole prefix is read and sorted (cheap there,
+        and paging with `start_after` stays correct)."""
+        ordered = self._lists_in_order
 
         async def call() -> list[ObjectMeta]:
             out: list[ObjectMeta] = []
@@ -199,8 +203,11 @@ class ObjectStore:
             async for chunk in stream:
                 for meta in chunk:
                     out.append(ObjectMeta(meta["path"], meta["size"], meta["last_modified"]))
-                    if len(out) >= limit:
+                    if ordered and len(out) >= limit:
                         return out
+            if not ordered:
+                out.sort(key=lambda m: m.key)
+                del out[limit:]
             return out
 
         return await self._retrying("list", call, count_bytes=False)
