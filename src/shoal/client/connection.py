@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from kio.index import KioIndexError, load_response_schema
+from kio.index import KioIndexError, load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
 
 from shoal.protocol import errors
@@ -184,7 +184,6 @@ class KafkaConnection:
     # -- versions ----
     async def negotiate(self) -> dict[int, VersionRange]:
         """ApiVersions at the highest version both sides speak; fills `versions`."""
-        from kio.schema.api_versions.v0.request import ApiVersionsRequest as V0
         from kio.schema.api_versions.v3.request import ApiVersionsRequest as V3
 
         from shoal import __version__
@@ -193,12 +192,13 @@ class KafkaConnection:
             V3(client_software_name="shoal-client", client_software_version=__version__)
         )
         if int(response.error_code) == errors.UNSUPPORTED_VERSION:
-            # The broker answered in v0 with its own range of ApiVersions; retry at its best.
+            # The broker answered in v0 with its own range of ApiVersions; retry at its best
+            # (v0-v2 requests have no fields).
             theirs = {int(k.api_key): int(k.max_version) for k in response.api_keys}
             version = min(theirs.get(API_VERSIONS, 0), _API_VERSIONS_MAX)
-            if version >= 3:
+            if version >= _API_VERSIONS_MAX:
                 raise ProtocolViolation("ApiVersions v3 refused by a broker that claims v3")
-            response = await self.send(V0())
+            response = await self.send(load_request_schema(API_VERSIONS, version)())
         if int(response.error_code) != errors.NONE:
             raise ProtocolViolation(
                 f"ApiVersions failed: {errors.error_name(int(response.error_code))}"
@@ -296,7 +296,9 @@ class KafkaConnection:
                     _, offset = pending.header_reader(frame, 0)
                     response, _ = pending.body_reader(frame, offset)
                 except Exception as exc:  # kio raises several types on bad bytes
-                    raise ProtocolViolation(f"response does not decode: {exc}") from exc
+                    bad = ProtocolViolation(f"response does not decode: {exc!r}")
+                    pending.future.set_exception(bad)
+                    raise bad from exc
                 pending.future.set_result(response)
         except asyncio.IncompleteReadError:
             self._fail(ConnectionClosed(f"connection closed by {self.peer}"))
@@ -304,6 +306,9 @@ class KafkaConnection:
             self._fail(ConnectionClosed(f"connection to {self.peer} failed: {exc}"))
         except ProtocolViolation as exc:
             self._fail(exc)
+            self._writer.close()
+        except Exception as exc:  # a bug here must not leave requests waiting for their timeout
+            self._fail(ProtocolViolation(f"reading responses failed: {exc!r}"))
             self._writer.close()
         except asyncio.CancelledError:
             self._fail(ConnectionClosed("connection closed"))
