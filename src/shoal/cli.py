@@ -173,8 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     agent = sub.add_parser("agent", help="run one agent")
     _add_agent_options(agent)
-    playground = sub.add_parser("playground", help="run an agent with local defaults and a banner")
+    playground = sub.add_parser(
+        "playground", help="run one agent, or a local cluster of several, with a banner"
+    )
     _add_agent_options(playground)
+    playground.add_argument(
+        "--agents", type=int, default=None, help="agent processes [env SHOAL_AGENTS; default 1]"
+    )
+    playground.add_argument(
+        "--zones", type=int, default=None, help="zones, round-robin [env SHOAL_ZONES; default 1]"
+    )
     groups_cli.add_parser(sub)
     return parser
 
@@ -227,6 +235,51 @@ async def _serve(settings: Settings, banner: str | None) -> None:
         await agent.stop()
 
 
+# Set per child by the playground supervisor; every other agent flag is forwarded as given.
+_PER_CHILD_FIELDS = frozenset(
+    {"kafka_port", "http_port", "node_id", "az", "data_dir", "bucket", "metadata"}
+)
+
+
+def _playground_cluster(args: argparse.Namespace, settings: Settings, agents: int) -> int:
+    from pathlib import Path
+
+    from shoal import playground
+
+    forwarded: list[str] = []
+    for opt in AGENT_OPTIONS:
+        value = getattr(args, opt.field, None)
+        if value is None or opt.field in _PER_CHILD_FIELDS:
+            continue
+        if isinstance(value, tuple):
+            value = ",".join(value)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        forwarded += [opt.flag, str(value)]
+    if args.log_level:
+        forwarded += ["--log-level", args.log_level]
+    zones = args.zones or int(os.environ.get("SHOAL_ZONES", "1"))
+    config = playground.PlaygroundConfig(
+        agents=agents,
+        zones=zones,
+        kafka_port_base=settings.kafka_port,
+        http_port_base=settings.http_port,
+        kafka_host=settings.kafka_host,
+        advertised_host=settings.advertised,
+        http_host=settings.http_host,
+        data_dir=Path(settings.data_dir).resolve(),
+        bucket_url=settings.bucket_url,
+        metadata_url=settings.metadata_url,
+        flush_interval_ms=settings.flush_interval_effective_ms,
+        forwarded=tuple(forwarded),
+    )
+    try:
+        return playground.run(config)
+    except ValueError as exc:
+        print(f"shoal playground: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     env = os.environ
@@ -242,6 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.data_dir is None and "SHOAL_DATA_DIR" not in env:
         settings = dataclasses.replace(settings, data_dir=os.path.abspath(settings.data_dir))
     os.makedirs(settings.data_dir, exist_ok=True)
+    if args.command == "playground":
+        agents = args.agents or int(env.get("SHOAL_AGENTS", "1"))
+        if agents > 1:
+            return _playground_cluster(args, settings, agents)
     _install_loop_policy()
     banner = _banner(settings) if args.command == "playground" else None
     try:
