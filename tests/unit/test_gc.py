@@ -1,4 +1,5 @@
-"""Garbage collection against the real SQLite store and a local-folder object store."""
+"""Garbage collection against the real metadata stores (SQLite, PostgreSQL) and a local-folder
+object store."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -46,9 +48,16 @@ class Env:
         return {m.key for m in await self.store.list("segments/")}
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/meta.db"
+    return cast(str, request.getfixturevalue("pg_url"))
+
+
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    meta = open_metadata_store(f"sqlite:///{tmp_path}/meta.db")
+async def env(tmp_path: Path, db_url: str) -> AsyncIterator[Env]:
+    meta = open_metadata_store(db_url)
     await meta.start()
     await meta.create_topic("t", 1, {})
     try:
@@ -170,3 +179,15 @@ async def test_start_and_stop_run_cycles_in_the_background(env: Env) -> None:
         await gc.stop()
     assert orphan.key not in await env.keys()
     assert gc.stats["cycles"] >= 1 and gc.stats["orphans_deleted"] == 1
+
+
+async def test_two_collectors_at_once_delete_each_orphan_once(env: Env) -> None:
+    """Agents with the jobs role run GC side by side: claims decide who deletes what."""
+    orphans = [await env.put_file(age_ms=0) for _ in range(12)]
+    env.now_ms += 2 * GRACE_MS
+    first, second = env.gc(files_per_cycle_max=5), env.gc(files_per_cycle_max=5)
+    for _ in range(4):
+        a, b = await asyncio.gather(first.run_once(), second.run_once())
+        assert a.errors == 0 and b.errors == 0
+    assert await env.keys() == set()
+    assert first.stats["orphans_deleted"] + second.stats["orphans_deleted"] == len(orphans)
