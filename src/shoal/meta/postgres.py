@@ -29,6 +29,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from shoal.meta import postgres_ops as ops
 from shoal.meta.pg_listen import HwmCallback, HwmListener
+from shoal.meta.postgres_agents import PostgresAgentStoreMixin
 from shoal.meta.postgres_groups import PostgresGroupStoreMixin
 from shoal.meta.store import (
     BatchOutcome,
@@ -78,8 +79,8 @@ class _Retry(Exception):
         self.cause = cause
 
 
-class PostgresMetadataStore(PostgresGroupStoreMixin):
-    """`MetadataStore` and `GroupStore` on PostgreSQL (asyncpg).
+class PostgresMetadataStore(PostgresGroupStoreMixin, PostgresAgentStoreMixin):
+    """`MetadataStore`, `GroupStore` and `AgentStore` on PostgreSQL (asyncpg).
 
     `dsn` is handed to asyncpg as is. Bounds: `pool_max` connections, `command_timeout_s` per
     statement, `call_timeout_s` per method call (acquire + transaction), `connect_timeout_s`

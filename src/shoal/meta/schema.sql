@@ -87,3 +87,18 @@ CREATE TABLE group_offsets (
 
 -- delete_topic drops the topic's commits of every group.
 CREATE INDEX group_offsets_by_topic ON group_offsets (topic, partition);
+
+-- migration: 3
+-- Cluster membership (meta/agent_store.py). A row per running agent, rewritten by its heartbeat;
+-- node ids are unique among rows (stale rows are deleted before an id is handed out again).
+CREATE TABLE agents (
+    agent_id TEXT PRIMARY KEY,
+    node_id INTEGER NOT NULL UNIQUE,
+    host TEXT NOT NULL,
+    kafka_port INTEGER NOT NULL,
+    http_port INTEGER NOT NULL,
+    az TEXT NOT NULL,
+    agent_group TEXT NOT NULL,
+    roles TEXT NOT NULL,
+    started_at_ms INTEGER NOT NULL,
+    heartbeat_at_ms INTEGER NOT NULL);

@@ -34,6 +34,7 @@ from shoal.meta.sql_common import (
     parse_migrations,
     plan_commit,
 )
+from shoal.meta.sqlite_agents import SqliteAgentStoreMixin
 from shoal.meta.sqlite_groups import SqliteGroupStoreMixin, delete_topic_offsets
 from shoal.meta.store import (
     BatchOutcome,
@@ -107,8 +108,8 @@ def _write_txn(conn: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
-class SqliteMetadataStore(SqliteGroupStoreMixin):
-    """`MetadataStore` and `GroupStore` on one SQLite file (or ":memory:" for tests)."""
+class SqliteMetadataStore(SqliteGroupStoreMixin, SqliteAgentStoreMixin):
+    """`MetadataStore`, `GroupStore` and `AgentStore` on one SQLite file (":memory:" in tests)."""
 
     def __init__(
         self, path: str, *, synchronous: str = "FULL", busy_timeout_ms: int = 10_000

@@ -1,0 +1,86 @@
+"""`AgentStore` for PostgreSQL: transaction bodies and a mixin that `PostgresMetadataStore`
+inherits. Same table and meaning as `sqlite_agents` (schema_pg.sql migration 3).
+
+Registration takes a transaction-level advisory lock, so agents registering at once are
+serialised and never pick the same node id (the UNIQUE constraint would reject it anyway);
+heartbeats are single-row updates that take no such lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any, Final
+
+from shoal.cluster.model import AgentInfo
+from shoal.meta.agent_store import pick_node_id
+from shoal.meta.sqlite_agents import AGENT_COLUMNS, agent_from_row, agent_row
+
+Conn = Any
+# pg_advisory_xact_lock key for node id assignment ("agents" in ASCII; any constant would do).
+_REGISTER_LOCK: Final = 0x6167656E7473
+
+
+async def register_agent(
+    conn: Conn, info: AgentInfo, requested: int | None, stale_before_ms: int
+) -> AgentInfo:
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _REGISTER_LOCK)
+    await conn.execute(
+        "DELETE FROM agents WHERE agent_id = $1 OR heartbeat_at_ms < $2"
+        " OR (host = $3 AND kafka_port = $4)",
+        info.agent_id, stale_before_ms, info.host, info.kafka_port,
+    )
+    taken = {int(r[0]) for r in await conn.fetch("SELECT node_id FROM agents")}
+    row = replace(info, node_id=pick_node_id(requested, taken))
+    await conn.execute(
+        f"INSERT INTO agents ({AGENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        *agent_row(row),
+    )
+    return row
+
+
+async def heartbeat_agent(conn: Conn, agent_id: str, now_ms: int) -> bool:
+    found = await conn.fetchval(
+        "UPDATE agents SET heartbeat_at_ms = $1 WHERE agent_id = $2 RETURNING 1",
+        now_ms, agent_id,
+    )
+    return found is not None
+
+
+async def deregister_agent(conn: Conn, agent_id: str) -> None:
+    await conn.execute("DELETE FROM agents WHERE agent_id = $1", agent_id)
+
+
+async def list_agents(conn: Conn, alive_after_ms: int) -> list[AgentInfo]:
+    rows = await conn.fetch(
+        f"SELECT {AGENT_COLUMNS} FROM agents WHERE heartbeat_at_ms >= $1 ORDER BY node_id",
+        alive_after_ms,
+    )
+    return [agent_from_row(tuple(r)) for r in rows]
+
+
+class PostgresAgentStoreMixin:
+    """`AgentStore` methods of `PostgresMetadataStore` (which supplies `_transaction` and
+    `_read`, with its pool, timeouts and error mapping)."""
+
+    _transaction: Callable[..., Awaitable[Any]]
+    _read: Callable[..., Awaitable[Any]]
+
+    async def register_agent(
+        self, info: AgentInfo, requested_node_id: int | None, stale_before_ms: int
+    ) -> AgentInfo:
+        result: AgentInfo = await self._transaction(
+            register_agent, info, requested_node_id, stale_before_ms
+        )
+        return result
+
+    async def heartbeat_agent(self, agent_id: str, now_ms: int) -> bool:
+        result: bool = await self._read(heartbeat_agent, agent_id, now_ms)
+        return result
+
+    async def deregister_agent(self, agent_id: str) -> None:
+        await self._read(deregister_agent, agent_id)
+
+    async def list_agents(self, alive_after_ms: int) -> list[AgentInfo]:
+        result: list[AgentInfo] = await self._read(list_agents, alive_after_ms)
+        return result
