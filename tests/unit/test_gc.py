@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
@@ -191,3 +191,47 @@ async def test_two_collectors_at_once_delete_each_orphan_once(env: Env) -> None:
         assert a.errors == 0 and b.errors == 0
     assert await env.keys() == set()
     assert first.stats["orphans_deleted"] + second.stats["orphans_deleted"] == len(orphans)
+
+
+class _KnowingStore:
+    """The real store plus `known_files` (answered from the commits made through it), counting
+    commit_file calls: shows the orphan scan uses the one read instead of claim attempts."""
+
+    def __init__(self, inner: MetadataStore) -> None:
+        self._inner = inner
+        self.recorded: set[str] = set()
+        self.commit_calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def commit_file(self, file: FileInfo, batches: list[PendingBatch]) -> Any:
+        self.commit_calls += 1
+        outcomes = await self._inner.commit_file(file, batches)
+        self.recorded.add(file.file_id)
+        return outcomes
+
+    async def known_files(self, file_ids: list[str]) -> set[str]:
+        return self.recorded & set(file_ids)
+
+
+async def test_known_files_spares_claims_of_committed_files(env: Env) -> None:
+    knowing = _KnowingStore(env.meta)
+    committed = [await env.put_file(age_ms=0) for _ in range(4)]
+    for f in committed:
+        await knowing.commit_file(f, [_batch()])
+    orphan = await env.put_file(age_ms=0)
+    env.now_ms += 2 * GRACE_MS
+    gc = GarbageCollector(
+        env.store,
+        cast(MetadataStore, knowing),
+        interval_ms=1000,
+        grace_ms=GRACE_MS,
+        clock_ms=lambda: env.now_ms,
+    )
+    calls_before = knowing.commit_calls
+    result = await gc.run_once()
+    assert result.orphans_deleted == 1 and result.examined == 5
+    assert knowing.commit_calls - calls_before == 1, "claimed files the store already knew"
+    assert await env.keys() == {f.key for f in committed}
+    assert orphan.key not in await env.keys()

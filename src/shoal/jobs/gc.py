@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from prometheus_client import Counter
 
@@ -45,6 +45,14 @@ if TYPE_CHECKING:
     from shoal.objstore.store import ObjectMeta, ObjectStore
 
 log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class KnowsFiles(Protocol):
+    """Optional metadata-store method: which of these file ids are recorded. Lets the orphan
+    scan skip committed files with one read per page instead of one failed claim each."""
+
+    async def known_files(self, file_ids: list[str]) -> set[str]: ...
 
 SEGMENTS_PREFIX = "segments/"
 _KEY_RE = re.compile(r"^segments/\d{4}/\d{2}/\d{2}/([0-9A-HJKMNP-TV-Z]{26})\.seg$")
@@ -191,17 +199,20 @@ class GarbageCollector:
         page = await self._store.list(
             SEGMENTS_PREFIX, limit=self.list_per_cycle_max, start_after=self._cursor
         )
-        claimed: list[FileInfo] = []
+        old: list[tuple[ObjectMeta, str | None]] = []
         for meta in page:
             if _younger_than(meta, cutoff_ms):
                 # Keys sort by creation time: the rest of the page is younger still. The cursor
                 # stays before this key so it is looked at again once it is old enough.
                 break
+            old.append((meta, _file_id(meta.key)))
+        known = await self._known(old)
+        claimed: list[FileInfo] = []
+        for meta, file_id in old:
             result.examined += 1
             self._cursor = meta.key
-            file_id = _file_id(meta.key)
-            if file_id is None:
-                continue  # not a segment file of ours: leave it alone
+            if file_id is None or file_id in known:
+                continue  # not a segment file of ours (leave it alone), or committed
             try:
                 await self._meta.commit_file(FileInfo(file_id, meta.key, meta.size), [])
             except DuplicateFileError:
@@ -210,6 +221,14 @@ class GarbageCollector:
             if len(claimed) >= budget:
                 break
         await self._finish_orphans(claimed, result)
+
+    async def _known(self, old: list[tuple[ObjectMeta, str | None]]) -> set[str]:
+        """File ids the store already knows, in one read, when it can tell (`known_files`);
+        otherwise empty, and each claim attempt finds out by itself (one write each)."""
+        if not isinstance(self._meta, KnowsFiles):
+            return set()
+        ids = [file_id for _, file_id in old if file_id is not None]
+        return await self._meta.known_files(ids) if ids else set()
 
     async def _finish_orphans(self, claimed: list[FileInfo], result: CycleResult) -> None:
         if not claimed:
