@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -18,7 +18,8 @@ from kio.schema.api_versions.v3.response import ApiVersion, ApiVersionsResponse
 from kio.schema.errors import ErrorCode
 from kio.schema.find_coordinator.v3.request import FindCoordinatorRequest
 from kio.schema.find_coordinator.v3.response import FindCoordinatorResponse
-from kio.static.primitive import i32Timedelta
+from kio.schema.types import BrokerId
+from kio.static.primitive import i8, i16, i32, i32Timedelta
 
 from shoal.client.connection import (
     ConnectError,
@@ -34,7 +35,7 @@ ZERO = i32Timedelta.parse(datetime.timedelta(0))
 # (api_key, min, max) advertised by the fake broker by default.
 ADVERTISED = ((18, 0, 3), (10, 0, 4), (3, 4, 9))
 
-Handler = Callable[[asyncio.StreamWriter, Any, Any], Awaitable[None]]
+Handler = Callable[[asyncio.StreamWriter, Any, Any], Coroutine[Any, Any, None]]
 
 
 class FakeBroker:
@@ -90,7 +91,7 @@ class FakeBroker:
         return ApiVersionsResponse(
             error_code=ErrorCode.none,
             api_keys=tuple(
-                ApiVersion(api_key=k, min_version=lo, max_version=hi)
+                ApiVersion(api_key=i16(k), min_version=i16(lo), max_version=i16(hi))
                 for k, lo, hi in self.advertised
             ),
             throttle_time=ZERO,
@@ -107,9 +108,9 @@ class FakeBroker:
             throttle_time=ZERO,
             error_code=ErrorCode.none,
             error_message=None,
-            node_id=node,
+            node_id=BrokerId(node),
             host=request.key,
-            port=9092,
+            port=i32(9092),
         )
         writer.write(encode_response(header.correlation_id, response))
 
@@ -128,7 +129,7 @@ async def connect(broker: FakeBroker, **kwargs: Any) -> KafkaConnection:
 
 
 def find(key: str) -> FindCoordinatorRequest:
-    return FindCoordinatorRequest(key=key, key_type=0)
+    return FindCoordinatorRequest(key=key, key_type=i8(0))
 
 
 async def test_negotiation_picks_the_highest_common_version(broker: FakeBroker) -> None:
@@ -152,14 +153,14 @@ async def test_api_versions_falls_back_when_the_broker_answers_in_v0(broker: Fak
             # What Kafka does for an ApiVersions version it does not know: a v0 answer.
             response: Any = ApiVersionsResponseV0(
                 error_code=ErrorCode.unsupported_version,
-                api_keys=(ApiVersionV0(api_key=18, min_version=0, max_version=1),),
+                api_keys=(ApiVersionV0(api_key=i16(18), min_version=i16(0), max_version=i16(1)),),
             )
         else:
             response = ApiVersionsResponseV1(
                 error_code=ErrorCode.none,
                 api_keys=(
-                    ApiVersionV1(api_key=18, min_version=0, max_version=1),
-                    ApiVersionV1(api_key=10, min_version=0, max_version=2),
+                    ApiVersionV1(api_key=i16(18), min_version=i16(0), max_version=i16(1)),
+                    ApiVersionV1(api_key=i16(10), min_version=i16(0), max_version=i16(2)),
                 ),
                 throttle_time=ZERO,
             )
@@ -193,7 +194,7 @@ async def test_answers_out_of_order_reach_their_own_requests(broker: FakeBroker)
             return int(response.node_id)
 
         nodes = await asyncio.gather(ask("group-1"), ask("group-2"), ask("group-3"))
-        assert nodes == [1, 2, 3]
+        assert list(nodes) == [1, 2, 3]
         assert done[-1] == "group-1"  # answered last, yet matched to its request
     finally:
         await conn.close()

@@ -34,7 +34,7 @@ GROUP_KEY_TYPE: Final = 0
 
 # Client version ranges (API key: (min, max)) whose request fields this module fills.
 CLIENT_VERSIONS: Final[dict[int, tuple[int, int]]] = {
-    3: (1, 12),  # Metadata
+    3: (4, 12),  # Metadata (v4 lets us refuse auto-creation: a lookup must not create)
     10: (1, 6),  # FindCoordinator
     16: (0, 5),  # ListGroups
     15: (0, 6),  # DescribeGroups
