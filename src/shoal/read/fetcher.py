@@ -297,7 +297,32 @@ class FetchReader:
             for k, data in zip(indexes, datas, strict=True):
                 loaded[k] = data
 
-        await _gather_bounded([load_file(k) for k in by_file], self._files_max)
+        read_files = getattr(self._blocks, "read_files", None)
+        if read_files is not None:
+            # A batching source (the ring) asks each owner once for every file of the fetch.
+            keys = list(by_file)
+            requests = [
+                (
+                    k,
+                    runs[by_file[k][0]].file_size,
+                    [(runs[i].start, runs[i].length()) for i in by_file[k]],
+                )
+                for k in keys
+            ]
+            try:
+                answers = await read_files(requests)
+            except Exception as exc:
+                answers = [exc] * len(keys)
+            for key, answer in zip(keys, answers, strict=True):
+                indexes = by_file[key]
+                if isinstance(answer, Exception):
+                    log.warning("reading %s failed: %r", key, answer)
+                    failed.update(runs[k].plan for k in indexes)
+                    continue
+                for k, data in zip(indexes, answer, strict=True):
+                    loaded[k] = data
+        else:
+            await _gather_bounded([load_file(k) for k in by_file], self._files_max)
         for run, data in zip(runs, loaded, strict=True):  # runs are in plan and offset order
             read = plans[run.plan].read
             if run.plan in failed:
