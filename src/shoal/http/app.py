@@ -1,8 +1,9 @@
-"""The agent HTTP port: Prometheus metrics and a JSON status document."""
+"""The agent HTTP port: Prometheus metrics, a JSON status document, and routes other parts of
+the agent add (the agent-to-agent block endpoint)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -10,10 +11,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 
 class HttpServer:
-    def __init__(self, host: str, port: int, status: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        status: Callable[[], dict[str, Any]],
+        extra_routes: Sequence[web.RouteDef] = (),
+    ) -> None:
         self._host = host
         self._port = port
         self._status = status
+        self._extra_routes = list(extra_routes)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -21,6 +29,7 @@ class HttpServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/v1/status", self._status_json)
         app.router.add_get("/", self._index)
+        app.router.add_routes(self._extra_routes)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
