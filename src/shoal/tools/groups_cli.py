@@ -112,7 +112,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--execute commit them. Refused while the group has members.",
     )
     p.add_argument("group")
-    p.add_argument("--topic", required=True)
+    p.add_argument("--topic", required=True, help="the topic whose offsets are reset")
     p.add_argument(
         "--partitions", type=_partitions, default=None, help="comma-separated (default: all)"
     )
@@ -461,6 +461,10 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error, but Python must not flush to it again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
