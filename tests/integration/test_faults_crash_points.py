@@ -39,14 +39,22 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         yield server
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def metadata_args(request: pytest.FixtureRequest) -> list[str]:
+    """Embedded SQLite (inside the agent's data dir), or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return []
+    return ["--metadata", str(request.getfixturevalue("pg_url"))]
+
+
 def _metric(text: str, prefix: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
 
 
 def _crash_then_restart(
-    tmp_path: Path, bucket: str, point: str, topic: str, n: int
+    tmp_path: Path, bucket: str, point: str, topic: str, n: int, metadata_args: list[str]
 ) -> tuple[AgentProcess, BackgroundProducer, list[str]]:
-    base = ["--bucket", bucket, "--flush-interval-ms", "50", *GC_ARGS]
+    base = ["--bucket", bucket, "--flush-interval-ms", "50", *GC_ARGS, *metadata_args]
     agent = AgentProcess(tmp_path / "agent", [*base, "--crash-point", point]).start()
     producer = BackgroundProducer(agent.bootstrap, topic, 1)
     producer.start(0, n)
@@ -63,9 +71,13 @@ def _crash_then_restart(
     return agent, producer, keys_at_crash
 
 
-def test_killed_after_put_orphan_collected(s3: S3Server, tmp_path: Path) -> None:
-    bucket, topic, n = s3.url("crash-after-put"), "crash-put", 400
-    agent, producer, orphans = _crash_then_restart(tmp_path, bucket, "after_put", topic, n)
+def test_killed_after_put_orphan_collected(
+    s3: S3Server, tmp_path: Path, metadata_args: list[str]
+) -> None:
+    bucket, topic, n = s3.url(f"crash-after-put-{tmp_path.name}"), "crash-put", 400
+    agent, producer, orphans = _crash_then_restart(
+        tmp_path, bucket, "after_put", topic, n, metadata_args
+    )
     restarted = time.monotonic()
     try:
         assert orphans, "the crashed agent's PUT did not reach the bucket"
@@ -93,10 +105,12 @@ def test_killed_after_put_orphan_collected(s3: S3Server, tmp_path: Path) -> None
     assert _metric(metrics, 'shoal_gc_deleted_files_total{kind="orphan"}') >= len(orphans)
 
 
-def test_killed_after_commit_retry_gets_original_offsets(s3: S3Server, tmp_path: Path) -> None:
-    bucket, topic, n = s3.url("crash-after-commit"), "crash-commit", 400
+def test_killed_after_commit_retry_gets_original_offsets(
+    s3: S3Server, tmp_path: Path, metadata_args: list[str]
+) -> None:
+    bucket, topic, n = s3.url(f"crash-after-commit-{tmp_path.name}"), "crash-commit", 400
     agent, producer, keys_at_crash = _crash_then_restart(
-        tmp_path, bucket, "after_commit", topic, n
+        tmp_path, bucket, "after_commit", topic, n, metadata_args
     )
     try:
         assert keys_at_crash, "the crashed agent committed nothing"
