@@ -348,3 +348,19 @@ async def test_refused_connect_is_a_connect_error() -> None:
     await server.wait_closed()
     with pytest.raises(ConnectError, match=f"127.0.0.1:{port}"):
         await KafkaConnection.open("127.0.0.1", port, connect_timeout_s=2)
+
+
+async def test_a_listener_that_is_not_kafka_is_named_as_such() -> None:
+    async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        await writer.drain()
+
+    server = await asyncio.start_server(http, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(ProtocolViolation, match="not a Kafka listener"):
+            await KafkaConnection.open("127.0.0.1", port, request_timeout_s=5)
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -167,6 +167,9 @@ class KafkaConnection:
         if negotiate:
             try:
                 await conn.negotiate()
+            except ProtocolViolation as exc:
+                await conn.close()
+                raise ProtocolViolation(f"{host}:{port} is not a Kafka listener? {exc}") from exc
             except BaseException:
                 await conn.close()
                 raise

@@ -236,9 +236,9 @@ def _assignment_text(assignment: list[dict[str, Any]]) -> str | None:
 
 
 def describe_text(doc: dict[str, Any]) -> str:
-    protocol = doc["protocol"] or None
-    if protocol and doc["protocol_type"]:
-        protocol = f"{protocol} ({doc['protocol_type']})"
+    protocol = doc["protocol"] or doc["protocol_type"] or None
+    if doc["protocol"] and doc["protocol_type"]:
+        protocol = f"{doc['protocol']} ({doc['protocol_type']})"
     head = format_pairs(
         [
             ("Group", doc["group"]),
