@@ -30,6 +30,7 @@ from shoal.groups.ownership import CoordinatorNode, SingleAgentOwnership
 from shoal.handlers.base import REGISTRY
 from shoal.handlers.services import Services
 from shoal.http.app import HttpServer
+from shoal.jobs.gc import GarbageCollector
 from shoal.meta.group_store import GroupStore
 from shoal.meta.open import open_metadata_store
 from shoal.meta.topic_cache import TopicCache
@@ -39,6 +40,7 @@ from shoal.read.fetcher import FetchReader
 from shoal.read.waiters import PartitionWaiters
 from shoal.server.kafka_server import KafkaServer
 from shoal.settings import Settings
+from shoal.write import crash_points
 from shoal.write.writer import SegmentWriter
 
 log = logging.getLogger(__name__)
@@ -96,12 +98,22 @@ class Agent:
         self.services.groups = self.groups
         self.kafka = KafkaServer(self.services)
         self.http = HttpServer(settings.http_host, settings.http_port, self.status)
+        self.gc: GarbageCollector | None = None
+        if "jobs" in settings.roles:
+            self.gc = GarbageCollector(
+                self.store,
+                self.meta,
+                interval_ms=settings.gc_interval_ms,
+                grace_ms=settings.gc_grace_ms,
+                files_per_cycle_max=settings.gc_files_per_cycle_max,
+            )
 
     def _on_commit(self, changes: list[tuple[str, int, int]]) -> None:
         for topic, partition, high_watermark in changes:
             self.waiters.notify(topic, partition, high_watermark)
 
     async def start(self) -> None:
+        crash_points.arm(self.settings.crash_point)
         await self.meta.start()
         subscribe = getattr(self.meta, "subscribe_high_watermarks", None)
         if subscribe is not None:
@@ -113,6 +125,8 @@ class Agent:
         register(self._group_collector)
         await self.kafka.start()
         await self.http.start()
+        if self.gc is not None:
+            self.gc.start()
         log.info(
             "shoal %s agent listening: kafka %s:%d, http %s:%d",
             __version__,
@@ -124,6 +138,8 @@ class Agent:
 
     async def stop(self) -> None:
         """Graceful: stop accepting, flush and commit what is buffered, answer, close."""
+        if self.gc is not None:
+            await self.gc.stop()
         await self.kafka.stop_accepting()
         await self.writer.close()
         await self.groups.stop()

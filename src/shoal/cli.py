@@ -127,6 +127,20 @@ AGENT_OPTIONS: tuple[_Opt, ...] = (
         int,
         "timeout of one object-store request",
     ),
+    _Opt("--gc-interval-ms", "gc_interval_ms", int, "garbage-collection cycle interval"),
+    _Opt("--gc-grace-ms", "gc_grace_ms", int, "age before an unused segment file is deleted"),
+    _Opt(
+        "--gc-files-per-cycle-max",
+        "gc_files_per_cycle_max",
+        int,
+        "segment files deleted per garbage-collection cycle",
+    ),
+    _Opt(
+        "--crash-point",
+        "crash_point",
+        str,
+        "tests only: exit at after_put or after_commit (POINT@N: the N-th time)",
+    ),
 )
 
 

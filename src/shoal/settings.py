@@ -57,6 +57,14 @@ class Settings:
     group_max_size: int = 1_000
     # Object store request timeout.
     object_store_timeout_ms: int = 30_000
+    # Garbage collection (agents with the `jobs` role): every gc_interval_ms, delete at most
+    # gc_files_per_cycle_max segment files that are orphans (PUT but never committed) or
+    # unreferenced, once older than gc_grace_ms.
+    gc_interval_ms: int = 60_000
+    gc_grace_ms: int = 10 * 60 * 1000
+    gc_files_per_cycle_max: int = 1000
+    # Tests only: exit the process at a write-path step (see write/crash_points.py).
+    crash_point: str | None = None
 
     @property
     def bucket_url(self) -> str:
