@@ -23,14 +23,17 @@ import shoal.handlers.offsets
 import shoal.handlers.produce
 import shoal.handlers.topics_admin  # noqa: F401
 from shoal import __version__
+from shoal.cluster.membership import Membership, new_agent_id
+from shoal.cluster.model import AgentInfo, ClusterView
+from shoal.cluster.ownership import RingOwnership
 from shoal.groups.coordinator import GroupCoordinator
 from shoal.groups.lag import GroupCollector, LagTracker, register, status_section, unregister
 from shoal.groups.model import GroupConfig
-from shoal.groups.ownership import CoordinatorNode, SingleAgentOwnership
 from shoal.handlers.base import REGISTRY
 from shoal.handlers.services import Services
 from shoal.http.app import HttpServer
 from shoal.jobs.gc import GarbageCollector
+from shoal.meta.agent_store import AgentStore
 from shoal.meta.group_store import GroupStore
 from shoal.meta.open import open_metadata_store
 from shoal.meta.topic_cache import TopicCache
@@ -70,6 +73,24 @@ class Agent:
         )
         self.blocks = BlockCache(self.store, settings.block_bytes, settings.cache_bytes_max)
         self.reader = FetchReader(self.meta, self.blocks, self.waiters)
+        self.membership = Membership(
+            cast(AgentStore, self.meta),
+            AgentInfo(
+                agent_id=new_agent_id(),
+                node_id=settings.node_id,
+                host=settings.advertised,
+                kafka_port=settings.kafka_port,
+                http_port=settings.http_port,
+                az=settings.az,
+                agent_group=settings.agent_group,
+                roles=settings.roles,
+                started_at_ms=int(self.started_at * 1000),
+                heartbeat_at_ms=0,
+            ),
+            settings.node_id,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
+        )
         self.services = Services(
             settings=settings,
             meta=self.meta,
@@ -78,13 +99,12 @@ class Agent:
             reader=self.reader,
             cluster_id=cluster_id_for(settings.metadata_url),
             node_id=settings.node_id,
+            cluster=self.membership,
         )
         group_store = cast(GroupStore, self.meta)
         self.groups = GroupCoordinator(
             group_store,
-            SingleAgentOwnership(
-                CoordinatorNode(settings.node_id, settings.advertised, settings.kafka_port)
-            ),
+            RingOwnership(self.membership),
             settings.node_id,
             GroupConfig(
                 initial_rebalance_delay_ms=settings.group_initial_rebalance_delay_ms,
@@ -120,6 +140,10 @@ class Agent:
             # Stores with a notification channel (PostgreSQL LISTEN/NOTIFY) wake long polls
             # for other agents' commits at once; the read path's poller stays as the fallback.
             await subscribe(self._on_commit)
+        # Before the Kafka listener: Metadata and FindCoordinator answer from the live list.
+        await self.membership.start()
+        self._on_view_change(self.membership)
+        self.membership.add_listener(self._on_view_change)
         await self.writer.start()
         await self.groups.start()
         register(self._group_collector)
@@ -136,8 +160,19 @@ class Agent:
             self.settings.http_port,
         )
 
+    def _on_view_change(self, view: ClusterView) -> None:
+        # The node id is the store's choice (and may change if this agent had to register
+        # again after an outage); groups another agent now owns are handed over.
+        self.services.node_id = view.me.node_id
+        self.groups.node_id = view.me.node_id
+        released = self.groups.release_unowned()
+        if released:
+            log.info("membership changed: %d groups now coordinated elsewhere", len(released))
+
     async def stop(self) -> None:
-        """Graceful: stop accepting, flush and commit what is buffered, answer, close."""
+        """Graceful: leave the cluster at once (peers stop sending clients here), stop
+        accepting, flush and commit what is buffered, answer, close."""
+        await self.membership.stop()
         if self.gc is not None:
             await self.gc.stop()
         await self.kafka.stop_accepting()
@@ -155,7 +190,7 @@ class Agent:
         return {
             "agent": {
                 "version": __version__,
-                "node_id": s.node_id,
+                "node_id": self.membership.me.node_id,
                 "az": s.az,
                 "agent_group": s.agent_group,
                 "roles": list(s.roles),
@@ -165,6 +200,7 @@ class Agent:
                 "uptime_s": round(time.time() - self.started_at, 1),
             },
             "cluster_id": self.services.cluster_id,
+            "cluster": self.membership.status(),
             "object_store": {"url": s.bucket_url, "requests": dict(self.store.counts)},
             "metadata_store": {"url": _redact(s.metadata_url)},
             "block_cache": self.blocks.stats(),

@@ -141,6 +141,18 @@ AGENT_OPTIONS: tuple[_Opt, ...] = (
         str,
         "tests only: exit at after_put or after_commit (POINT@N: the N-th time)",
     ),
+    _Opt(
+        "--heartbeat-interval-ms",
+        "heartbeat_interval_ms",
+        int,
+        "how often this agent heartbeats and re-reads the live agents",
+    ),
+    _Opt(
+        "--heartbeat-timeout-ms",
+        "heartbeat_timeout_ms",
+        int,
+        "an agent whose last heartbeat is older than this is gone",
+    ),
 )
 
 

@@ -65,6 +65,9 @@ class Settings:
     gc_files_per_cycle_max: int = 1000
     # Tests only: exit the process at a write-path step (see write/crash_points.py).
     crash_point: str | None = None
+    # Cluster membership: heartbeat period, and the age after which an agent counts as gone.
+    heartbeat_interval_ms: int = 1_000
+    heartbeat_timeout_ms: int = 5_000
 
     @property
     def bucket_url(self) -> str:

@@ -92,6 +92,19 @@ class GroupCoordinator:
     def coordinator_for(self, key: str) -> CoordinatorNode | None:
         return self.ownership.owner_of(key)
 
+    def release_unowned(self) -> list[str]:
+        """Ownership moved (membership changed): drop the groups another agent now owns.
+        Waiting joins and syncs get NOT_COORDINATOR; members rediscover the coordinator, and
+        the new owner loads the group from the store. Returns the group ids dropped."""
+        released = []
+        for group_id, group in list(self._groups.items()):
+            owner = self.ownership.owner_of(group_id)
+            if owner is None or owner.node_id != self.node_id:
+                group.mark_dead()
+                del self._groups[group_id]
+                released.append(group_id)
+        return released
+
     def _status(self, group_id: str) -> int:
         """Kafka's validateGroupStatus: is this agent the coordinator, and ready."""
         owner = self.ownership.owner_of(group_id)

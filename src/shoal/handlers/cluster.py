@@ -1,8 +1,9 @@
-"""DescribeCluster: the cluster id, and this agent as broker and controller.
+"""DescribeCluster: the cluster id, the live agents of the agent group as brokers, and this
+agent as controller.
 
 Shoal has no controller quorum; every agent can do what a controller does (topic changes go
-through the metadata store), so each agent names itself. The broker list matches the one that
-Metadata returns, so clients that bootstrap from either see the same cluster.
+through the metadata store), so each agent names itself. The broker list is every live agent
+(admin tools want the whole cluster); Metadata narrows it to the client's zone.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from kio.schema.errors import ErrorCode
 
 from shoal.handlers.adapt import ZERO_THROTTLE, build, response_module
 from shoal.handlers.base import RequestContext, api
-from shoal.handlers.services import Services
+from shoal.handlers.services import Services, cluster_view
 
 DESCRIBE_CLUSTER = 60
 ENDPOINT_BROKERS = 1
@@ -41,14 +42,18 @@ async def handle_describe_cluster(svc: Services, ctx: RequestContext, req: Any) 
             brokers=(),
             cluster_authorized_operations=UNKNOWN_AUTHORIZED_OPERATIONS,
         )
-    broker = build(
-        module,
-        "DescribeClusterBroker",
-        broker_id=svc.node_id,
-        host=svc.settings.advertised,
-        port=svc.settings.kafka_port,
-        rack=svc.settings.az,
-        is_fenced=False,
+    view = cluster_view(svc)
+    brokers = tuple(
+        build(
+            module,
+            "DescribeClusterBroker",
+            broker_id=a.node_id,
+            host=a.host,
+            port=a.kafka_port,
+            rack=a.az,
+            is_fenced=False,
+        )
+        for a in view.live()
     )
     return build(
         module,
@@ -58,7 +63,7 @@ async def handle_describe_cluster(svc: Services, ctx: RequestContext, req: Any) 
         error_message=None,
         endpoint_type=ENDPOINT_BROKERS,
         cluster_id=svc.cluster_id,
-        controller_id=svc.node_id,
-        brokers=(broker,),
+        controller_id=view.me.node_id,
+        brokers=brokers,
         cluster_authorized_operations=UNKNOWN_AUTHORIZED_OPERATIONS,
     )

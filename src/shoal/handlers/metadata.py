@@ -1,4 +1,5 @@
-"""Metadata: this agent is the one broker and the leader of every partition.
+"""Metadata: the live agents of the client's zone as brokers, one of them as each partition's
+leader (cluster/routing.py says which and why).
 
 Any agent serves any partition (DESIGN.md §2.5), so there is no real leadership; the leader
 epoch is constant because clients (librdkafka) compare epochs and refresh on changes.
@@ -8,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from shoal.cluster.model import AgentInfo
+from shoal.cluster.routing import brokers_for, client_hash, leader_for
 from shoal.handlers.adapt import ZERO_THROTTLE, build, error, response_module
 from shoal.handlers.base import RequestContext, api
-from shoal.handlers.services import Services
+from shoal.handlers.services import Services, cluster_view
 from shoal.handlers.topic_names import is_valid_topic_name
 from shoal.meta.store import TopicInfo
 from shoal.protocol import errors
@@ -22,7 +25,9 @@ UNKNOWN_AUTHORIZED_OPERATIONS = -2147483648
 @api(3, "Metadata", 0, 12)
 async def handle_metadata(svc: Services, ctx: RequestContext, req: Any) -> Any:
     module = response_module(3, ctx.api_version)
-    node = svc.node_id
+    view = cluster_view(svc)
+    brokers = brokers_for(view, ctx.client_id)
+    seed = client_hash(ctx.client_id, ctx.peer)
     # v0-v3 have no flag: Kafka auto-creates for them whenever the broker allows it.
     auto_create = svc.settings.auto_create_topics and bool(
         getattr(req, "allow_auto_topic_creation", True)
@@ -31,7 +36,7 @@ async def handle_metadata(svc: Services, ctx: RequestContext, req: Any) -> Any:
     results: list[Any] = []
     if req.topics is None or (ctx.api_version == 0 and not req.topics):
         for listed in sorted(await svc.meta.list_topics(), key=lambda t: t.name):
-            results.append(_topic(module, svc, listed, errors.NONE))
+            results.append(_topic(module, listed, brokers, seed))
     else:
         for wanted in req.topics:
             name = getattr(wanted, "name", None)
@@ -55,53 +60,60 @@ async def handle_metadata(svc: Services, ctx: RequestContext, req: Any) -> Any:
                         _missing(module, name, None, errors.UNKNOWN_TOPIC_OR_PARTITION)
                     )
                     continue
-            results.append(_topic(module, svc, info, errors.NONE))
+            results.append(_topic(module, info, brokers, seed))
 
-    broker = build(
-        module,
-        "MetadataResponseBroker",
-        node_id=node,
-        host=svc.settings.advertised,
-        port=svc.settings.kafka_port,
-        rack=svc.settings.az,
+    listed_brokers = tuple(
+        build(
+            module,
+            "MetadataResponseBroker",
+            node_id=a.node_id,
+            host=a.host,
+            port=a.kafka_port,
+            rack=a.az,
+        )
+        for a in brokers
     )
+    # Every agent can do a controller's work; name this one when the client sees it.
+    me = view.me
+    controller = me.node_id if any(a.node_id == me.node_id for a in brokers) else brokers[0].node_id
     return build(
         module,
         "MetadataResponse",
         throttle_time=ZERO_THROTTLE,
-        brokers=(broker,),
+        brokers=listed_brokers,
         cluster_id=svc.cluster_id,
-        controller_id=node,
+        controller_id=controller,
         topics=tuple(results),
         cluster_authorized_operations=UNKNOWN_AUTHORIZED_OPERATIONS,
         error_code=error(errors.NONE),
     )
 
 
-def _topic(module: Any, svc: Services, info: TopicInfo, code: int) -> Any:
-    node = svc.node_id
-    partitions = tuple(
-        build(
-            module,
-            "MetadataResponsePartition",
-            error_code=error(errors.NONE),
-            partition_index=p,
-            leader_id=node,
-            leader_epoch=LEADER_EPOCH,
-            replica_nodes=(node,),
-            isr_nodes=(node,),
-            offline_replicas=(),
+def _topic(module: Any, info: TopicInfo, brokers: list[AgentInfo], seed: int) -> Any:
+    partitions = []
+    for p in range(info.partitions):
+        node = leader_for(brokers, seed, p).node_id
+        partitions.append(
+            build(
+                module,
+                "MetadataResponsePartition",
+                error_code=error(errors.NONE),
+                partition_index=p,
+                leader_id=node,
+                leader_epoch=LEADER_EPOCH,
+                replica_nodes=(node,),
+                isr_nodes=(node,),
+                offline_replicas=(),
+            )
         )
-        for p in range(info.partitions)
-    )
     return build(
         module,
         "MetadataResponseTopic",
-        error_code=error(code),
+        error_code=error(errors.NONE),
         name=info.name,
         topic_id=info.topic_id,
         is_internal=False,
-        partitions=partitions,
+        partitions=tuple(partitions),
         topic_authorized_operations=UNKNOWN_AUTHORIZED_OPERATIONS,
     )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from shoal.cluster.model import AgentInfo, ClusterView
+from shoal.cluster.static_view import StaticView
 from shoal.settings import Settings
 
 if TYPE_CHECKING:
@@ -25,3 +27,24 @@ class Services:
     cluster_id: str
     node_id: int
     groups: GroupCoordinator | None = None
+    # The live agents (cluster.membership.Membership in an agent); None: this agent alone.
+    cluster: ClusterView | None = None
+
+
+def cluster_view(svc: Services) -> ClusterView:
+    if svc.cluster is not None:
+        return svc.cluster
+    s = svc.settings
+    me = AgentInfo(
+        agent_id="local",
+        node_id=svc.node_id,
+        host=s.advertised,
+        kafka_port=s.kafka_port,
+        http_port=s.http_port,
+        az=s.az,
+        agent_group=s.agent_group,
+        roles=s.roles,
+        started_at_ms=0,
+        heartbeat_at_ms=0,
+    )
+    return StaticView([me])

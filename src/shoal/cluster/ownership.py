@@ -1,0 +1,44 @@
+"""Group (and transactional id) coordinators on a ring over the live agents of the agent group.
+
+Every agent computes the same owner from the same live list, so FindCoordinator answers the
+same agent wherever it is asked, and a group request at any other agent gets NOT_COORDINATOR.
+Ring members are node ids, not agent ids: an agent restarted with the same node id gets its
+groups back instead of reshuffling them. Zones do not matter here: a group has one
+coordinator for the whole agent group (its traffic is small next to produce and fetch).
+"""
+
+from __future__ import annotations
+
+from shoal.cluster.model import AgentInfo, ClusterView
+from shoal.cluster.ring import Ring
+from shoal.groups.ownership import CoordinatorNode
+
+
+def coordinator_ring_key(key: str) -> bytes:
+    return b"coordinator:" + key.encode()
+
+
+class RingOwnership:
+    """`groups.ownership.Ownership` over `view.live()` (rendezvous hashing of the key)."""
+
+    def __init__(self, view: ClusterView) -> None:
+        self.view = view
+        self._members: tuple[tuple[int, str, int], ...] = ()
+        self._ring = Ring(())
+        self._nodes: dict[str, AgentInfo] = {}
+
+    def _current(self) -> tuple[Ring, dict[str, AgentInfo]]:
+        live = self.view.live()
+        members = tuple((a.node_id, a.host, a.kafka_port) for a in live)
+        if members != self._members:
+            self._nodes = {str(a.node_id): a for a in live}
+            self._ring = Ring(list(self._nodes))
+            self._members = members
+        return self._ring, self._nodes
+
+    def owner_of(self, group_id: str) -> CoordinatorNode | None:
+        ring, nodes = self._current()
+        if not len(ring):
+            return None
+        agent = nodes[ring.owner(coordinator_ring_key(group_id))]
+        return CoordinatorNode(agent.node_id, agent.host, agent.kafka_port)

@@ -1,0 +1,93 @@
+"""Group coordination moves with the ring: two coordinators over one SQLite store, each with a
+`RingOwnership` over the same live list; when an agent joins, the groups it now owns are
+dropped by the old owner (`release_unowned`) and loaded from the store by the new one."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from shoal.cluster.model import AgentInfo
+from shoal.cluster.ownership import RingOwnership
+from shoal.groups.coordinator import GroupCoordinator
+from shoal.groups.model import GroupConfig, JoinRequest
+from shoal.meta.group_store import CommittedOffset
+from shoal.meta.sqlite import SqliteMetadataStore
+from shoal.protocol import errors
+
+
+def agent(node: int) -> AgentInfo:
+    return AgentInfo(f"a{node}", node, "127.0.0.1", 9000 + node, 0, "z", "g", (), 0, 0)
+
+
+class View:
+    """The same list for both agents, as two Memberships converge to."""
+
+    agents: list[AgentInfo] = []
+
+    def __init__(self, me: AgentInfo) -> None:
+        self.me = me
+
+    def live(self) -> list[AgentInfo]:
+        return list(View.agents)
+
+    def in_zone(self, az: str) -> list[AgentInfo]:
+        return [a for a in View.agents if a.az == az]
+
+    def by_node_id(self, node_id: int) -> AgentInfo | None:
+        return next((a for a in View.agents if a.node_id == node_id), None)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteMetadataStore]:
+    s = SqliteMetadataStore(str(tmp_path / "m.db"))
+    await s.start()
+    yield s
+    await s.close()
+
+
+def jreq() -> JoinRequest:
+    return JoinRequest("", None, "c", "/127.0.0.1", 10_000, 20_000, "consumer",
+                       (("range", b"sub"),), False)  # fmt: skip
+
+
+async def test_groups_move_to_the_new_owner_with_their_state(
+    store: SqliteMetadataStore,
+) -> None:
+    a0, a1 = agent(0), agent(1)
+    View.agents = [a0]
+    config = GroupConfig(initial_rebalance_delay_ms=0)
+    c0 = GroupCoordinator(store, RingOwnership(View(a0)), 0, config)
+    c1 = GroupCoordinator(store, RingOwnership(View(a1)), 1, config)
+    await c0.start()
+    await c1.start()
+    try:
+        members = {}
+        for i in range(20):
+            gid = f"group-{i}"
+            joined = await c0.join(gid, jreq())
+            assert joined.error == errors.NONE
+            await c0.sync(gid, joined.member_id, None, 1, None, None, {joined.member_id: b"x"})
+            assert await c0.commit_offsets(
+                gid, joined.member_id, None, 1, [CommittedOffset("t", 0, i)]
+            ) == errors.NONE
+            members[gid] = joined.member_id
+
+        View.agents = [a0, a1]
+        released = set(c0.release_unowned())
+        owners = {g: c1.coordinator_for(g) for g in members}
+        moved = {g for g, node in owners.items() if node is not None and node.node_id == 1}
+        assert released == moved and 0 < len(moved) < 20
+        assert c1.release_unowned() == []
+        for gid, member in members.items():
+            old, new = (c0, c1) if gid in moved else (c1, c0)
+            assert await old.heartbeat(gid, member, None, 1) == errors.NOT_COORDINATOR
+            # The owner (new for moved groups) carries on with the stored generation.
+            assert await new.heartbeat(gid, member, None, 1) == errors.NONE
+            code, offsets = await new.fetch_offsets(gid, None)
+            assert code == errors.NONE and offsets[0].offset == int(gid.split("-")[1])
+    finally:
+        await c0.stop()
+        await c1.stop()
