@@ -26,6 +26,9 @@ from shoal import __version__
 from shoal.cluster.membership import Membership, new_agent_id
 from shoal.cluster.model import AgentInfo, ClusterView
 from shoal.cluster.ownership import RingOwnership
+from shoal.cluster.peer_client import PeerClient
+from shoal.cluster.peer_server import PeerServer
+from shoal.cluster.ring_source import RingBlockSource
 from shoal.groups.coordinator import GroupCoordinator
 from shoal.groups.lag import GroupCollector, LagTracker, register, status_section, unregister
 from shoal.groups.model import GroupConfig
@@ -91,6 +94,18 @@ class Agent:
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
         )
+        # Peer reads: this agent's blocks are served to the zone over the HTTP port, and its
+        # fetches read each block from the zone agent that owns it (docs/read-path.md).
+        self.peer_client = PeerClient(
+            self.membership.me.agent_id, settings.az, timeout_ms=settings.peer_timeout_ms
+        )
+        self.peer_server = PeerServer(
+            self.blocks, settings.az, read_timeout_s=settings.peer_timeout_ms / 1000
+        )
+        self.ring_source = RingBlockSource(
+            self.membership, self.blocks, self.peer_client, self.store, settings.block_bytes
+        )
+        self.reader = FetchReader(self.meta, self.ring_source, self.waiters)
         self.services = Services(
             settings=settings,
             meta=self.meta,
@@ -117,7 +132,12 @@ class Agent:
         self._group_collector = GroupCollector(self.groups, self.group_lag)
         self.services.groups = self.groups
         self.kafka = KafkaServer(self.services)
-        self.http = HttpServer(settings.http_host, settings.http_port, self.status)
+        self.http = HttpServer(
+            settings.http_host,
+            settings.http_port,
+            self.status,
+            extra_routes=self.peer_server.routes(),
+        )
         self.gc: GarbageCollector | None = None
         if "jobs" in settings.roles:
             self.gc = GarbageCollector(
@@ -183,6 +203,7 @@ class Agent:
         unregister(self._group_collector)
         await self.reader.close()
         await self.http.stop()
+        await self.peer_client.close()
         await self.meta.close()
 
     def status(self) -> dict[str, Any]:
@@ -204,6 +225,7 @@ class Agent:
             "object_store": {"url": s.bucket_url, "requests": dict(self.store.counts)},
             "metadata_store": {"url": _redact(s.metadata_url)},
             "block_cache": self.blocks.stats(),
+            "peers": {**self.ring_source.stats(), "server": self.peer_server.stats()},
             "groups": status_section(self.groups, self.group_lag),
             "apis": {spec.name: [spec.min_version, spec.max_version] for spec in REGISTRY.values()},
         }

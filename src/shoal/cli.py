@@ -127,6 +127,12 @@ AGENT_OPTIONS: tuple[_Opt, ...] = (
         int,
         "timeout of one object-store request",
     ),
+    _Opt(
+        "--peer-timeout-ms",
+        "peer_timeout_ms",
+        int,
+        "timeout of one block read from another agent (then read from the object store)",
+    ),
     _Opt("--gc-interval-ms", "gc_interval_ms", int, "garbage-collection cycle interval"),
     _Opt("--gc-grace-ms", "gc_grace_ms", int, "age before an unused segment file is deleted"),
     _Opt(

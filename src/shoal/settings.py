@@ -57,6 +57,8 @@ class Settings:
     group_max_size: int = 1_000
     # Object store request timeout.
     object_store_timeout_ms: int = 30_000
+    # Peer block reads: a peer that has not answered within this falls back to the object store.
+    peer_timeout_ms: int = 2_000
     # Garbage collection (agents with the `jobs` role): every gc_interval_ms, delete at most
     # gc_files_per_cycle_max segment files that are orphans (PUT but never committed) or
     # unreferenced, once older than gc_grace_ms.

@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from shoal import metrics
+from shoal.cluster.client_zone import client_zone
 from shoal.handlers.base import RequestContext, api
 from shoal.handlers.services import Services
 from shoal.meta.store import TopicInfo
@@ -90,7 +91,10 @@ async def handle_fetch(svc: Services, ctx: RequestContext, req: Any) -> bytes:
                 )
             )
         topics_out.append((name, topic_id, results))
-    metrics.FETCH_BYTES.labels(cross_zone="false").inc(sent)
+    # A client that names no zone counts as same-zone: nothing says the bytes crossed one.
+    zone = client_zone(ctx.client_id)
+    cross = zone is not None and zone != svc.settings.az
+    metrics.FETCH_BYTES.labels(cross_zone="true" if cross else "false").inc(sent)
     return encode_fetch_response(ctx.api_version, topics_out)
 
 

@@ -1,0 +1,222 @@
+"""Peer reads across real agents: three `shoal agent` processes in one zone over one bucket and
+one metadata store. ~16 MiB is produced, then read back in full through *each* agent at once
+with zone-tagged raw Fetch requests. Without the ring every agent would GET every block
+(3x); with it the zone reads each block about once, and no byte crosses a zone."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import struct
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
+from kio.schema.types import BrokerId, TopicName
+from kio.static.primitive import i32, i64
+
+from shoal.client.connection import KafkaConnection
+from tests.agent_process import AgentProcess
+
+MiB = 1024 * 1024
+BLOCK = 1 * MiB
+ZONE = "zone-1"
+CLIENT_ID = f"peer-reads-test,shoal_az={ZONE}"
+TOPIC = "peer-reads"
+PARTITIONS = 6
+RECORD = 4096
+RECORDS = 16 * MiB // RECORD
+
+
+def metric(agent: AgentProcess, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in agent.metrics().splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        head, _, value = line.rpartition(" ")
+        if all(f'{k}="{v}"' in head for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def status(agent: AgentProcess) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{agent.http}/v1/status", timeout=10) as resp:
+        return dict(json.loads(resp.read()))
+
+
+@pytest.fixture
+def agents(tmp_path: Path) -> Iterator[list[AgentProcess]]:
+    common = [
+        "--bucket",
+        f"file://{tmp_path.resolve()}/objects",
+        "--metadata",
+        f"sqlite:///{tmp_path.resolve()}/metadata.db",
+        "--az",
+        ZONE,
+        "--block-bytes",
+        str(BLOCK),
+        # Larger segments than the local default, so that files span several blocks.
+        "--flush-interval-ms",
+        "200",
+    ]
+    procs = [
+        AgentProcess(tmp_path / f"agent-{i}", [*common, "--node-id", str(i)]) for i in range(3)
+    ]
+    try:
+        procs[0].start()  # creates the schema alone
+        for p in procs[1:]:
+            p.start()
+        deadline = time.monotonic() + 30
+        while any(len(status(p)["peers"]["ring_members"]) < 3 for p in procs):
+            assert time.monotonic() < deadline, "agents did not see each other"
+            time.sleep(0.2)
+        yield procs
+    finally:
+        for p in procs:
+            if p.proc is not None and p.proc.poll() is None:
+                p.stop()
+
+
+def produce(bootstrap: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap, "client.id": CLIENT_ID})
+    admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)])[TOPIC].result(60)
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "client.id": CLIENT_ID,
+            "linger.ms": 20,
+            "acks": "all",
+            "enable.idempotence": False,
+        }
+    )
+    failures: list[Any] = []
+
+    def on_delivery(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failures.append(err)
+
+    value = bytes(range(256)) * (RECORD // 256)
+    for i in range(RECORDS):
+        while True:
+            try:
+                producer.produce(TOPIC, value, partition=i % PARTITIONS, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    assert producer.flush(60) == 0
+    assert not failures
+
+
+def last_offset(records: bytes) -> tuple[int, int]:
+    """(next offset after the last whole batch, record count) of a record set."""
+    pos = 0
+    nxt = -1
+    count = 0
+    while pos + 61 <= len(records):
+        base, length = struct.unpack_from(">qi", records, pos)
+        if pos + 12 + length > len(records):
+            break
+        last_delta = struct.unpack_from(">i", records, pos + 23)[0]
+        count += struct.unpack_from(">i", records, pos + 57)[0]
+        nxt = base + last_delta + 1
+        pos += 12 + length
+    return nxt, count
+
+
+async def read_all(agent: AgentProcess, high_watermarks: dict[int, int]) -> int:
+    """Fetch every partition from offset 0 to its high watermark from this agent alone."""
+    conn = await KafkaConnection.open("127.0.0.1", agent.kafka_port, client_id=CLIENT_ID)
+    offsets = dict.fromkeys(range(PARTITIONS), 0)
+    records = 0
+    try:
+        while any(offsets[p] < high_watermarks[p] for p in offsets):
+            request = FetchRequest(
+                cluster_id=None,
+                replica_id=BrokerId(-1),
+                max_wait=datetime.timedelta(milliseconds=100),  # type: ignore[arg-type]
+                min_bytes=i32(1),
+                max_bytes=i32(4 * MiB),
+                isolation_level=0,  # type: ignore[arg-type]
+                session_id=i32(0),
+                session_epoch=i32(-1),
+                topics=(
+                    FetchTopic(
+                        topic=TopicName(TOPIC),
+                        partitions=tuple(
+                            FetchPartition(
+                                partition=i32(p),
+                                current_leader_epoch=i32(-1),
+                                fetch_offset=i64(offsets[p]),
+                                last_fetched_epoch=i32(-1),
+                                log_start_offset=i64(-1),
+                                partition_max_bytes=i32(MiB),
+                            )
+                            for p in offsets
+                            if offsets[p] < high_watermarks[p]
+                        ),
+                    ),
+                ),
+                forgotten_topics_data=(),
+                rack_id="",
+            )
+            response = await conn.send(request)
+            for topic in response.responses:
+                for part in topic.partitions:
+                    assert int(part.error_code) == 0, part
+                    nxt, count = last_offset(bytes(part.records or b""))
+                    if nxt > 0:
+                        offsets[int(part.partition_index)] = nxt
+                        records += count
+    finally:
+        await conn.close()
+    return records
+
+
+def test_each_block_read_once_per_zone(agents: list[AgentProcess], tmp_path: Path) -> None:
+    produce(agents[0].bootstrap)
+    hwms = high_watermarks(agents[0])
+    assert sum(hwms.values()) == RECORDS
+    segments = list((tmp_path / "objects").rglob("*.seg"))
+    stored = sum(f.stat().st_size for f in segments)
+    assert stored >= RECORDS * RECORD
+    gets_before = sum(metric(a, "shoal_object_store_requests_total", op="get") for a in agents)
+
+    async def consume() -> list[int]:
+        return list(await asyncio.gather(*(read_all(a, hwms) for a in agents)))
+
+    counts = asyncio.run(consume())
+    assert counts == [RECORDS] * 3
+    gets = sum(metric(a, "shoal_object_store_requests_total", op="get") for a in agents)
+    gets -= gets_before
+    bound = 1.15 * stored / BLOCK + len(segments)
+    print(f"stored {stored} bytes in {len(segments)} files; GETs {gets:.0f}, bound {bound:.1f}")
+    assert gets <= bound
+    for a in agents:
+        assert metric(a, "shoal_fetch_bytes_total", cross_zone="true") == 0
+        assert metric(a, "shoal_fetch_bytes_total", cross_zone="false") >= RECORDS * RECORD
+        assert metric(a, "shoal_peer_fallbacks_total") == 0
+    assert sum(metric(a, "shoal_peer_requests_total", direction="sent") for a in agents) > 0
+    assert sum(metric(a, "shoal_peer_bytes_total", direction="received") for a in agents) > 0
+
+
+def high_watermarks(agent: AgentProcess) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": agent.bootstrap, "group.id": "hwm", "client.id": CLIENT_ID}
+    )
+    try:
+        out = {}
+        for p in range(PARTITIONS):
+            _, high = consumer.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=10)
+            out[p] = int(high)
+        return out
+    finally:
+        consumer.close()
