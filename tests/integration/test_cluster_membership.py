@@ -1,0 +1,162 @@
+"""Three real agents on one bucket and one SQLite metadata store, in two zones: Metadata lists
+the client's zone, FindCoordinator agrees everywhere, a consumer group spans agents, and dead
+or stopped agents leave the broker lists."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shoal.client.admin import Admin
+from tests.agent_process import AgentProcess
+from tests.integration.group_members import (
+    Tracker,
+    committed,
+    create_topic,
+    high_watermarks,
+    produce_fast,
+    start_member,
+    stop_members,
+    wait_until,
+)
+
+INTERVAL_MS, TIMEOUT_MS = 250, 2_000
+ZONES = ("zone-1", "zone-2", "zone-1")
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[list[AgentProcess]]:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    agents = []
+    try:
+        for i, zone in enumerate(ZONES):
+            args = [
+                "--bucket", f"file://{shared}/objects",
+                "--metadata", f"sqlite:///{shared}/metadata.db",
+                "--az", zone,
+                "--flush-interval-ms", "20",
+                "--heartbeat-interval-ms", str(INTERVAL_MS),
+                "--heartbeat-timeout-ms", str(TIMEOUT_MS),
+            ]  # fmt: skip
+            agents.append(AgentProcess(tmp_path / f"agent-{i}", args).start())
+        # Every agent sees all three once each has beaten after the last one joined.
+        wait_until(
+            lambda: all(len(broker_ports(a.bootstrap, None)) == 3 for a in agents), 10, "3 agents"
+        )
+        yield agents
+    finally:
+        for a in agents:
+            a.stop()
+
+
+def broker_ports(bootstrap: str, client_id: str | None) -> set[int]:
+    """Broker ports of a Metadata answer, as confluent-kafka sees them."""
+    from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+
+    conf: dict[str, str | int | float | bool] = {"bootstrap.servers": bootstrap}
+    if client_id is not None:
+        conf["client.id"] = client_id
+    md = AdminClient(conf).list_topics(timeout=10)
+    return {b.port for b in md.brokers.values()}
+
+
+def coordinator_port(bootstrap: str, group: str) -> int:
+    async def find() -> int:
+        async with Admin(bootstrap, timeout_s=10) as admin:
+            return (await admin.find_coordinator(group)).port
+
+    return asyncio.run(find())
+
+
+def test_metadata_brokers_follow_the_client_zone(cluster: list[AgentProcess]) -> None:
+    ports = [a.kafka_port for a in cluster]
+    zone1, zone2 = {ports[0], ports[2]}, {ports[1]}
+    for a in cluster:  # whichever agent the client bootstraps from
+        assert broker_ports(a.bootstrap, "app,shoal_az=zone-1") == zone1
+        assert broker_ports(a.bootstrap, "ws_az=zone-2,app") == zone2
+        assert broker_ports(a.bootstrap, "warpstream_az=zone-2") == zone2
+        assert broker_ports(a.bootstrap, "plain-app") == set(ports)
+        assert broker_ports(a.bootstrap, "shoal_az=zone-9") == set(ports)  # no agent there
+
+
+def test_racks_are_the_agents_zones(cluster: list[AgentProcess]) -> None:
+    """librdkafka's describe_cluster reads a Metadata answer: brokers with their racks."""
+    from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+
+    def nodes(client_id: str) -> set[tuple[int, str]]:
+        admin = AdminClient({"bootstrap.servers": cluster[1].bootstrap, "client.id": client_id})
+        described = admin.describe_cluster(request_timeout=10).result(10)
+        return {(n.port, n.rack) for n in described.nodes}
+
+    everyone = {(a.kafka_port, z) for a, z in zip(cluster, ZONES, strict=True)}
+    assert nodes("no-zone") == everyone
+    assert nodes("shoal_az=zone-1") == {(p, z) for p, z in everyone if z == "zone-1"}
+
+
+def test_find_coordinator_agrees_from_every_agent(cluster: list[AgentProcess]) -> None:
+    owners = {}
+    for g in (f"group-{i}" for i in range(12)):
+        found = {coordinator_port(a.bootstrap, g) for a in cluster}
+        assert len(found) == 1, (g, found)
+        owners[g] = found.pop()
+    assert len(set(owners.values())) >= 2  # groups spread over agents
+
+
+def test_consumer_group_across_agents(cluster: list[AgentProcess]) -> None:
+    topic, group, n, partitions = "spread", "spread-group", 6_000, 6
+    create_topic(cluster[0].bootstrap, topic, partitions)
+    produce_fast(cluster[1].bootstrap, topic, n, partitions)
+    marks = high_watermarks(cluster[2].bootstrap, topic, partitions)
+    assert sum(marks.values()) == n
+    tracker = Tracker(n)
+    # Members bootstrap from different agents and name different zones.
+    members = [
+        start_member("confluent", a.bootstrap, topic, group, tracker,
+                     f"m{i},shoal_az={ZONES[i]}", manual=True)
+        for i, a in enumerate(cluster)
+    ]
+    try:
+        wait_until(tracker.done.is_set, 120, "every record")
+        wait_until(
+            lambda: committed(cluster[0].bootstrap, group, topic, partitions) == marks,
+            60,
+            "commits to reach the high watermarks",
+        )
+    finally:
+        stop_members(members)
+    assert all(m.error is None for m in members), [m.error for m in members]
+    assert tracker.count() == n
+
+
+def test_dead_and_stopped_agents_leave_metadata(cluster: list[AgentProcess]) -> None:
+    survivor = cluster[0]
+    killed, stopped = cluster[1], cluster[2]
+    killed.kill()
+    killed_at = time.monotonic()
+    gone = wait_until(
+        lambda: killed.kafka_port not in broker_ports(survivor.bootstrap, None),
+        30, "the killed agent to leave Metadata",
+    )  # fmt: skip
+    took_kill = time.monotonic() - killed_at
+    assert took_kill <= (TIMEOUT_MS + 1000) / 1000, f"killed agent listed for {gone:.1f} s"
+    assert broker_ports(survivor.bootstrap, "shoal_az=zone-2") == {
+        survivor.kafka_port, stopped.kafka_port}  # zone-2 is empty now: all agents
+    # The coordinator ring shrinks with it: every group now lives on a survivor.
+    for g in (f"group-{i}" for i in range(6)):
+        assert coordinator_port(survivor.bootstrap, g) in {survivor.kafka_port,
+                                                            stopped.kafka_port}
+
+    started = time.monotonic()
+    assert stopped.stop() == 0
+    wait_until(
+        lambda: stopped.kafka_port not in broker_ports(survivor.bootstrap, None),
+        30, "the stopped agent to leave Metadata",
+    )  # fmt: skip
+    # Deregistered on the way out: gone at the next beat, well before a heartbeat timeout.
+    assert time.monotonic() - started < TIMEOUT_MS / 1000
+    assert broker_ports(survivor.bootstrap, None) == {survivor.kafka_port}
