@@ -13,7 +13,7 @@ import dataclasses
 import datetime
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
@@ -171,6 +171,29 @@ def parse_bootstrap(bootstrap: str) -> list[tuple[str, int]]:
     return out
 
 
+def _tree(
+    api_key: int,
+    v: int,
+    prefix: str,
+    partitions: Iterable[TP],
+    fields: Callable[[TP], dict[str, Any]],
+) -> tuple[Any, ...]:
+    """The topics > partitions part of a request: `<prefix>Topic` holding `<prefix>Partition`s."""
+    return tuple(
+        make(
+            api_key,
+            v,
+            f"{prefix}Topic",
+            name=topic,
+            partitions=tuple(
+                make(api_key, v, f"{prefix}Partition", partition_index=p, **fields(TP(topic, p)))
+                for p in parts
+            ),
+        )
+        for topic, parts in _by_topic(partitions).items()
+    )
+
+
 def _by_topic(partitions: Iterable[TP]) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
     for tp in partitions:
@@ -254,14 +277,10 @@ class Admin:
                     make(3, v, "MetadataRequestTopic", name=t, topic_id=None) for t in topics
                 )
             return make(
-                3,
-                v,
-                "MetadataRequest",
-                topics=wanted,
-                allow_auto_topic_creation=False,
+                3, v, "MetadataRequest", topics=wanted, allow_auto_topic_creation=False,
                 include_cluster_authorized_operations=False,
                 include_topic_authorized_operations=False,
-            )
+            )  # fmt: skip
 
         _, resp = await self._call(await self._any(), 3, build)
         brokers = {
@@ -279,24 +298,29 @@ class Admin:
     async def find_coordinator(self, group_id: str) -> Broker:
         def build(v: int) -> Any:
             return make(
-                10,
-                v,
-                "FindCoordinatorRequest",
-                key=group_id,
-                key_type=GROUP_KEY_TYPE,
+                10, v, "FindCoordinatorRequest", key=group_id, key_type=GROUP_KEY_TYPE,
                 coordinator_keys=(group_id,),
-            )
+            )  # fmt: skip
 
+        async def attempt() -> tuple[int, Any]:
+            version, resp = await self._call(await self._any(), 10, build)
+            found = resp.coordinators[0] if version >= 4 else resp
+            return int(found.error_code), found
+
+        code, found = await self._retrying(attempt)
+        if code != errors.NONE:
+            raise KafkaApiError(code, f"FindCoordinator for group {group_id!r}")
+        return Broker(int(found.node_id), str(found.host), int(found.port))
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[tuple[int, Any]]]) -> tuple[int, Any]:
+        """Repeat `attempt` (with backoff, within the timeout) while its error code says the
+        coordinator is loading, unavailable or moved."""
         deadline = time.monotonic() + self.timeout_s
         delay = 0.05
         while True:
-            version, resp = await self._call(await self._any(), 10, build)
-            found = resp.coordinators[0] if version >= 4 else resp
-            code = int(found.error_code)
-            if code == errors.NONE:
-                return Broker(int(found.node_id), str(found.host), int(found.port))
+            code, value = await attempt()
             if code not in _COORDINATOR_RETRY or time.monotonic() + delay > deadline:
-                raise KafkaApiError(code, f"FindCoordinator for group {group_id!r}")
+                return code, value
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
@@ -306,15 +330,12 @@ class Admin:
 
     async def _group_call(self, group_id: str, api_key: int, build: Any, code_of: Any) -> Any:
         """Send to the group's coordinator; find it again while the answer says it moved."""
-        deadline = time.monotonic() + self.timeout_s
-        delay = 0.05
-        while True:
+
+        async def attempt() -> tuple[int, Any]:
             version, resp = await self._call(await self._coordinator(group_id), api_key, build)
-            code = int(code_of(version, resp))
-            if code not in _COORDINATOR_RETRY or time.monotonic() + delay > deadline:
-                return version, resp
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            return int(code_of(version, resp)), (version, resp)
+
+        return (await self._retrying(attempt))[1]
 
     # -- groups ----
     async def list_groups(self) -> list[GroupListing]:
@@ -439,38 +460,16 @@ class Admin:
         it only for a group without members. Returns the error code of each partition."""
 
         def build(v: int) -> Any:
-            topics = tuple(
-                make(
-                    8,
-                    v,
-                    "OffsetCommitRequestTopic",
-                    name=topic,
-                    partitions=tuple(
-                        make(
-                            8,
-                            v,
-                            "OffsetCommitRequestPartition",
-                            partition_index=p,
-                            committed_offset=offsets[TP(topic, p)],
-                            committed_leader_epoch=-1,
-                            committed_metadata="",
-                        )
-                        for p in parts
-                    ),
-                )
-                for topic, parts in _by_topic(offsets).items()
-            )
+            topics = _tree(
+                8, v, "OffsetCommitRequest", offsets,
+                lambda tp: {"committed_offset": offsets[tp], "committed_leader_epoch": -1,
+                            "committed_metadata": ""},
+            )  # fmt: skip
             return make(
-                8,
-                v,
-                "OffsetCommitRequest",
-                group_id=group_id,
-                generation_id_or_member_epoch=-1,
-                member_id="",
-                group_instance_id=None,
+                8, v, "OffsetCommitRequest", group_id=group_id, generation_id_or_member_epoch=-1,
+                member_id="", group_instance_id=None, topics=topics,
                 retention_time=i64Timedelta.parse(datetime.timedelta(milliseconds=-1)),
-                topics=topics,
-            )
+            )  # fmt: skip
 
         def first_code(_v: int, r: Any) -> int:
             codes = [int(p.error_code) for t in r.topics for p in t.partitions]
@@ -519,35 +518,14 @@ class Admin:
         for leader, tps in by_leader.items():
 
             def build(v: int, tps: list[TP] = tps) -> Any:
-                topics = tuple(
-                    make(
-                        2,
-                        v,
-                        "ListOffsetsTopic",
-                        name=t,
-                        partitions=tuple(
-                            make(
-                                2,
-                                v,
-                                "ListOffsetsPartition",
-                                partition_index=p,
-                                current_leader_epoch=-1,
-                                timestamp=spec,
-                            )
-                            for p in ps
-                        ),
-                    )
-                    for t, ps in _by_topic(tps).items()
-                )
+                topics = _tree(
+                    2, v, "ListOffsets", tps,
+                    lambda _tp: {"current_leader_epoch": -1, "timestamp": spec},
+                )  # fmt: skip
                 return make(
-                    2,
-                    v,
-                    "ListOffsetsRequest",
-                    replica_id=-1,
-                    isolation_level=0,
-                    topics=topics,
+                    2, v, "ListOffsetsRequest", replica_id=-1, isolation_level=0, topics=topics,
                     timeout=timeout,
-                )
+                )  # fmt: skip
 
             _, resp = await self._call(await self._node(leader), 2, build)
             for t in resp.topics:
