@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import crc32c
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -53,7 +54,12 @@ def status(agent: AgentProcess) -> dict[str, Any]:
 
 @pytest.fixture
 def agents(tmp_path: Path) -> Iterator[list[AgentProcess]]:
+    yield from run_agents(tmp_path, [])
+
+
+def run_agents(tmp_path: Path, extra: list[str]) -> Iterator[list[AgentProcess]]:
     common = [
+        *extra,
         "--bucket",
         f"file://{tmp_path.resolve()}/objects",
         "--metadata",
@@ -84,7 +90,7 @@ def agents(tmp_path: Path) -> Iterator[list[AgentProcess]]:
                 p.stop()
 
 
-def produce(bootstrap: str) -> None:
+def produce(bootstrap: str, records: int = RECORDS) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap, "client.id": CLIENT_ID})
     admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)])[TOPIC].result(60)
     producer = Producer(
@@ -103,7 +109,7 @@ def produce(bootstrap: str) -> None:
             failures.append(err)
 
     value = bytes(range(256)) * (RECORD // 256)
-    for i in range(RECORDS):
+    for i in range(records):
         while True:
             try:
                 producer.produce(TOPIC, value, partition=i % PARTITIONS, on_delivery=on_delivery)
@@ -115,7 +121,8 @@ def produce(bootstrap: str) -> None:
 
 
 def last_offset(records: bytes) -> tuple[int, int]:
-    """(next offset after the last whole batch, record count) of a record set."""
+    """(next offset after the last whole batch, record count) of a record set; checks every
+    batch's CRC, so that bytes put together from several agents are proven intact."""
     pos = 0
     nxt = -1
     count = 0
@@ -123,6 +130,8 @@ def last_offset(records: bytes) -> tuple[int, int]:
         base, length = struct.unpack_from(">qi", records, pos)
         if pos + 12 + length > len(records):
             break
+        crc = struct.unpack_from(">I", records, pos + 17)[0]
+        assert crc == crc32c.crc32c(records[pos + 21 : pos + 12 + length]), f"bad batch at {base}"
         last_delta = struct.unpack_from(">i", records, pos + 23)[0]
         count += struct.unpack_from(">i", records, pos + 57)[0]
         nxt = base + last_delta + 1
@@ -130,9 +139,11 @@ def last_offset(records: bytes) -> tuple[int, int]:
     return nxt, count
 
 
-async def read_all(agent: AgentProcess, high_watermarks: dict[int, int]) -> int:
+async def read_all(
+    agent: AgentProcess, high_watermarks: dict[int, int], client_id: str = CLIENT_ID
+) -> int:
     """Fetch every partition from offset 0 to its high watermark from this agent alone."""
-    conn = await KafkaConnection.open("127.0.0.1", agent.kafka_port, client_id=CLIENT_ID)
+    conn = await KafkaConnection.open("127.0.0.1", agent.kafka_port, client_id=client_id)
     offsets = dict.fromkeys(range(PARTITIONS), 0)
     records = 0
     try:
@@ -220,3 +231,33 @@ def high_watermarks(agent: AgentProcess) -> dict[int, int]:
         return out
     finally:
         consumer.close()
+
+
+@pytest.fixture
+def agents_slow_expiry(tmp_path: Path) -> Iterator[list[AgentProcess]]:
+    # A dead agent stays in the rings for the whole test: its blocks must come from fallbacks.
+    yield from run_agents(tmp_path, ["--heartbeat-timeout-ms", "120000"])
+
+
+def test_dead_owner_falls_back_and_other_zone_client_counts_as_cross_zone(
+    agents_slow_expiry: list[AgentProcess],
+) -> None:
+    agents = agents_slow_expiry
+    records = RECORDS // 4
+    produce(agents[0].bootstrap, records)
+    hwms = high_watermarks(agents[0])
+    agents[2].kill()
+    reader = agents[0]
+    gets_before = metric(reader, "shoal_object_store_requests_total", op="get")
+    got = asyncio.run(read_all(reader, hwms, client_id="peer-reads-test,shoal_az=zone-2"))
+    assert got == records
+    fallbacks = metric(reader, "shoal_peer_fallbacks_total")
+    assert metric(reader, "shoal_peer_fallbacks_total", reason="unreachable") >= 1
+    assert fallbacks >= 1
+    # Fallback reads are direct GETs of what is needed: at least one per fallback request.
+    assert metric(reader, "shoal_object_store_requests_total", op="get") > gets_before
+    # Record bytes went to a client of another zone.
+    assert metric(reader, "shoal_fetch_bytes_total", cross_zone="true") >= records * RECORD
+    peers = status(reader)["peers"]
+    assert sum(peers["fallbacks"].values()) == fallbacks
+    assert peers["client"]["errors"]["unreachable"] >= 1

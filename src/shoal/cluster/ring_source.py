@@ -262,7 +262,13 @@ class RingBlockSource:
             answers = await self._peers.read(peer, wire)
         except PeerError as exc:
             if exc.reason in ("timeout", "unreachable"):
-                self._suspect_until[owner] = time.monotonic() + self._suspect_s
+                now = time.monotonic()
+                # Agents that restart come back under new ids: drop expired entries so that
+                # the map stays as small as the set of recently failing peers.
+                for agent_id, until in list(self._suspect_until.items()):
+                    if until <= now:
+                        del self._suspect_until[agent_id]
+                self._suspect_until[owner] = now + self._suspect_s
             fallback.extend((p, exc.reason) for p in pieces)
             return
         self._suspect_until.pop(owner, None)
