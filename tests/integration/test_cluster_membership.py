@@ -5,7 +5,9 @@ or stopped agents leave the broker lists."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,6 +84,19 @@ def test_metadata_brokers_follow_the_client_zone(cluster: list[AgentProcess]) ->
         assert broker_ports(a.bootstrap, "warpstream_az=zone-2") == zone2
         assert broker_ports(a.bootstrap, "plain-app") == set(ports)
         assert broker_ports(a.bootstrap, "shoal_az=zone-9") == set(ports)  # no agent there
+
+
+def test_status_shows_members_per_zone(cluster: list[AgentProcess]) -> None:
+    with urllib.request.urlopen(f"{cluster[1].http}/v1/status", timeout=10) as resp:
+        status = json.load(resp)
+    zones = status["cluster"]["zones"]
+    assert {z: sorted(m["kafka"] for m in ms) for z, ms in zones.items()} == {
+        "zone-1": sorted(f"127.0.0.1:{cluster[i].kafka_port}" for i in (0, 2)),
+        "zone-2": [f"127.0.0.1:{cluster[1].kafka_port}"],
+    }
+    assert [m["me"] for m in zones["zone-2"]] == [True]
+    node_ids = {m["node_id"] for ms in zones.values() for m in ms}
+    assert len(node_ids) == 3 and status["agent"]["node_id"] in node_ids
 
 
 def test_racks_are_the_agents_zones(cluster: list[AgentProcess]) -> None:

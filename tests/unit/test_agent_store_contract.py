@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol, cast
 
@@ -135,6 +136,18 @@ async def test_same_endpoint_replaces_an_earlier_life(store: Store) -> None:
     second = await register(store, agent("life-2", now + 100, 9092), requested=0)
     assert second.node_id == first.node_id == 0
     assert [x.agent_id for x in await store.list_agents(0)] == ["life-2"]
+
+
+async def test_same_endpoint_never_replaces_a_younger_agent(store: Store) -> None:
+    """Two live agents advertising one address (misconfigured) do not evict each other."""
+    now = 1_000_000
+    older = await register(store, agent("older", now, 9092))
+    younger = await register(store, agent("younger", now + 100, 9092))
+    assert [x.agent_id for x in await store.list_agents(0)] == ["younger"]
+    # The older one re-registers with its original start time: both stay, distinct ids.
+    again = await store.register_agent(replace(older, heartbeat_at_ms=now + 200), 0, 0)
+    assert {x.agent_id for x in await store.list_agents(0)} == {"older", "younger"}
+    assert again.node_id != younger.node_id
 
 
 async def test_reregister_same_agent_id_replaces_its_row(store: Store) -> None:

@@ -3,6 +3,8 @@ re-registration, store outages, listeners."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
@@ -34,7 +36,10 @@ class FakeAgentStore:
             if (
                 k == info.agent_id
                 or r.heartbeat_at_ms < stale_before_ms
-                or (r.host, r.kafka_port) == (info.host, info.kafka_port)
+                or (
+                    (r.host, r.kafka_port) == (info.host, info.kafka_port)
+                    and r.started_at_ms < info.started_at_ms
+                )
             ):
                 del self.rows[k]
         taken = {r.node_id for r in self.rows.values()}
@@ -74,6 +79,17 @@ def local(name: str, port: int, az: str = "a", group: str = "g") -> AgentInfo:
     return AgentInfo(name, -1, "127.0.0.1", port, port + 1, az, group, ("proxy",), 0, 0)
 
 
+_running: list[Membership] = []
+
+
+@pytest.fixture(autouse=True)
+async def stop_all() -> AsyncIterator[None]:
+    """No heartbeat task outlives its test."""
+    yield
+    while _running:
+        await _running.pop().stop()
+
+
 @pytest.fixture
 def store() -> FakeAgentStore:
     return FakeAgentStore()
@@ -93,6 +109,7 @@ async def started(
         heartbeat_interval_ms=INTERVAL, heartbeat_timeout_ms=TIMEOUT, clock=clock,
     )
     await m.start()
+    _running.append(m)
     return m
 
 
@@ -263,3 +280,15 @@ async def test_status_lists_members_per_zone(store: FakeAgentStore, clock: Clock
 def test_interval_must_be_below_timeout(store: FakeAgentStore) -> None:
     with pytest.raises(ValueError):
         Membership(store, local("a", 1), heartbeat_interval_ms=5000, heartbeat_timeout_ms=5000)
+
+
+async def test_the_background_task_beats(store: FakeAgentStore, clock: Clock) -> None:
+    a = Membership(store, local("a", 9000), heartbeat_interval_ms=5, heartbeat_timeout_ms=50,
+                   clock=clock)  # fmt: skip
+    await a.start()
+    _running.append(a)
+    heard = asyncio.Event()
+    a.add_listener(lambda v: heard.set())
+    await started(store, clock, "b", 9010)
+    await asyncio.wait_for(heard.wait(), 10)
+    assert ids(a) == ["a", "b"]

@@ -20,8 +20,10 @@ class AgentStore(Protocol):
         """Insert (or replace) `info.agent_id`'s row in one transaction and return it with the
         node id it got: `requested_node_id` if no other live agent holds it, else the smallest
         free one (>= 0). Rows whose heartbeat is older than `stale_before_ms`, and rows that
-        advertise the same host and Kafka port (an earlier life of this agent), are deleted
-        first, so their node ids are free again. `info.node_id` is ignored."""
+        advertise the same host and Kafka port and started earlier (an earlier life of this
+        agent, killed), are deleted first, so their node ids are free again. "Earlier" keeps
+        two live agents that wrongly advertise one address (e.g. 0.0.0.0) from deleting each
+        other's rows in turn. `info.node_id` is ignored."""
         ...
 
     async def heartbeat_agent(self, agent_id: str, now_ms: int) -> bool:

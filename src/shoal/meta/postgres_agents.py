@@ -27,8 +27,8 @@ async def register_agent(
     await conn.execute("SELECT pg_advisory_xact_lock($1)", _REGISTER_LOCK)
     await conn.execute(
         "DELETE FROM agents WHERE agent_id = $1 OR heartbeat_at_ms < $2"
-        " OR (host = $3 AND kafka_port = $4)",
-        info.agent_id, stale_before_ms, info.host, info.kafka_port,
+        " OR (host = $3 AND kafka_port = $4 AND started_at_ms < $5)",
+        info.agent_id, stale_before_ms, info.host, info.kafka_port, info.started_at_ms,
     )
     taken = {int(r[0]) for r in await conn.fetch("SELECT node_id FROM agents")}
     row = replace(info, node_id=pick_node_id(requested, taken))

@@ -67,8 +67,8 @@ def register_agent(
     with _txn(conn):
         conn.execute(
             "DELETE FROM agents WHERE agent_id = ? OR heartbeat_at_ms < ?"
-            " OR (host = ? AND kafka_port = ?)",
-            (info.agent_id, stale_before_ms, info.host, info.kafka_port),
+            " OR (host = ? AND kafka_port = ? AND started_at_ms < ?)",
+            (info.agent_id, stale_before_ms, info.host, info.kafka_port, info.started_at_ms),
         )
         taken = {int(r[0]) for r in conn.execute("SELECT node_id FROM agents").fetchall()}
         row = replace(info, node_id=pick_node_id(requested, taken))
