@@ -75,7 +75,6 @@ class Agent:
             on_commit=self._on_commit,
         )
         self.blocks = BlockCache(self.store, settings.block_bytes, settings.cache_bytes_max)
-        self.reader = FetchReader(self.meta, self.blocks, self.waiters)
         self.membership = Membership(
             cast(AgentStore, self.meta),
             AgentInfo(
