@@ -396,3 +396,54 @@ async def test_peer_sessions_carry_identity_headers(cluster: Cluster) -> None:
     finally:
         await runner.cleanup()
     assert seen == [("az-1", "agent-1")]
+
+
+class SlowSource:
+    """A BlockSource whose loads never finish in time."""
+
+    async def read_ranges(
+        self, key: str, file_size: int, ranges: list[tuple[int, int]]
+    ) -> list[bytes]:
+        await asyncio.sleep(5)
+        return [b"" for _ in ranges]
+
+
+async def test_owner_slow_store_answers_error_markers_within_its_timeout() -> None:
+    server = PeerServer(SlowSource(), "az-1", read_timeout_s=0.05)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    app = web.Application()
+    app.router.add_routes(server.routes())
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    client = PeerClient("agent-0", "az-1", timeout_ms=2000)
+    try:
+        peer = agent_info(1, sock.getsockname()[1])
+        files = [FileRanges("a", 100, [(0, 10), (20, 5)]), FileRanges("b", 10, [(0, 10)])]
+        answers = await client.read(peer, files)
+        assert answers == [[None, None], [None]]
+        assert server.read_errors == 2
+        assert server.bytes_sent == 0
+    finally:
+        await client.close()
+        await runner.cleanup()
+
+
+async def test_reads_past_the_request_limit_are_split_and_rejoined(cluster: Cluster) -> None:
+    owner = cluster.nodes[0]
+    client = PeerClient("agent-x", "az-1", request_bytes_max=3000)
+    d1, d2 = cluster.store.objects["f1"], cluster.store.objects["f2"]
+    files = [
+        FileRanges("f1", len(d1), [(i * 1500, 1000) for i in range(6)]),
+        FileRanges("f2", len(d2), [(0, 2500), (9000, 10)]),
+    ]
+    try:
+        answers = await client.read(owner.info, files)
+    finally:
+        await client.close()
+    assert [[bytes(c) for c in a if c is not None] for a in answers] == [
+        [d1[p : p + n] for p, n in files[0].ranges],
+        [d2[p : p + n] for p, n in files[1].ranges],
+    ]
+    assert client.requests == owner.server.requests == 3

@@ -39,12 +39,14 @@ class PeerClient:
         timeout_ms: int = 2000,
         connections_max: int = 256,
         connections_per_peer_max: int = 16,
+        request_bytes_max: int = peer_wire.REQUEST_BYTES_MAX,
     ) -> None:
         self._agent_id = agent_id
         self._az = az
         self._timeout_s = timeout_ms / 1000.0
         self._connections_max = connections_max
         self._per_peer_max = connections_per_peer_max
+        self._request_bytes_max = request_bytes_max
         self._session: aiohttp.ClientSession | None = None
         self.requests = 0
         self.bytes_received = 0
@@ -90,7 +92,7 @@ class PeerClient:
     async def read(self, peer: AgentInfo, files: Sequence[FileRanges]) -> list[list[Chunk | None]]:
         """Per file, per range: the bytes (views into the response body), or None where the
         peer answered with an error marker. Raises PeerError when the peer did not answer."""
-        parts = peer_wire.split_requests(files)
+        parts = peer_wire.split_requests(files, self._request_bytes_max)
         if len(parts) == 1:
             return await self._request(peer, parts[0])
         answers = await asyncio.gather(*(self._request(peer, p) for p in parts))

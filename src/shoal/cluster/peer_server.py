@@ -50,6 +50,7 @@ class PeerServer:
         self.cross_zone_bytes = 0
         self.bad_requests = 0
         self.read_errors = 0
+        self.abandoned = 0
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post(peer_wire.PATH, self.handle)]
@@ -61,6 +62,7 @@ class PeerServer:
             "cross_zone_bytes": self.cross_zone_bytes,
             "bad_requests": self.bad_requests,
             "read_errors": self.read_errors,
+            "abandoned": self.abandoned,
         }
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -104,30 +106,36 @@ class PeerServer:
                 sent += sum(len(c) for c in chunks)
         response = web.StreamResponse(headers={"Content-Type": peer_wire.CONTENT_TYPE})
         response.content_length = length + sent
-        await response.prepare(request)
-        pending: list[Chunk] = []
-        pending_bytes = 0
-        err = peer_wire.length_prefix(peer_wire.ERR_READ)
-        for f, chunks in zip(files, results, strict=True):
-            if chunks is None:
-                pending.extend(err for _ in f.ranges)
-                pending_bytes += len(err) * len(f.ranges)
-                continue
-            for chunk in chunks:
-                pending.append(peer_wire.length_prefix(len(chunk)))
-                if len(chunk) >= _WRITE_BYTES:
-                    await response.write(b"".join(pending))
-                    await response.write(chunk)
-                    pending, pending_bytes = [], 0
+        try:
+            await response.prepare(request)
+            pending: list[Chunk] = []
+            pending_bytes = 0
+            err = peer_wire.length_prefix(peer_wire.ERR_READ)
+            for f, chunks in zip(files, results, strict=True):
+                if chunks is None:
+                    pending.extend(err for _ in f.ranges)
+                    pending_bytes += len(err) * len(f.ranges)
                     continue
-                pending.append(chunk)
-                pending_bytes += len(chunk) + peer_wire.LEN_SIZE
-                if pending_bytes >= _WRITE_BYTES:
-                    await response.write(b"".join(pending))
-                    pending, pending_bytes = [], 0
-        if pending:
-            await response.write(b"".join(pending))
-        await response.write_eof()
+                for chunk in chunks:
+                    pending.append(peer_wire.length_prefix(len(chunk)))
+                    if len(chunk) >= _WRITE_BYTES:
+                        await response.write(b"".join(pending))
+                        await response.write(chunk)
+                        pending, pending_bytes = [], 0
+                        continue
+                    pending.append(chunk)
+                    pending_bytes += len(chunk) + peer_wire.LEN_SIZE
+                    if pending_bytes >= _WRITE_BYTES:
+                        await response.write(b"".join(pending))
+                        pending, pending_bytes = [], 0
+            if pending:
+                await response.write(b"".join(pending))
+            await response.write_eof()
+        except ConnectionError as exc:
+            # The requester gave up (its timeout is short) and reads from the store itself.
+            self.abandoned += 1
+            log.debug("peer went away before its answer was sent: %r", exc)
+            return response
         self.bytes_sent += sent
         metrics.PEER_BYTES.labels(direction="sent").inc(sent)
         requester_az = request.headers.get(peer_wire.AZ_HEADER, "")
