@@ -175,3 +175,34 @@ def test_dead_and_stopped_agents_leave_metadata(cluster: list[AgentProcess]) -> 
     # Deregistered on the way out: gone at the next beat, well before a heartbeat timeout.
     assert time.monotonic() - started < TIMEOUT_MS / 1000
     assert broker_ports(survivor.bootstrap, None) == {survivor.kafka_port}
+
+
+def test_group_survives_its_coordinator_kill(cluster: list[AgentProcess]) -> None:
+    topic, group, n, partitions = "handover", "handover-group", 30_000, 6
+    create_topic(cluster[0].bootstrap, topic, partitions)
+    produce_fast(cluster[0].bootstrap, topic, n, partitions)
+    marks = high_watermarks(cluster[0].bootstrap, topic, partitions)
+    owner_port = coordinator_port(cluster[0].bootstrap, group)
+    owner = next(a for a in cluster if a.kafka_port == owner_port)
+    others = [a for a in cluster if a is not owner]
+    tracker = Tracker(n)
+    boot = ",".join(a.bootstrap for a in cluster)
+    members = [
+        start_member("confluent", boot, topic, group, tracker, f"h{i}", manual=True)
+        for i in range(3)
+    ]
+    try:
+        wait_until(lambda: tracker.count() >= n // 10, 120, "a tenth of the records")
+        owner.kill()
+        wait_until(tracker.done.is_set, 180, "every record after the coordinator died")
+        new_owner = coordinator_port(others[0].bootstrap, group)
+        assert new_owner in {a.kafka_port for a in others}
+        assert coordinator_port(others[1].bootstrap, group) == new_owner
+        wait_until(
+            lambda: committed(others[0].bootstrap, group, topic, partitions) == marks,
+            60,
+            "commits to reach the high watermarks",
+        )
+    finally:
+        stop_members(members)
+    assert all(m.error is None for m in members), [m.error for m in members]
