@@ -159,6 +159,8 @@ class Agent:
             # Stores with a notification channel (PostgreSQL LISTEN/NOTIFY) wake long polls
             # for other agents' commits at once; the read path's poller stays as the fallback.
             await subscribe(self._on_commit)
+        # Before registering: peers route block reads here as soon as they see this agent.
+        await self.http.start()
         # Before the Kafka listener: Metadata and FindCoordinator answer from the live list.
         await self.membership.start()
         self._on_view_change(self.membership)
@@ -167,7 +169,6 @@ class Agent:
         await self.groups.start()
         register(self._group_collector)
         await self.kafka.start()
-        await self.http.start()
         if self.gc is not None:
             self.gc.start()
         log.info(
