@@ -42,6 +42,8 @@ class AgentProcess:
     http_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    # Added to the agent's environment (object-store credentials of a test backend).
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def bootstrap(self) -> str:
@@ -69,6 +71,7 @@ class AgentProcess:
         ]
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
+        env.update(self.env)
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         wait_for_port(self.kafka_port, proc=self.proc)

@@ -16,6 +16,7 @@ from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, 
 from kio.static.primitive import i32Timedelta
 
 from tests.agent_process import AgentProcess
+from tests.backends import open_backend
 from tests.integration.test_clients_roundtrip import create_topic
 from tests.rawkafka import RawConnection
 from tests.unit.batchgen import make_batch
@@ -24,16 +25,21 @@ TOPIC = "bad-input"
 
 
 @pytest.fixture(scope="module")
-def strict_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+def strict_agent(
+    tmp_path_factory: pytest.TempPathFactory, backend_kind: str, request: pytest.FixtureRequest
+) -> Iterator[AgentProcess]:
     data: Path = tmp_path_factory.mktemp("strict")
-    proc = AgentProcess(
-        data, ["--auto-create-topics", "false", "--flush-interval-ms", "10"]
-    ).start()
-    create_topic(proc.bootstrap, TOPIC, 2)
-    try:
-        yield proc
-    finally:
-        assert proc.stop() == 0, proc.log_tail()
+    with open_backend(backend_kind, request) as backend:
+        proc = AgentProcess(
+            data,
+            [*backend.args, "--auto-create-topics", "false", "--flush-interval-ms", "10"],
+            env=backend.env,
+        ).start()
+        create_topic(proc.bootstrap, TOPIC, 2)
+        try:
+            yield proc
+        finally:
+            assert proc.stop() == 0, proc.log_tail()
 
 
 @pytest.fixture

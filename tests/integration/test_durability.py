@@ -10,6 +10,7 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from tests.agent_process import AgentProcess
+from tests.backends import Backend
 from tests.integration import workload
 from tests.integration.test_clients_roundtrip import create_topic
 
@@ -17,9 +18,10 @@ PARTITIONS = 4
 TOTAL = 200_000
 
 
-def test_kill9_keeps_every_acked_record(tmp_path: Path) -> None:
+def test_kill9_keeps_every_acked_record(tmp_path: Path, backend: Backend) -> None:
     data = tmp_path / "agent"
-    first = AgentProcess(data, ["--flush-interval-ms", "20"]).start()
+    args = [*backend.args, "--flush-interval-ms", "20"]
+    first = AgentProcess(data, args, env=backend.env).start()
     topic = "durable"
     create_topic(first.bootstrap, topic, PARTITIONS)
 
@@ -70,7 +72,7 @@ def test_kill9_keeps_every_acked_record(tmp_path: Path) -> None:
         acked_now = dict(acked)
     assert len(acked_now) >= 20_000
 
-    second = AgentProcess(data, ["--flush-interval-ms", "20"]).start()
+    second = AgentProcess(data, args, env=backend.env).start()
     try:
         marks = workload.watermarks_confluent(second.bootstrap, topic, PARTITIONS)
         total = sum(hi for _, hi in marks.values())

@@ -11,13 +11,15 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from tests.agent_process import AgentProcess
+from tests.backends import Backend
 from tests.integration import workload
 from tests.integration.test_clients_roundtrip import create_topic
 
 
-def test_sigterm_flushes_buffered_produce(tmp_path: Path) -> None:
+def test_sigterm_flushes_buffered_produce(tmp_path: Path, backend: Backend) -> None:
     # A flush interval far longer than the test: only the shutdown can seal this segment.
-    agent = AgentProcess(tmp_path / "a", ["--flush-interval-ms", "600000"]).start()
+    args = [*backend.args, "--flush-interval-ms", "600000"]
+    agent = AgentProcess(tmp_path / "a", args, env=backend.env).start()
     create_topic(agent.bootstrap, "graceful", 2)
     delivered: list[tuple[int, int]] = []
     errors: list[str] = []
@@ -50,7 +52,7 @@ def test_sigterm_flushes_buffered_produce(tmp_path: Path) -> None:
         [(0, i) for i in range(1, 51)] + [(1, i) for i in range(50)]
     )
 
-    again = AgentProcess(tmp_path / "a").start()
+    again = AgentProcess(tmp_path / "a", backend.args, env=backend.env).start()
     try:
         marks = workload.watermarks_confluent(again.bootstrap, "graceful", 2)
         assert marks == {0: (0, 51), 1: (0, 50)}
