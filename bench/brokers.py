@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
@@ -27,6 +28,15 @@ from confluent_kafka.cimpl import NewTopic
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 20
+
+
+class StorageOptions(Protocol):
+    """Where started brokers keep their data (bench/servers.py `Backend`)."""
+
+    def shoal_args(self) -> list[str]: ...
+    def shoal_env(self) -> dict[str, str]: ...
+    def tansu_storage(self) -> str: ...
+    def tansu_env(self) -> dict[str, str]: ...
 
 
 class BrokerError(RuntimeError):
@@ -113,7 +123,9 @@ def tansu_binary() -> Path:
         raise BrokerError(f"no usable tansu binary: {exc}") from exc
 
 
-def _spawn(name: str, argv: list[str], workdir: Path) -> RunningBroker:
+def _spawn(
+    name: str, argv: list[str], workdir: Path, env: dict[str, str] | None = None
+) -> RunningBroker:
     log_path = workdir / f"{name}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -123,6 +135,7 @@ def _spawn(name: str, argv: list[str], workdir: Path) -> RunningBroker:
             stdin=subprocess.DEVNULL,
             cwd=workdir,
             start_new_session=True,
+            env={**os.environ, **env} if env else None,
         )
     return RunningBroker(
         name=name, bootstrap="", process=process, log_path=log_path, description=" ".join(argv)
@@ -142,7 +155,9 @@ def stop(broker: RunningBroker) -> None:
 
 
 @contextlib.contextmanager
-def start_tansu(workdir: Path) -> Iterator[RunningBroker]:
+def start_tansu(
+    workdir: Path, storage: str = "memory://tansu/", env: dict[str, str] | None = None
+) -> Iterator[RunningBroker]:
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
     argv = [
@@ -153,11 +168,11 @@ def start_tansu(workdir: Path) -> Iterator[RunningBroker]:
         "--advertised-listener-url",
         url,
         "--storage-engine",
-        "memory://tansu/",
+        storage,
         "--cluster-id",
         "shoal-bench",
     ]
-    broker = _spawn("tansu", argv, workdir)
+    broker = _spawn("tansu", argv, workdir, env)
     broker.bootstrap = f"127.0.0.1:{port}"
     try:
         wait_port(broker, "127.0.0.1", port, STARTUP_TIMEOUT_S)
@@ -168,7 +183,12 @@ def start_tansu(workdir: Path) -> Iterator[RunningBroker]:
 
 
 @contextlib.contextmanager
-def start_shoal(workdir: Path, flush_interval_ms: int | None) -> Iterator[RunningBroker]:
+def start_shoal(
+    workdir: Path,
+    flush_interval_ms: int | None,
+    extra_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[RunningBroker]:
     kafka_port = free_port()
     http_port = free_port()
     data_dir = workdir / "shoal-data"
@@ -186,7 +206,8 @@ def start_shoal(workdir: Path, flush_interval_ms: int | None) -> Iterator[Runnin
     ]
     if flush_interval_ms is not None:
         argv += ["--flush-interval-ms", str(flush_interval_ms)]
-    broker = _spawn("shoal", argv, workdir)
+    argv += extra_args or []
+    broker = _spawn("shoal", argv, workdir, env)
     broker.bootstrap = f"127.0.0.1:{kafka_port}"
     broker.extra["http"] = f"http://127.0.0.1:{http_port}"
     try:
@@ -206,9 +227,13 @@ def external(name: str, bootstrap: str) -> Iterator[RunningBroker]:
 
 @contextlib.contextmanager
 def broker_for(
-    name: str, bootstrap: str | None, flush_interval_ms: int | None
+    name: str,
+    bootstrap: str | None,
+    flush_interval_ms: int | None,
+    storage: StorageOptions | None = None,
 ) -> Iterator[RunningBroker]:
-    """The broker called `name`: the given bootstrap if any, else one started in a temp dir."""
+    """The broker called `name`: the given bootstrap if any, else one started in a temp dir
+    (on `storage`'s servers when given: see bench/servers.py)."""
     if bootstrap:
         with external(name, bootstrap) as broker:
             yield broker
@@ -216,10 +241,14 @@ def broker_for(
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         workdir = Path(tmp)
         if name == "tansu":
-            with start_tansu(workdir) as broker:
+            engine = storage.tansu_storage() if storage else "memory://tansu/"
+            env = storage.tansu_env() if storage else None
+            with start_tansu(workdir, engine, env) as broker:
                 yield broker
         elif name == "shoal":
-            with start_shoal(workdir, flush_interval_ms) as broker:
+            args = storage.shoal_args() if storage else None
+            env = storage.shoal_env() if storage else None
+            with start_shoal(workdir, flush_interval_ms, args, env) as broker:
                 yield broker
         else:
             raise BrokerError(f"unknown broker {name!r}")

@@ -6,6 +6,10 @@ of the peak from phase 1) for `--latency-seconds` and record each message's late
 produce() to its delivery report. MB/s counts record value bytes, 1 MB = 10^6 bytes.
 
     .venv/bin/python bench/produce_consume.py --brokers shoal,tansu --total-bytes 64MiB
+
+`--backend seaweedfs-pg` starts SeaweedFS (S3) and a durable PostgreSQL for the run: Shoal
+keeps segments in SeaweedFS and metadata in PostgreSQL, Tansu uses its `s3://` engine on the
+same SeaweedFS. The default `embedded` runs Shoal on its local stores and Tansu in memory.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ import os
 import re
 import signal
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import (
@@ -31,7 +37,8 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from brokers import BrokerError, RunningBroker, broker_for, create_topic
+import servers
+from brokers import BrokerError, RunningBroker, StorageOptions, broker_for, create_topic
 
 MB = 1_000_000
 MiB = 1024 * 1024
@@ -370,11 +377,13 @@ def bench_broker(
     flush_interval_ms: int | None,
     wl: Workload,
     progress: Progress,
+    storage: StorageOptions | None = None,
+    label: str | None = None,
 ) -> BrokerResult:
-    result = BrokerResult(broker=name)
+    result = BrokerResult(broker=label or name)
     values = payloads(wl.record_bytes, wl.total_bytes)
     try:
-        with broker_for(name, bootstrap, flush_interval_ms) as broker:
+        with broker_for(name, bootstrap, flush_interval_ms, storage) as broker:
             progress.done(f"[{name}] up at {broker.bootstrap}")
             topic = f"bench-{uuid.uuid4().hex[:12]}"
             create_topic(broker, topic, wl.partitions, timeout_s=30.0)
@@ -477,6 +486,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, help="records/s in the latency phase (default: peak/2)")
     p.add_argument("--latency-seconds", type=float, default=10.0, help="default 10")
     p.add_argument("--flush-interval-ms", type=int, help="passed to the started Shoal agent")
+    p.add_argument(
+        "--backend",
+        choices=("embedded", "seaweedfs-pg"),
+        default="embedded",
+        help="storage of started brokers: embedded (Shoal local, Tansu memory) or\n"
+        "seaweedfs-pg (SeaweedFS + PostgreSQL for Shoal, Tansu s3:// on the same SeaweedFS)",
+    )
     p.add_argument("--no-idempotence", action="store_true", help="enable.idempotence=false")
     p.add_argument("--phase-timeout-s", type=float, default=300.0, help="per phase (default 300)")
     p.add_argument("--stall-timeout-s", type=float, default=30.0, help="no progress (default 30)")
@@ -521,13 +537,25 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, _interrupt)
     bootstraps = {"shoal": args.shoal_bootstrap, "tansu": args.tansu_bootstrap}
     results: list[BrokerResult] = []
+    notes: list[str] = []
     try:
-        for name in args.broker_names:
-            flush = args.flush_interval_ms if name == "shoal" else None
-            results.append(bench_broker(name, bootstraps[name], flush, wl, progress))
+        with tempfile.TemporaryDirectory(prefix="bench-servers-") as tmp:
+            if args.backend != "embedded":
+                progress.done(f"starting {args.backend} servers", always=True)
+            with servers.backend(args.backend, Path(tmp)) as storage:
+                notes = storage.notes
+                for name in args.broker_names:
+                    flush = args.flush_interval_ms if name == "shoal" else None
+                    results.append(
+                        bench_broker(
+                            name, bootstraps[name], flush, wl, progress, storage,
+                            storage.label(name),
+                        )
+                    )  # fmt: skip
     except KeyboardInterrupt:
         progress.done("interrupted", always=True)
         return 130
+    print(f"backend: {args.backend}" + "".join(f"; {n}" for n in notes))
     print(render_table(wl, results))
     if args.json:
         print(json.dumps({"workload": asdict(wl), "results": [asdict(r) for r in results]}))
