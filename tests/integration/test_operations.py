@@ -23,7 +23,10 @@ def test_sigterm_flushes_buffered_produce(tmp_path: Path, backend: Backend) -> N
     create_topic(agent.bootstrap, "graceful", 2)
     delivered: list[tuple[int, int]] = []
     errors: list[str] = []
-    p = Producer({"bootstrap.servers": agent.bootstrap, "linger.ms": 0})
+    # Linger so the 100 records travel in a few requests: with one request per record the
+    # agent stops reading the connection at connection_inflight_max (16) unanswered requests,
+    # and records still unread at shutdown are never answered by this agent.
+    p = Producer({"bootstrap.servers": agent.bootstrap, "linger.ms": 50})
 
     def cb(err: object, msg: object) -> None:
         if err is None:
