@@ -178,16 +178,35 @@ class Cluster:
 
     def topic_files(self, topic: str) -> tuple[int, int]:
         """(segment files holding the topic's batches, their total bytes)."""
-        con = sqlite3.connect(f"file:{self.metadata_path}?mode=ro", uri=True, timeout=10)
-        try:
-            row = con.execute(
-                "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE id IN "
-                "(SELECT DISTINCT file_ref FROM batches WHERE topic = ?)",
-                (topic,),
-            ).fetchone()
-        finally:
-            con.close()
-        return int(row[0]), int(row[1])
+        return topic_files(self.metadata_path, topic)
+
+
+def topic_files(metadata_path: Path, topic: str) -> tuple[int, int]:
+    """(segment files holding `topic`'s batches, their total bytes), from the SQLite store."""
+    con = sqlite3.connect(f"file:{metadata_path}?mode=ro", uri=True, timeout=10)
+    try:
+        row = con.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE id IN "
+            "(SELECT DISTINCT file_ref FROM batches WHERE topic = ?)",
+            (topic,),
+        ).fetchone()
+    finally:
+        con.close()
+    return int(row[0]), int(row[1])
+
+
+def topic_blocks(metadata_path: Path, topic: str, block_bytes: int = 4 * MiB) -> int:
+    """Blocks of the files holding `topic`: the GETs of one cold read of all of it."""
+    con = sqlite3.connect(f"file:{metadata_path}?mode=ro", uri=True, timeout=10)
+    try:
+        row = con.execute(
+            "SELECT coalesce(sum((size + ? - 1) / ?), 0) FROM files WHERE id IN "
+            "(SELECT DISTINCT file_ref FROM batches WHERE topic = ?)",
+            (block_bytes, block_bytes, topic),
+        ).fetchone()
+    finally:
+        con.close()
+    return int(row[0])
 
 
 def get_bound(stored_bytes: int, files: int, block_bytes: int = 4 * MiB) -> float:

@@ -139,6 +139,7 @@ def consume_group(
     *,
     timeout_s: float = 300.0,
     stop: threading.Event | None = None,
+    config: dict[str, object] | None = None,
 ) -> GroupResult:
     """One consumer in group `group` reads the topic from the beginning until every offset
     below `high[p]` of every partition p has been seen."""
@@ -158,6 +159,7 @@ def consume_group(
             # Many consumers share this process: keep each one's prefetch queue small.
             "queued.max.messages.kbytes": 8192,
             "fetch.wait.max.ms": 200,
+            **(config or {}),
         }
     )
     started = time.monotonic()
@@ -194,6 +196,7 @@ def consume_groups(
     *,
     tag: str,
     timeout_s: float = 300.0,
+    config: dict[str, object] | None = None,
 ) -> list[GroupResult]:
     """`groups_per_zone` groups in each zone at once, each reading everything."""
     jobs = [
@@ -203,7 +206,9 @@ def consume_groups(
     ]
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         futures = [
-            pool.submit(consume_group, boot, topic, group, zone, high, timeout_s=timeout_s)
+            pool.submit(
+                consume_group, boot, topic, group, zone, high, timeout_s=timeout_s, config=config
+            )
             for zone, boot, group in jobs
         ]
         return [f.result() for f in futures]
