@@ -8,6 +8,7 @@ SeaweedFS: Shoal under its own prefix of bucket `shoal`, Tansu in bucket `tansu`
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import uuid
 from collections.abc import Iterator
@@ -71,7 +72,13 @@ def backend(name: str, workdir: Path) -> Iterator[Backend]:
         return
     if name != "seaweedfs-pg":
         raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
-    s3 = start_seaweedfs(workdir / "s3")
+    # `weed` turns on S3 authentication when it finds AWS keys in its environment, and the
+    # anonymous readiness check of the helper then never passes: start it without them.
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("AWS_")}
+    try:
+        s3 = start_seaweedfs(workdir / "s3")
+    finally:
+        os.environ.update(saved)
     try:
         status = _http("PUT", f"{s3.endpoint}/{TANSU_BUCKET}")
         if status not in (200, 409):
