@@ -61,7 +61,7 @@ def _ports_free(base: int, count: int) -> bool:
     return True
 
 
-def _free_base(count: int, start: int) -> int:
+def free_base(count: int, start: int) -> int:
     for base in range(start, 60000, 97):
         if _ports_free(base, count):
             return base
@@ -171,6 +171,7 @@ class Round:
     gets: dict[str, float]
     cross_zone_bytes: float
     peer_requests: float
+    fallbacks: float
     seconds: float
     read_mib_per_s: float
     redelivered: int
@@ -205,10 +206,11 @@ def run_round(pg: Playground, topic: str, high: list[int], groups: int, partitio
     gets = pg.counter_per_zone("shoal_object_store_requests_total", op="get")
     cross = sum(pg.counter_per_zone("shoal_fetch_bytes_total", cross_zone="true").values())
     peers = sum(pg.counter_per_zone("shoal_peer_requests_total", direction="sent").values())
+    fallbacks = sum(pg.counter_per_zone("shoal_peer_fallbacks_total").values())
     read_mib = stored / MiB * len(results)
     return Round(
         topic, partitions, groups, stored, files, topic_blocks(pg.data_dir / "metadata.db", topic),
-        get_bound(stored, files), gets, cross, peers,
+        get_bound(stored, files), gets, cross, peers, fallbacks,
         took, read_mib / took, sum(r.redelivered for r in results), problems,
     )  # fmt: skip
 
@@ -218,14 +220,15 @@ def print_rounds(title: str, rounds: list[Round], zones: list[str]) -> None:
     head = f"  {'partitions':>10} {'groups/zone':>11} {'stored MiB':>10} {'files':>6}"
     head += f" {'blocks':>6} {'bound':>7}"
     head += "".join(f" {z + ' GETs':>12}" for z in zones)
-    head += f" {'cross-zone B':>12} {'peer reqs':>9} {'read MiB/s':>10} {'ok':>3}"
+    head += f" {'cross-zone B':>12} {'peer reqs':>9} {'fallbacks':>9} {'read MiB/s':>10} {'ok':>3}"
     print(head)
     for r in rounds:
         line = f"  {r.partitions:>10} {r.groups_per_zone:>11} {r.stored_bytes / MiB:>10.1f}"
         line += f" {r.files:>6} {r.blocks:>6} {r.bound:>7.1f}"
         line += "".join(f" {r.gets[z]:>12.0f}" for z in zones)
         ok = "yes" if not r.errors and all(r.gets[z] <= r.bound for z in zones) else "NO"
-        line += f" {r.cross_zone_bytes:>12.0f} {r.peer_requests:>9.0f} {r.read_mib_per_s:>10.1f}"
+        line += f" {r.cross_zone_bytes:>12.0f} {r.peer_requests:>9.0f} {r.fallbacks:>9.0f}"
+        line += f" {r.read_mib_per_s:>10.1f}"
         print(line + f" {ok:>3}")
         for e in r.errors[:5]:
             print(f"    incomplete: {e}")
@@ -256,7 +259,7 @@ def main() -> int:
     root.mkdir(parents=True, exist_ok=True)
     pg = Playground(
         root / "data", args.agents, args.zones,
-        _free_base(args.agents, 21000), _free_base(args.agents, 31000),
+        free_base(args.agents, 21000), free_base(args.agents, 31000),
         ["--flush-interval-ms", str(args.flush_interval_ms)],
     )  # fmt: skip
     pg.data_dir.mkdir(exist_ok=True)

@@ -119,7 +119,7 @@ def banner(config: PlaygroundConfig, specs: Sequence[ChildSpec]) -> str:
     host = config.advertised_host
     zones = bootstraps_by_zone(specs, host)
     every = ",".join(f"{host}:{s.kafka_port}" for s in specs)
-    width = max(len(b) for b in [*zones.values(), every])
+    width = max(len(b) for b in zones.values())
     lines = [
         "",
         f"  Shoal {__version__} playground: {config.agents} agents in {config.zones} zones",
@@ -133,7 +133,10 @@ def banner(config: PlaygroundConfig, specs: Sequence[ChildSpec]) -> str:
     ]
     for zone, boot in zones.items():
         lines.append(f"    {zone:<8}  {boot:<{width}}  shoal_az={zone}")
-    lines.append(f"    {'any':<8}  {every:<{width}}  (no zone: served by all agents)")
+    lines += [
+        "    A client naming no zone, or a zone without agents, is served by all agents:",
+        f"    {every}",
+    ]
     lines += ["", f"    {'agent':<6} {'zone':<8} {'kafka':<21} metrics / status"]
     for s in specs:
         kafka = f"{host}:{s.kafka_port}"
@@ -225,11 +228,11 @@ class Supervisor:
         self._out = out or (lambda text: print(text, file=sys.stderr, flush=True))
         self._env = env
 
-    def start(self) -> None:
-        for spec in self.specs:
-            spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+    def start(self, specs: Sequence[ChildSpec] | None = None) -> None:
+        """Start `specs` (default: all) without waiting for them."""
         parent = os.getpid()
-        for spec in self.specs:
+        for spec in self.specs if specs is None else specs:
+            spec.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(spec.log_path, "ab") as log:
                 self.procs[spec.index] = subprocess.Popen(
                     spec.argv,
@@ -240,6 +243,16 @@ class Supervisor:
                     preexec_fn=_child_setup(parent),
                 )
 
+    def start_all(self, cancelled: Callable[[], bool] = lambda: False) -> None:
+        """The first agent alone until it listens (it creates or migrates the metadata
+        schema, which agents starting at once on a fresh SQLite file would race for), then
+        the others together; returns when all listen."""
+        self.start(self.specs[:1])
+        self.wait_listening(cancelled=cancelled)
+        if not cancelled():
+            self.start(self.specs[1:])
+            self.wait_listening(cancelled=cancelled)
+
     def wait_listening(
         self, timeout_s: float = START_TIMEOUT_S, cancelled: Callable[[], bool] = lambda: False
     ) -> None:
@@ -247,7 +260,7 @@ class Supervisor:
         raises if one dies first."""
         kafka_host = _connect_host(self.config.kafka_host)
         http_host = _connect_host(self.config.http_host)
-        pending = {spec.index for spec in self.specs}
+        pending = {spec.index for spec in self.specs if spec.index in self.procs}
         deadline = time.monotonic() + timeout_s
         while pending and not cancelled():
             for spec in self.specs:
@@ -272,7 +285,8 @@ class Supervisor:
         """Children that exited and were not reported before (reports each one once)."""
         out: list[tuple[ChildSpec, int]] = []
         for spec in self.specs:
-            code = self.procs[spec.index].poll()
+            proc = self.procs.get(spec.index)
+            code = None if proc is None else proc.poll()
             if code is not None and spec.index not in self._reported:
                 self._reported.add(spec.index)
                 out.append((spec, code))
@@ -335,9 +349,8 @@ def run(config: PlaygroundConfig) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        supervisor.start()
         try:
-            supervisor.wait_listening(cancelled=lambda: stopping)
+            supervisor.start_all(cancelled=lambda: stopping)
         except (ChildExitedError, TimeoutError) as exc:
             print(f"shoal playground: {exc}", file=sys.stderr)
             if isinstance(exc, ChildExitedError):
