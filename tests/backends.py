@@ -63,7 +63,7 @@ def with_database(url: str, database: str) -> str:
 
 
 def create_database(server_url: str, name: str) -> str:
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg
 
     async def run() -> None:
         admin = await asyncpg.connect(server_url, timeout=10)

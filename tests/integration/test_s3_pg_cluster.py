@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300)]
 AGENTS = 3
 PARTITIONS = 16
 PRODUCERS_PER_AGENT = 2
-PER_PRODUCER = 4000
+PER_PRODUCER = 10_000
 
 
 @pytest.fixture
