@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -16,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent_process import free_port
 from tests.read_workload import consume_group, create_topic, produce_volume, watermarks
 
 AGENTS = 3
@@ -24,10 +24,11 @@ ZONES = 2
 
 
 def _free_base(count: int) -> int:
-    """A base port with `count` free ports after it (re-checked by the playground itself)."""
-    for _ in range(50):
-        base = free_port()
-        if base + count < 65000 and all(_is_free(base + i) for i in range(count)):
+    """A base port with `count` free ports after it, below the ephemeral range (re-checked by
+    the playground itself)."""
+    for _ in range(200):
+        base = random.randrange(20000, 32000)
+        if all(_is_free(base + i) for i in range(count)):
             return base
     raise RuntimeError("no free port range")
 
