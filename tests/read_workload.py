@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 MiB = 1024 * 1024
@@ -103,13 +103,22 @@ def produce_volume(
     return count
 
 
-def watermarks(bootstrap: str, topic: str, partitions: int) -> list[int]:
+def watermarks(bootstrap: str, topic: str, partitions: int, attempts: int = 5) -> list[int]:
+    """High watermarks; retried, since a topic just created may not be in every agent's
+    metadata answer yet."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "shoal-watermarks"})
     try:
-        return [
-            c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in range(partitions)
-        ]
+        for attempt in range(attempts):
+            try:
+                return [
+                    c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                    for p in range(partitions)
+                ]
+            except KafkaException:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
     finally:
         c.close()
 

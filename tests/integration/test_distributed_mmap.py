@@ -47,6 +47,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("mmap")
     extra = ["--flush-interval-ms", str(FLUSH_INTERVAL_MS)]
     with running_cluster(root, AGENTS, ZONES, extra) as c:
+        # Clients routed while agents still disagree on the membership can be sent to
+        # agents that do not list each other; start once every agent sees all six.
+        _wait_for_full_rings(c, AGENTS)
         yield c
 
 
