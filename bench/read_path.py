@@ -172,6 +172,7 @@ class Round:
     cross_zone_bytes: float
     peer_requests: float
     fallbacks: float
+    evictions: float
     seconds: float
     read_mib_per_s: float
     redelivered: int
@@ -207,10 +208,11 @@ def run_round(pg: Playground, topic: str, high: list[int], groups: int, partitio
     cross = sum(pg.counter_per_zone("shoal_fetch_bytes_total", cross_zone="true").values())
     peers = sum(pg.counter_per_zone("shoal_peer_requests_total", direction="sent").values())
     fallbacks = sum(pg.counter_per_zone("shoal_peer_fallbacks_total").values())
+    evictions = sum(pg.counter_per_zone("shoal_block_cache_evictions_total").values())
     read_mib = stored / MiB * len(results)
     return Round(
         topic, partitions, groups, stored, files, topic_blocks(pg.data_dir / "metadata.db", topic),
-        get_bound(stored, files), gets, cross, peers, fallbacks,
+        get_bound(stored, files), gets, cross, peers, fallbacks, evictions,
         took, read_mib / took, sum(r.redelivered for r in results), problems,
     )  # fmt: skip
 
@@ -220,7 +222,8 @@ def print_rounds(title: str, rounds: list[Round], zones: list[str]) -> None:
     head = f"  {'partitions':>10} {'groups/zone':>11} {'stored MiB':>10} {'files':>6}"
     head += f" {'blocks':>6} {'bound':>7}"
     head += "".join(f" {z + ' GETs':>12}" for z in zones)
-    head += f" {'cross-zone B':>12} {'peer reqs':>9} {'fallbacks':>9} {'read MiB/s':>10} {'ok':>3}"
+    head += f" {'cross-zone B':>12} {'peer reqs':>9} {'fallbacks':>9} {'evictions':>9}"
+    head += f" {'read MiB/s':>10} {'ok':>3}"
     print(head)
     for r in rounds:
         line = f"  {r.partitions:>10} {r.groups_per_zone:>11} {r.stored_bytes / MiB:>10.1f}"
@@ -228,6 +231,7 @@ def print_rounds(title: str, rounds: list[Round], zones: list[str]) -> None:
         line += "".join(f" {r.gets[z]:>12.0f}" for z in zones)
         ok = "yes" if not r.errors and all(r.gets[z] <= r.bound for z in zones) else "NO"
         line += f" {r.cross_zone_bytes:>12.0f} {r.peer_requests:>9.0f} {r.fallbacks:>9.0f}"
+        line += f" {r.evictions:>9.0f}"
         line += f" {r.read_mib_per_s:>10.1f}"
         print(line + f" {ok:>3}")
         for e in r.errors[:5]:
