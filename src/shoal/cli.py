@@ -267,6 +267,13 @@ async def _serve(settings: Settings, banner: str | None) -> None:
         await agent.stop()
 
 
+def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    try:
+        return int(env.get(name, default))
+    except ValueError:
+        raise SystemExit(f"shoal: bad value in {name}: {env[name]!r}") from None
+
+
 # Set per child by the playground supervisor; every other agent flag is forwarded as given.
 _PER_CHILD_FIELDS = frozenset(
     {"kafka_port", "http_port", "node_id", "az", "data_dir", "bucket", "metadata"}
@@ -290,7 +297,7 @@ def _playground_cluster(args: argparse.Namespace, settings: Settings, agents: in
         forwarded += [opt.flag, str(value)]
     if args.log_level:
         forwarded += ["--log-level", args.log_level]
-    zones = args.zones or int(os.environ.get("SHOAL_ZONES", "1"))
+    zones = args.zones or _env_int(os.environ, "SHOAL_ZONES", 1)
     config = playground.PlaygroundConfig(
         agents=agents,
         zones=zones,
@@ -328,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = dataclasses.replace(settings, data_dir=os.path.abspath(settings.data_dir))
     os.makedirs(settings.data_dir, exist_ok=True)
     if args.command == "playground":
-        agents = args.agents or int(env.get("SHOAL_AGENTS", "1"))
+        agents = args.agents or _env_int(env, "SHOAL_AGENTS", 1)
         if agents > 1:
             return _playground_cluster(args, settings, agents)
     _install_loop_policy()
