@@ -17,6 +17,7 @@ import asyncio
 import functools
 import importlib.resources
 import json
+import random
 import sqlite3
 import time
 import uuid
@@ -108,6 +109,21 @@ def _write_txn(conn: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
+def _enable_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
+    """Switch to WAL. Changing the journal mode needs an exclusive lock and SQLite does not
+    run the busy handler for it, so several processes opening a new file at once would get
+    "database is locked" at once: retry until the busy timeout instead."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005 + random.random() * 0.02)
+
+
 class SqliteMetadataStore(SqliteGroupStoreMixin, SqliteAgentStoreMixin):
     """`MetadataStore`, `GroupStore` and `AgentStore` on one SQLite file (":memory:" in tests)."""
 
@@ -161,7 +177,7 @@ class SqliteMetadataStore(SqliteGroupStoreMixin, SqliteAgentStoreMixin):
             raise MetadataError(f"cannot open {self.path}: {exc}") from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(conn, self._busy_timeout_ms / 1000)
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
             conn.execute("PRAGMA foreign_keys = OFF")
             _migrate(conn)
