@@ -195,6 +195,20 @@ def topic_files(metadata_path: Path, topic: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def topic_file_sizes(metadata_path: Path, topic: str) -> list[tuple[str, int]]:
+    """(object key, size) of the files holding `topic`'s batches."""
+    con = sqlite3.connect(f"file:{metadata_path}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = con.execute(
+            "SELECT key, size FROM files WHERE id IN "
+            "(SELECT DISTINCT file_ref FROM batches WHERE topic = ?)",
+            (topic,),
+        ).fetchall()
+    finally:
+        con.close()
+    return [(str(k), int(n)) for k, n in rows]
+
+
 def topic_blocks(metadata_path: Path, topic: str, block_bytes: int = 4 * MiB) -> int:
     """Blocks of the files holding `topic`: the GETs of one cold read of all of it."""
     con = sqlite3.connect(f"file:{metadata_path}?mode=ro", uri=True, timeout=10)
