@@ -104,7 +104,12 @@ class Agent:
         self.ring_source = RingBlockSource(
             self.membership, self.blocks, self.peer_client, self.store, settings.block_bytes
         )
-        self.reader = FetchReader(self.meta, self.ring_source, self.waiters)
+        self.reader = FetchReader(
+            self.meta,
+            self.ring_source,
+            self.waiters,
+            poll_interval_s=settings.hwm_poll_interval_ms / 1000,
+        )
         self.services = Services(
             settings=settings,
             meta=self.meta,

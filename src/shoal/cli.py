@@ -122,6 +122,12 @@ AGENT_OPTIONS: tuple[_Opt, ...] = (
     ),
     _Opt("--group-max-size", "group_max_size", int, "members per group"),
     _Opt(
+        "--hwm-poll-interval-ms",
+        "hwm_poll_interval_ms",
+        int,
+        "how often waiting fetches look for other agents' commits",
+    ),
+    _Opt(
         "--object-store-timeout-ms",
         "object_store_timeout_ms",
         int,

@@ -55,6 +55,10 @@ class Settings:
     group_min_session_timeout_ms: int = 6_000
     group_max_session_timeout_ms: int = 1_800_000
     group_max_size: int = 1_000
+    # Long-polling fetches read the high watermarks they wait on from the metadata store this
+    # often (one batched query per agent), to see other agents' commits; stores with a
+    # notification channel (PostgreSQL) wake them at once as well.
+    hwm_poll_interval_ms: int = 25
     # Object store request timeout.
     object_store_timeout_ms: int = 30_000
     # Peer block reads: a peer that has not answered within this falls back to the object store.

@@ -286,35 +286,32 @@ class RingBlockSource:
         slots: list[list[list[Chunk | None]]],
         results: list[list[Chunk] | Exception | None],
     ) -> None:
-        """Read pieces from the object store: one GET per (file, block) spanning exactly the
-        pieces needed in it."""
-        bb = self.block_bytes
-        groups: dict[tuple[int, int], list[_Piece]] = {}
+        """Read pieces whose owner could not serve them through this agent's own block cache:
+        one GET per block, shared by concurrent readers and kept, so fetches that keep needing
+        a dead owner's blocks until it leaves the ring do not GET them again each time."""
+        groups: dict[int, list[_Piece]] = {}
         for p, reason in pieces:
             self.fallbacks[reason] = self.fallbacks.get(reason, 0) + 1
             metrics.PEER_FALLBACKS.labels(reason=reason).inc()
-            # A piece may span blocks of one owner; group by its first block.
-            groups.setdefault((p.file, p.pos // bb), []).append(p)
+            groups.setdefault(p.file, []).append(p)
 
-        async def get(fi: int, group: list[_Piece]) -> None:
+        async def read(fi: int, group: list[_Piece]) -> None:
             if results[fi] is not None:
                 return  # the file already failed
-            start = min(p.pos for p in group)
-            end = max(p.pos + p.length for p in group)
+            key, file_size, _ = requests[fi]
             try:
                 async with self._fallback_sem:
                     self.fallback_gets += 1
-                    data = await self._store.get_range(requests[fi][0], start, end)
-                if len(data) != end - start:
-                    raise OSError(f"short read of {requests[fi][0]}: {len(data)} bytes")
+                    chunks = await self._local.read_ranges(
+                        key, file_size, [(p.pos, p.length) for p in group]
+                    )
             except Exception as exc:
                 results[fi] = exc
                 return
-            view = memoryview(data)
-            for p in group:
-                slots[fi][p.range][p.slot] = view[p.pos - start : p.pos - start + p.length]
+            for p, chunk in zip(group, chunks, strict=True):
+                slots[fi][p.range][p.slot] = chunk
 
-        await asyncio.gather(*(get(fi, g) for (fi, _), g in groups.items()))
+        await asyncio.gather(*(read(fi, g) for fi, g in groups.items()))
 
 
 def _finished(results: list[list[Chunk] | Exception | None]) -> list[list[Chunk] | Exception]:
