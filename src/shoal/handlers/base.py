@@ -10,6 +10,7 @@ ApiVersions answers from this registry, so advertising and serving can never dis
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,10 @@ class RequestContext:
     correlation_id: int
     client_id: str | None
     peer: str  # "host:port" of the client, for logs
+    # Held by a Produce from its start until its batches are in the open segment, so one
+    # connection's requests reach the writer in the order they were sent (idempotent
+    # producers pipeline up to 5; an overtaking request would look like a sequence gap).
+    produce_turn: asyncio.Lock | None = None
 
 
 Handler = Callable[["Services", RequestContext, Any], Awaitable[Any]]

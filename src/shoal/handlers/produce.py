@@ -6,6 +6,7 @@ Batches stay bytes: only headers and CRCs are checked (DESIGN.md §2.4).
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,7 @@ from shoal import metrics
 from shoal.handlers.base import RequestContext, api
 from shoal.handlers.services import Services
 from shoal.handlers.topic_names import is_valid_topic_name
-from shoal.meta.store import TopicInfo
+from shoal.meta.store import MetadataError, TopicInfo
 from shoal.protocol import errors
 from shoal.protocol.batch import BatchError, split_batches
 from shoal.protocol.encoders import ProducePartitionResult, encode_produce_response
@@ -45,42 +46,12 @@ class _Topic:
 @api(0, "Produce", 3, 13)
 async def handle_produce(svc: Services, ctx: RequestContext, req: Any) -> bytes | None:
     acks = int(req.acks)
-    topics: list[_Topic] = []
-    items: list[AppendItem] = []
-    record_count = 0
-    for topic_data in req.topic_data:
-        topic_id = getattr(topic_data, "topic_id", None)
-        name = getattr(topic_data, "name", None)
-        out = _Topic(key=topic_id if name is None and topic_id is not None else (name or ""))
-        topics.append(out)
-        code, info = await _resolve_topic(svc, name, topic_id)
-        for part in topic_data.partition_data:
-            slot = _Slot(index=int(part.index))
-            out.slots.append(slot)
-            if acks not in VALID_ACKS:
-                slot.error_code = errors.INVALID_REQUIRED_ACKS
-                continue
-            if info is None:
-                slot.error_code = code
-                continue
-            if not 0 <= slot.index < info.partitions:
-                slot.error_code = errors.UNKNOWN_TOPIC_OR_PARTITION
-                continue
-            limit = _max_message_bytes(svc, info)
-            try:
-                batches = split_batches(part.records or b"", limit)
-            except BatchError as exc:
-                slot.error_code = exc.error_code
-                slot.error_message = str(exc) or None
-                continue
-            slot.first_item = len(items)
-            slot.item_count = len(batches)
-            for data, header in batches:
-                items.append(AppendItem(info.name, slot.index, data, header))
-                record_count += header.record_count
+    async with ctx.produce_turn or contextlib.nullcontext():
+        topics, items, record_count = await _validate(svc, req, acks)
+        pending = await svc.writer.submit(items) if items else None
 
-    if items:
-        outcomes = await svc.writer.append(items)
+    if pending is not None:
+        outcomes = await pending
         metrics.PRODUCE_RECORDS.inc(record_count)
         metrics.PRODUCE_BYTES.inc(sum(len(i.data) for i in items))
         for topic in topics:
@@ -117,6 +88,50 @@ async def handle_produce(svc: Services, ctx: RequestContext, req: Any) -> bytes 
             for t in topics
         ],
     )
+
+
+async def _validate(
+    svc: Services, req: Any, acks: int
+) -> tuple[list[_Topic], list[AppendItem], int]:
+    """Check every partition's batches; returns the answer slots and what to append."""
+    topics: list[_Topic] = []
+    items: list[AppendItem] = []
+    record_count = 0
+    for topic_data in req.topic_data:
+        topic_id = getattr(topic_data, "topic_id", None)
+        name = getattr(topic_data, "name", None)
+        out = _Topic(key=topic_id if name is None and topic_id is not None else (name or ""))
+        topics.append(out)
+        try:
+            code, info = await _resolve_topic(svc, name, topic_id)
+        except MetadataError:
+            # The metadata store is unreachable: retriable, nothing was written.
+            code, info = errors.KAFKA_STORAGE_ERROR, None
+        for part in topic_data.partition_data:
+            slot = _Slot(index=int(part.index))
+            out.slots.append(slot)
+            if acks not in VALID_ACKS:
+                slot.error_code = errors.INVALID_REQUIRED_ACKS
+                continue
+            if info is None:
+                slot.error_code = code
+                continue
+            if not 0 <= slot.index < info.partitions:
+                slot.error_code = errors.UNKNOWN_TOPIC_OR_PARTITION
+                continue
+            limit = _max_message_bytes(svc, info)
+            try:
+                batches = split_batches(part.records or b"", limit)
+            except BatchError as exc:
+                slot.error_code = exc.error_code
+                slot.error_message = str(exc) or None
+                continue
+            slot.first_item = len(items)
+            slot.item_count = len(batches)
+            for data, header in batches:
+                items.append(AppendItem(info.name, slot.index, data, header))
+                record_count += header.record_count
+    return topics, items, record_count
 
 
 async def _resolve_topic(

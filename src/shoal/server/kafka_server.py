@@ -127,6 +127,7 @@ class _Connection:
         )
         self._client_id: str | None = None
         self._shutting_down = False
+        self._produce_turn = asyncio.Lock()
 
     def begin_shutdown(self) -> None:
         self._shutting_down = True
@@ -196,7 +197,9 @@ class _Connection:
         """Read one frame body; spec None means it was answered already (KIP-511)."""
         frame = await asyncio.wait_for(self._reader.readexactly(size), FRAME_BODY_TIMEOUT_S)
         api_key, version, correlation_id = _HEADER.unpack_from(frame)
-        ctx = RequestContext(api_key, version, correlation_id, self._client_id, self._peer)
+        ctx = RequestContext(
+            api_key, version, correlation_id, self._client_id, self._peer, self._produce_turn
+        )
         spec = REGISTRY.get(api_key)
         if spec is None:
             raise ConnectionClosed("unknown_api")
@@ -215,7 +218,9 @@ class _Connection:
         client_id = getattr(header, "client_id", None)
         if client_id is not None and client_id != self._client_id:
             self._client_id = client_id
-            ctx = RequestContext(api_key, version, correlation_id, client_id, self._peer)
+            ctx = RequestContext(
+                api_key, version, correlation_id, client_id, self._peer, self._produce_turn
+            )
         return ctx, spec, request
 
     @staticmethod

@@ -124,21 +124,29 @@ class SegmentWriter:
 
     async def append(self, items: list[AppendItem]) -> list[BatchOutcome]:
         """Answer per item, in order, once committed (or with a retriable error)."""
+        return await (await self.submit(items))
+
+    async def submit(self, items: list[AppendItem]) -> asyncio.Future[list[BatchOutcome]]:
+        """Place the items in the open segment (after waiting for buffer space) and return the
+        future of their outcomes. Callers that must keep an order between appends (one
+        connection's Produce requests: idempotent sequences) hold their turn until this
+        returns, not until the commit."""
+        loop = asyncio.get_running_loop()
         if not items:
-            return []
+            return _done(loop, [])
         if self._closed or self._committer is None:
-            return [BatchOutcome(NOT_LEADER_OR_FOLLOWER, -1)] * len(items)
+            return _done(loop, [BatchOutcome(NOT_LEADER_OR_FOLLOWER, -1)] * len(items))
         size = sum(len(item.data) for item in items)
         try:
             await self._reserve(size)
         except _Closed:
-            return [BatchOutcome(NOT_LEADER_OR_FOLLOWER, -1)] * len(items)
+            return _done(loop, [BatchOutcome(NOT_LEADER_OR_FOLLOWER, -1)] * len(items))
         except TimeoutError:
             self.stats["backpressure_timeouts"] += 1
-            return [BatchOutcome(REQUEST_TIMED_OUT, -1)] * len(items)
+            return _done(loop, [BatchOutcome(REQUEST_TIMED_OUT, -1)] * len(items))
         if self._closed:
             self._release(size)
-            return [BatchOutcome(NOT_LEADER_OR_FOLLOWER, -1)] * len(items)
+            return _done(loop, [BatchOutcome(NOT_LEADER_OR_FOLLOWER, -1)] * len(items))
 
         if not self._open.empty and self._open.data_bytes + size > self._flush_bytes_max:
             self._seal("size")
@@ -157,7 +165,7 @@ class SegmentWriter:
             )
             for item in items
         ]
-        future: asyncio.Future[list[BatchOutcome]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[BatchOutcome]] = loop.create_future()
         segment = self._open
         first_bytes = segment.empty
         segment.add(entries, size, future)
@@ -170,10 +178,9 @@ class SegmentWriter:
             # rate stays at most one per interval, a request after a quiet spell is not held
             # back, and a producer that waits for its acks (5 requests in flight when
             # idempotent) is not held for an interval plus the upload on every round.
-            loop = asyncio.get_running_loop()
             delay = max(0.0, self._last_seal_at + self._flush_interval_s - loop.time())
             segment.timer = loop.call_later(delay, self._on_timer, segment)
-        return await future
+        return future
 
     # -- buffer accounting ------------------------------------------------------------------
     async def _reserve(self, size: int) -> None:
@@ -303,3 +310,11 @@ class SegmentWriter:
 
 class _Closed(Exception):
     pass
+
+
+def _done(
+    loop: asyncio.AbstractEventLoop, outcomes: list[BatchOutcome]
+) -> asyncio.Future[list[BatchOutcome]]:
+    future: asyncio.Future[list[BatchOutcome]] = loop.create_future()
+    future.set_result(outcomes)
+    return future
