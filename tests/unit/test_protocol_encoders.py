@@ -349,3 +349,19 @@ def test_fetch_rejects_unknown_versions() -> None:
         encode_fetch_response(3, [])
     with pytest.raises(ValueError):
         encode_fetch_response(19, [])
+
+
+def test_fetch_parts_keep_record_views_uncopied() -> None:
+    from shoal.protocol.encoders import (
+        FetchPartitionResult,
+        encode_fetch_response,
+        encode_fetch_response_parts,
+    )
+
+    block = bytearray(b"x" * 4096)
+    view = memoryview(block)[100:1100]
+    topics = [("t", uuid.UUID(int=5), [FetchPartitionResult(0, 0, 10, 10, 0, None, -1, [view])])]
+    for version in (4, 12, 13, 17):
+        parts = encode_fetch_response_parts(version, topics)
+        assert any(part is view for part in parts)  # the cached bytes themselves, not a copy
+        assert b"".join(parts) == encode_fetch_response(version, topics)

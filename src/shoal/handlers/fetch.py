@@ -17,7 +17,7 @@ from shoal.handlers.base import RequestContext, api
 from shoal.handlers.services import Services
 from shoal.meta.store import TopicInfo
 from shoal.protocol import errors
-from shoal.protocol.encoders import FetchPartitionResult, encode_fetch_response
+from shoal.protocol.encoders import Buffer, FetchPartitionResult, encode_fetch_response_parts
 from shoal.read.fetcher import PartitionFetch
 
 NIL_UUID = uuid.UUID(int=0)
@@ -26,7 +26,7 @@ MAX_WAIT_MS_CAP = 30_000
 
 
 @api(1, "Fetch", 4, 17)
-async def handle_fetch(svc: Services, ctx: RequestContext, req: Any) -> bytes:
+async def handle_fetch(svc: Services, ctx: RequestContext, req: Any) -> list[Buffer]:
     wanted: list[PartitionFetch] = []
     # (topic name, topic id, [(partition, index into wanted or -error_code-1)])
     layout: list[tuple[str, uuid.UUID, list[tuple[int, int]]]] = []
@@ -95,7 +95,7 @@ async def handle_fetch(svc: Services, ctx: RequestContext, req: Any) -> bytes:
     zone = client_zone(ctx.client_id)
     cross = zone is not None and zone != svc.settings.az
     metrics.FETCH_BYTES.labels(cross_zone="true" if cross else "false").inc(sent)
-    return encode_fetch_response(ctx.api_version, topics_out)
+    return encode_fetch_response_parts(ctx.api_version, topics_out)
 
 
 def _empty(index: int, code: int) -> FetchPartitionResult:

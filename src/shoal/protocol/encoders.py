@@ -164,6 +164,20 @@ def encode_fetch_response(
     session_id: int = 0,
 ) -> bytes:
     """Body of a FetchResponse v4..v18; v13+ write the topic id, older versions the name."""
+    return b"".join(
+        encode_fetch_response_parts(version, topics, throttle_ms, error_code, session_id)
+    )
+
+
+def encode_fetch_response_parts(
+    version: int,
+    topics: Sequence[tuple[str, uuid.UUID | None, Sequence[FetchPartitionResult]]],
+    throttle_ms: int = 0,
+    error_code: int = 0,
+    session_id: int = 0,
+) -> list[Buffer]:
+    """The body as buffers to write in order: the record bytes stay the views of the block
+    cache they came from, so a large response is not copied into one string first."""
     if not FETCH_MIN_VERSION <= version <= FETCH_MAX_VERSION:
         raise ValueError(f"Fetch v{version} is not supported by this encoder")
     flexible = version >= 12
@@ -255,7 +269,7 @@ def encode_fetch_response(
             append(b"\x00")
     if flexible:
         append(b"\x00")
-    return b"".join(parts)
+    return parts
 
 
 def _fetch_partition_flex_aborted(
