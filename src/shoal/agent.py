@@ -73,6 +73,7 @@ class Agent:
             uploads_in_flight_max=settings.uploads_in_flight_max,
             buffer_bytes_max=settings.write_buffer_bytes_max,
             on_commit=self._on_commit,
+            on_uploaded=self._on_uploaded,
         )
         self.blocks = BlockCache(self.store, settings.block_bytes, settings.cache_bytes_max)
         self.membership = Membership(
@@ -155,6 +156,13 @@ class Agent:
     def _on_commit(self, changes: list[tuple[str, int, int]]) -> None:
         for topic, partition, high_watermark in changes:
             self.waiters.notify(topic, partition, high_watermark)
+
+    def _on_uploaded(self, key: str, data: bytes) -> None:
+        # Most consumers read the tail: keep the blocks of what we just wrote that this agent
+        # owns on its zone's ring, so reading them back needs no GET (the others' owners will
+        # GET them once, as for any block).
+        me = self.membership.me.agent_id
+        self.blocks.warm(key, data, lambda index: self.ring_source.owner(key, index).agent_id == me)
 
     async def start(self) -> None:
         crash_points.arm(self.settings.crash_point)

@@ -194,3 +194,14 @@ async def test_get_timeout_is_not_cached(store: FakeStore, data: bytes) -> None:
     store.gate = None
     assert await cache.read("f", len(data), 0, 5) == data[:5]
     assert store.counts["get_range"] == 2
+
+
+async def test_warm_caches_only_owned_blocks_of_a_written_object(
+    store: FakeStore, data: bytes
+) -> None:
+    cache = BlockCache(store, BB, 10 * BB)
+    assert cache.warm("f", data, lambda index: index != 1) == 3  # blocks 0, 2, 3 (partial)
+    assert await cache.read("f", len(data), 0, 3500) == data
+    assert store.calls == [("f", 1000, 2000)]  # only the block it did not own
+    assert cache.stats()["warmed_on_write"] == 3
+    assert cache.warm("f", data, lambda index: True) == 0  # all cached now

@@ -372,3 +372,27 @@ async def test_failing_on_commit_callback_does_not_stop_the_pipeline() -> None:
     assert await writer.append([item("t", 0)]) == [BatchOutcome(0, 0)]
     assert await writer.append([item("t", 0)]) == [BatchOutcome(0, 1)]
     await writer.close()
+
+
+async def test_on_uploaded_sees_each_stored_file_once_and_no_failed_one() -> None:
+    store, meta = GatedStore(), FakeMeta()
+    store.failures = {0}
+    seen: list[tuple[str, int]] = []
+    writer = SegmentWriter(
+        store,
+        cast("MetadataStore", meta),
+        flush_interval_ms=1,
+        flush_bytes_max=1 << 20,
+        uploads_in_flight_max=4,
+        buffer_bytes_max=16 << 20,
+        on_commit=lambda _: None,
+        on_uploaded=lambda key, data: seen.append((key, len(data))),
+    )
+    await writer.start()
+    failed = await writer.append([item("t", 0)])
+    assert failed[0].error_code != 0  # the first PUT fails: nothing to warm
+    ok = await writer.append([item("t", 0)])
+    assert ok[0].error_code == 0
+    await writer.close()
+    assert [key for key, _ in seen] == store.uploaded
+    assert len(seen) == 1 and seen[0][1] == len(await store.get(seen[0][0]))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from shoal.metrics import (
@@ -78,6 +78,7 @@ class BlockCache:
         self.cache_bytes_max = cache_bytes_max
         self._get_timeout_s = get_timeout_s
         self._blocks: OrderedDict[BlockKey, bytes] = OrderedDict()
+        self._warmed = 0
         # In-flight loads. Tasks, not bare futures: a load must outlive a cancelled waiter.
         self._loading: dict[BlockKey, asyncio.Task[bytes]] = {}
         self._bytes = 0
@@ -146,6 +147,7 @@ class BlockCache:
             "cache_bytes_max": self.cache_bytes_max,
             "bytes": self._bytes,
             "blocks": len(self._blocks),
+            "warmed_on_write": self._warmed,
             "loading": len(self._loading),
             "hits": self._hits,
             "misses": self._misses,
@@ -227,6 +229,20 @@ class BlockCache:
         if exc is not None:
             self._errors += 1
             log.debug("block load failed: %r", exc)
+
+    def warm(self, key: str, data: bytes, owns: Callable[[int], bool]) -> int:
+        """Cache the blocks of a just-written object that `owns(block_index)` says are ours,
+        so consumers reading the tail of the log need no GET for them. Returns blocks added."""
+        added = 0
+        bb = self.block_bytes
+        for index in range((len(data) + bb - 1) // bb):
+            bkey = (key, index)
+            if bkey in self._blocks or bkey in self._loading or not owns(index):
+                continue
+            self._insert(bkey, data[index * bb : (index + 1) * bb])
+            added += 1
+        self._warmed += added
+        return added
 
     def _insert(self, bkey: BlockKey, block: bytes) -> None:
         size = len(block)

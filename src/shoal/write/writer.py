@@ -60,6 +60,7 @@ class SegmentWriter:
         uploads_in_flight_max: int,
         buffer_bytes_max: int,
         on_commit: OnCommit,
+        on_uploaded: Callable[[str, bytes], None] | None = None,
         backpressure_timeout_ms: int = 30_000,
         commit_timeout_ms: int = 30_000,
     ) -> None:
@@ -73,6 +74,7 @@ class SegmentWriter:
         self._backpressure_timeout_s = backpressure_timeout_ms / 1000
         self._commit_timeout_s = commit_timeout_ms / 1000
         self._on_commit = on_commit
+        self._on_uploaded = on_uploaded
         self._uploads = asyncio.Semaphore(uploads_in_flight_max)
         self._open = OpenSegment()
         self._last_seal_at = float("-inf")  # loop time of the last seal
@@ -251,6 +253,11 @@ class SegmentWriter:
         async with self._uploads:
             try:
                 await self._store.put_create(segment.key, segment.data)
+                if self._on_uploaded is not None:
+                    try:
+                        self._on_uploaded(segment.key, bytes(segment.data))
+                    except Exception:
+                        log.exception("on_uploaded listener failed")
             finally:
                 segment.data = b""
 
