@@ -86,3 +86,19 @@ PEER_LATENCY = Histogram(
     "Time of one block-read request to a peer, as the requester sees it",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+
+
+def _initialise_label_sets() -> None:
+    """Export every known label set from the start, at 0: a scrape (or a dashboard's rate())
+    then sees `op="get"` even before the first GET, rather than a series that appears later."""
+    for op in ("get", "put", "delete", "list"):
+        for family in (OBJECT_STORE_REQUESTS, OBJECT_STORE_BYTES, OBJECT_STORE_ERRORS):
+            family.labels(op=op)
+        OBJECT_STORE_LATENCY.labels(op=op)
+    for crossed in ("true", "false"):
+        FETCH_BYTES.labels(cross_zone=crossed)
+    for reason in ("size", "time", "close"):
+        SEGMENT_FLUSHES.labels(reason=reason)
+
+
+_initialise_label_sets()
