@@ -21,13 +21,11 @@ import random
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any, Final, TypeVar
 
 from shoal.meta.sql_common import (
-    EPOCH_MAX,
     PartitionKey,
     ProducerEntry,
     ProducerKey,
@@ -37,6 +35,15 @@ from shoal.meta.sql_common import (
 )
 from shoal.meta.sqlite_agents import SqliteAgentStoreMixin
 from shoal.meta.sqlite_groups import SqliteGroupStoreMixin, delete_topic_offsets
+from shoal.meta.sqlite_maintenance import (
+    _advance_log_start,
+    _expire_producers,
+    _forget_files,
+    _unreferenced_files,
+)
+from shoal.meta.sqlite_producers import _init_producer
+from shoal.meta.sqlite_txn import now_ms as _now_ms
+from shoal.meta.sqlite_txn import write_txn as _write_txn
 from shoal.meta.store import (
     BatchOutcome,
     BatchRow,
@@ -47,7 +54,6 @@ from shoal.meta.store import (
     OffsetAtTime,
     PartitionState,
     PendingBatch,
-    ProducerFencedError,
     TopicExistsError,
     TopicInfo,
     UnknownTopicError,
@@ -80,33 +86,12 @@ DO UPDATE SET epoch = excluded.epoch, recent = excluded.recent, updated_at = exc
 """
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def _topic(row: tuple[Any, ...]) -> TopicInfo:
     return TopicInfo(row[0], uuid.UUID(row[1]), int(row[2]), json.loads(row[3]))
 
 
 def _encode_configs(configs: dict[str, str]) -> str:
     return json.dumps(configs, sort_keys=True, separators=(",", ":"))
-
-
-@contextmanager
-def _write_txn(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    try:
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
 
 
 def _enable_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
@@ -519,137 +504,3 @@ def _max_timestamp_offset(
         (topic, partition),
     ).fetchone()
     return None if row is None else OffsetAtTime(int(row[0]), int(row[1]))
-
-
-def _unreferenced_files(
-    conn: sqlite3.Connection, created_before_ms: int, limit: int
-) -> list[FileInfo]:
-    rows = conn.execute(
-        "SELECT file_id, key, size FROM files AS f WHERE created_at < ?"
-        " AND NOT EXISTS (SELECT 1 FROM batches AS b WHERE b.file_ref = f.id)"
-        " ORDER BY id LIMIT ?",
-        (created_before_ms, max(1, limit)),
-    ).fetchall()
-    return [FileInfo(r[0], r[1], int(r[2])) for r in rows]
-
-
-def _forget_files(conn: sqlite3.Connection, file_ids: list[str]) -> list[str]:
-    dropped: list[str] = []
-    with _write_txn(conn):
-        for file_id in file_ids:
-            cur = conn.execute(
-                "DELETE FROM files AS f WHERE file_id = ?"
-                " AND NOT EXISTS (SELECT 1 FROM batches AS b WHERE b.file_ref = f.id)",
-                (file_id,),
-            )
-            if cur.rowcount:
-                dropped.append(file_id)
-    return dropped
-
-
-def _advance_log_start(
-    conn: sqlite3.Connection, topic: str, partition: int, offset: int
-) -> PartitionState | None:
-    with _write_txn(conn):
-        row = conn.execute(
-            "SELECT log_start_offset, next_offset FROM partitions"
-            " WHERE topic = ? AND partition = ?",
-            (topic, partition),
-        ).fetchone()
-        if row is None:
-            return None
-        start = max(int(row[0]), min(offset, int(row[1])))
-        conn.execute(
-            "UPDATE partitions SET log_start_offset = ? WHERE topic = ? AND partition = ?",
-            (start, topic, partition),
-        )
-        # Rows are dense and ordered, so "last_offset < start" is a prefix of the key range.
-        conn.execute(
-            "DELETE FROM batches WHERE topic = ? AND partition = ? AND base_offset < ?"
-            " AND last_offset < ?",
-            (topic, partition, start, start),
-        )
-    return PartitionState(start, int(row[1]))
-
-
-def _expire_producers(conn: sqlite3.Connection, idle_before_ms: int) -> int:
-    with _write_txn(conn):
-        states = conn.execute(
-            "DELETE FROM producer_state WHERE updated_at < ?", (idle_before_ms,)
-        ).rowcount
-        ids = conn.execute(
-            "DELETE FROM producers WHERE transactional_id IS NULL AND updated_at < ?"
-            " AND NOT EXISTS (SELECT 1 FROM producer_state AS s"
-            " WHERE s.producer_id = producers.producer_id)",
-            (idle_before_ms,),
-        ).rowcount
-    return int(states) + int(ids)
-
-
-def _init_producer(
-    conn: sqlite3.Connection, transactional_id: str | None, producer_id: int, producer_epoch: int
-) -> tuple[int, int]:
-    """Kafka's InitProducerId decisions.
-
-    - No transactional id: if (producer_id, epoch) names a live id at that epoch (KIP-360),
-      bump its epoch; otherwise allocate a new id at epoch 0 (Kafka always hands out a fresh
-      id here, so a mismatch is not an error).
-    - Transactional id: the first call maps it to a new id at epoch 0; later calls bump the
-      epoch, fencing older instances. If (producer_id, epoch) is given and is not the current
-      pair, raise ProducerFencedError.
-    - An epoch that cannot be bumped any more (EPOCH_MAX) moves to a new id at epoch 0.
-    """
-    now = _now_ms()
-    with _write_txn(conn):
-        if transactional_id is None:
-            if producer_id >= 0:
-                row = conn.execute(
-                    "SELECT epoch FROM producers"
-                    " WHERE producer_id = ? AND transactional_id IS NULL",
-                    (producer_id,),
-                ).fetchone()
-                if row is not None and int(row[0]) == producer_epoch:
-                    return _bump(conn, producer_id, producer_epoch, None, now)
-            return _new_producer(conn, None, now)
-        row = conn.execute(
-            "SELECT producer_id, epoch FROM producers WHERE transactional_id = ?",
-            (transactional_id,),
-        ).fetchone()
-        if row is None:
-            return _new_producer(conn, transactional_id, now)
-        current_id, current_epoch = int(row[0]), int(row[1])
-        if producer_id >= 0 and (producer_id, producer_epoch) != (current_id, current_epoch):
-            raise ProducerFencedError(
-                f"transactional id {transactional_id!r} is at producer {current_id} epoch"
-                f" {current_epoch}, not {producer_id}/{producer_epoch}"
-            )
-        return _bump(conn, current_id, current_epoch, transactional_id, now)
-
-
-def _new_producer(
-    conn: sqlite3.Connection, transactional_id: str | None, now: int
-) -> tuple[int, int]:
-    cur = conn.execute(
-        "INSERT INTO producers (transactional_id, epoch, created_at, updated_at)"
-        " VALUES (?, 0, ?, ?)",
-        (transactional_id, now, now),
-    )
-    assert cur.lastrowid is not None
-    return int(cur.lastrowid), 0
-
-
-def _bump(
-    conn: sqlite3.Connection, producer_id: int, epoch: int, transactional_id: str | None, now: int
-) -> tuple[int, int]:
-    if epoch >= EPOCH_MAX:
-        # Release the transactional id from the exhausted producer id before re-mapping it.
-        conn.execute(
-            "UPDATE producers SET transactional_id = NULL, updated_at = ? WHERE producer_id = ?",
-            (now, producer_id),
-        )
-        return _new_producer(conn, transactional_id, now)
-    conn.execute(
-        "UPDATE producers SET epoch = ?, updated_at = ? WHERE producer_id = ?",
-        (epoch + 1, now, producer_id),
-    )
-    return producer_id, epoch + 1

@@ -5,13 +5,13 @@ registering at once are serialised and never get the same node id."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from shoal.cluster.model import AgentInfo
 from shoal.meta.agent_store import decode_roles, encode_roles, pick_node_id
+from shoal.meta.sqlite_txn import write_txn as _txn
 
 AGENT_COLUMNS = (
     "agent_id, node_id, host, kafka_port, http_port, az, agent_group, roles,"
@@ -47,18 +47,6 @@ def agent_row(info: AgentInfo) -> tuple[Any, ...]:
         info.started_at_ms,
         info.heartbeat_at_ms,
     )
-
-
-@contextmanager
-def _txn(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def register_agent(

@@ -10,12 +10,12 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from shoal.meta.group_store import CommittedOffset, GroupListing, StoredGroup, StoredMember
+from shoal.meta.sqlite_txn import now_ms as _now_ms
+from shoal.meta.sqlite_txn import write_txn as _txn
 
 T = TypeVar("T")
 
@@ -45,22 +45,6 @@ LEFT JOIN consumer_groups AS c ON c.group_id = g.group_id
 ORDER BY g.group_id
 """
 _OFFSET_COLUMNS = "topic, partition, committed_offset, leader_epoch, metadata, commit_time"
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-@contextmanager
-def _txn(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def encode_members(members: tuple[StoredMember, ...]) -> str:

@@ -1,0 +1,76 @@
+"""SQLite maintenance transactions: garbage collection, retention, producer expiry.
+
+Run on the store's worker thread with its connection (see `sqlite.py`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from shoal.meta.sqlite_txn import write_txn as _write_txn
+from shoal.meta.store import FileInfo, PartitionState
+
+
+def _unreferenced_files(
+    conn: sqlite3.Connection, created_before_ms: int, limit: int
+) -> list[FileInfo]:
+    rows = conn.execute(
+        "SELECT file_id, key, size FROM files AS f WHERE created_at < ?"
+        " AND NOT EXISTS (SELECT 1 FROM batches AS b WHERE b.file_ref = f.id)"
+        " ORDER BY id LIMIT ?",
+        (created_before_ms, max(1, limit)),
+    ).fetchall()
+    return [FileInfo(r[0], r[1], int(r[2])) for r in rows]
+
+
+def _forget_files(conn: sqlite3.Connection, file_ids: list[str]) -> list[str]:
+    dropped: list[str] = []
+    with _write_txn(conn):
+        for file_id in file_ids:
+            cur = conn.execute(
+                "DELETE FROM files AS f WHERE file_id = ?"
+                " AND NOT EXISTS (SELECT 1 FROM batches AS b WHERE b.file_ref = f.id)",
+                (file_id,),
+            )
+            if cur.rowcount:
+                dropped.append(file_id)
+    return dropped
+
+
+def _advance_log_start(
+    conn: sqlite3.Connection, topic: str, partition: int, offset: int
+) -> PartitionState | None:
+    with _write_txn(conn):
+        row = conn.execute(
+            "SELECT log_start_offset, next_offset FROM partitions"
+            " WHERE topic = ? AND partition = ?",
+            (topic, partition),
+        ).fetchone()
+        if row is None:
+            return None
+        start = max(int(row[0]), min(offset, int(row[1])))
+        conn.execute(
+            "UPDATE partitions SET log_start_offset = ? WHERE topic = ? AND partition = ?",
+            (start, topic, partition),
+        )
+        # Rows are dense and ordered, so "last_offset < start" is a prefix of the key range.
+        conn.execute(
+            "DELETE FROM batches WHERE topic = ? AND partition = ? AND base_offset < ?"
+            " AND last_offset < ?",
+            (topic, partition, start, start),
+        )
+    return PartitionState(start, int(row[1]))
+
+
+def _expire_producers(conn: sqlite3.Connection, idle_before_ms: int) -> int:
+    with _write_txn(conn):
+        states = conn.execute(
+            "DELETE FROM producer_state WHERE updated_at < ?", (idle_before_ms,)
+        ).rowcount
+        ids = conn.execute(
+            "DELETE FROM producers WHERE transactional_id IS NULL AND updated_at < ?"
+            " AND NOT EXISTS (SELECT 1 FROM producer_state AS s"
+            " WHERE s.producer_id = producers.producer_id)",
+            (idle_before_ms,),
+        ).rowcount
+    return int(states) + int(ids)
