@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.backends import Backend
+
 REPO = Path(__file__).resolve().parents[2]
 RUN_SCRIPT = REPO / "compat" / "librdkafka" / "run.sh"
 AGENT_START_TIMEOUT_S = 30.0
@@ -70,8 +72,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture
-def shoal_agent(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """A Shoal agent subprocess; yields its Kafka port and its log file."""
+def shoal_agent(tmp_path: Path, backend: Backend) -> Iterator[tuple[int, Path]]:
+    """A Shoal agent subprocess on the test's backend; yields its Kafka port and its log file."""
     kafka_port = _free_port()
     http_port = _free_port()
     data_dir = tmp_path / "data"
@@ -84,10 +86,16 @@ def shoal_agent(tmp_path: Path) -> Iterator[tuple[int, Path]]:
         "--data-dir", str(data_dir),
         "--auto-create-topics", "true",
         "--default-partitions", str(AUTO_CREATE_PARTITIONS),
+        *backend.args,
     ]  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp_path
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=tmp_path,
+            env={**os.environ, **backend.env},
         )
     try:
         _wait_for_port(kafka_port, proc, log)

@@ -26,10 +26,12 @@ class RequestContext:
     correlation_id: int
     client_id: str | None
     peer: str  # "host:port" of the client, for logs
-    # Held by a Produce from its start until its batches are in the open segment, so one
-    # connection's requests reach the writer in the order they were sent (idempotent
-    # producers pipeline up to 5; an overtaking request would look like a sequence gap).
-    produce_turn: asyncio.Lock | None = None
+    # One connection's writes take effect in the order they were sent, as in Kafka, although
+    # the server runs pipelined requests concurrently. Produce holds it until its batches are
+    # in the open segment (idempotent producers pipeline up to 5; an overtaking request would
+    # look like a sequence gap); OffsetCommit holds it until stored (async commits pipeline:
+    # an older commit stored last would move the group's offset backwards).
+    write_turn: asyncio.Lock | None = None
 
 
 Handler = Callable[["Services", RequestContext, Any], Awaitable[Any]]

@@ -7,6 +7,7 @@ clients of the classic protocol do not need them.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from shoal.handlers.adapt import ZERO_THROTTLE, build, error, response_module
@@ -21,6 +22,11 @@ NO_OFFSET = -1
 
 @api(8, "OffsetCommit", 2, 9)
 async def handle_offset_commit(svc: Services, ctx: RequestContext, req: Any) -> Any:
+    async with ctx.write_turn or contextlib.nullcontext():
+        return await _offset_commit(svc, ctx, req)
+
+
+async def _offset_commit(svc: Services, ctx: RequestContext, req: Any) -> Any:
     module = response_module(8, ctx.api_version)
     limit = coordinator(svc).config.offset_metadata_max_bytes
     codes: dict[tuple[str, int], int] = {}

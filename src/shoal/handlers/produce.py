@@ -46,7 +46,7 @@ class _Topic:
 @api(0, "Produce", 3, 13)
 async def handle_produce(svc: Services, ctx: RequestContext, req: Any) -> bytes | None:
     acks = int(req.acks)
-    async with ctx.produce_turn or contextlib.nullcontext():
+    async with ctx.write_turn or contextlib.nullcontext():
         topics, items, record_count = await _validate(svc, req, acks)
         pending = await svc.writer.submit(items) if items else None
 

@@ -128,7 +128,7 @@ class _Connection:
         )
         self._client_id: str | None = None
         self._shutting_down = False
-        self._produce_turn = asyncio.Lock()
+        self._write_turn = asyncio.Lock()
 
     def begin_shutdown(self) -> None:
         self._shutting_down = True
@@ -199,7 +199,7 @@ class _Connection:
         frame = await asyncio.wait_for(self._reader.readexactly(size), FRAME_BODY_TIMEOUT_S)
         api_key, version, correlation_id = _HEADER.unpack_from(frame)
         ctx = RequestContext(
-            api_key, version, correlation_id, self._client_id, self._peer, self._produce_turn
+            api_key, version, correlation_id, self._client_id, self._peer, self._write_turn
         )
         spec = REGISTRY.get(api_key)
         if spec is None:
@@ -220,7 +220,7 @@ class _Connection:
         if client_id is not None and client_id != self._client_id:
             self._client_id = client_id
             ctx = RequestContext(
-                api_key, version, correlation_id, client_id, self._peer, self._produce_turn
+                api_key, version, correlation_id, client_id, self._peer, self._write_turn
             )
         return ctx, spec, request
 
