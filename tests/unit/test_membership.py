@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from shoal.cluster.membership import Membership
+from shoal.cluster.membership import Membership, wall_clock_ms
 from shoal.cluster.model import AgentInfo, ClusterView
 from shoal.meta.agent_store import pick_node_id
 from shoal.meta.store import MetadataError
@@ -292,3 +292,43 @@ async def test_the_background_task_beats(store: FakeAgentStore, clock: Clock) ->
     await started(store, clock, "b", 9010)
     await asyncio.wait_for(heard.wait(), 10)
     assert ids(a) == ["a", "b"]
+
+
+async def test_dead_peer_leaves_at_its_timeout_not_at_the_next_beat(store: FakeAgentStore) -> None:
+    """Real clock and heartbeat task. The peer last beat 1 s before this agent starts: it times
+    out 1.1 s after the start, 0.9 s before this agent's first beat is due, so only the local
+    expiry can drop it that early."""
+    interval_ms, timeout_ms = 2_000, 2_100
+    lists = 0
+    list_agents = store.list_agents
+
+    async def counting_list(alive_after_ms: int) -> list[AgentInfo]:
+        nonlocal lists
+        lists += 1
+        return await list_agents(alive_after_ms)
+
+    store.list_agents = counting_list  # type: ignore[method-assign]
+    await store.register_agent(local("b", 9010), None, 0)
+    store.rows["b"] = replace(store.rows["b"], heartbeat_at_ms=wall_clock_ms() - 1_000)
+    a = Membership(
+        store, local("a", 9000), heartbeat_interval_ms=interval_ms, heartbeat_timeout_ms=timeout_ms
+    )
+    left = asyncio.Event()
+    lists_when_left: list[int] = []
+
+    def on_change(view: ClusterView) -> None:
+        if "b" not in ids(view) and not left.is_set():
+            lists_when_left.append(lists)
+            left.set()
+
+    a.add_listener(on_change)
+    await a.start()
+    _running.append(a)
+    assert ids(a) == ["a", "b"] or ids(a) == ["b", "a"]
+    await asyncio.wait_for(left.wait(), 10)
+    # Dropped after the start's read and before any beat read the store again.
+    assert lists_when_left == [1]
+    # The peer beats again: the next beat brings it back.
+    await store.heartbeat_agent("b", wall_clock_ms())
+    await a.beat()
+    assert "b" in ids(a)

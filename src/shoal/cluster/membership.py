@@ -5,7 +5,9 @@ Protocol:
 - `start()` registers (one transaction that also hands out the node id: the requested one when
   no live agent holds it, else the smallest free one) and reads the live list.
 - Every `heartbeat_interval_ms` a beat writes this agent's heartbeat and re-reads the list.
-  An agent whose heartbeat is older than `heartbeat_timeout_ms` is gone. If this agent's own
+  An agent whose heartbeat is older than `heartbeat_timeout_ms` is gone; between beats a
+  timer drops a peer the moment its last read heartbeat passes the timeout, so a dead agent
+  leaves within the timeout rather than up to one interval after it. If this agent's own
   row has vanished (another agent cleaned it up after an expiry), it registers again, asking
   for the node id it had.
 - `stop()` deletes the row at once, so peers drop this agent at their next beat instead of
@@ -96,6 +98,7 @@ class Membership:
         self._registered = False
         self._last_ok_ms: int | None = None
         self._self_expired = False
+        self._last_beat_ok = True
         self.version = 0  # bumped on every change of the view
         self.beats_failed = 0
         self.registrations = 0
@@ -152,9 +155,38 @@ class Membership:
             log.warning("membership: could not deregister (it will expire): %s", exc)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_beat = loop.time() + self.interval_ms / 1000
         while True:
-            await asyncio.sleep(self.interval_ms / 1000)
-            await self.beat()
+            wake = next_beat
+            expiry_ms = self._next_expiry_ms()
+            if expiry_ms is not None:
+                wake = min(wake, loop.time() + max(0, expiry_ms - self._clock()) / 1000)
+            await asyncio.sleep(max(0.0, wake - loop.time()))
+            if loop.time() >= next_beat:
+                await self.beat()
+                next_beat = loop.time() + self.interval_ms / 1000
+            elif self._last_beat_ok:
+                # After a failed beat the view is kept as it was (see the module docstring):
+                # silence then says nothing about the peers.
+                self._expire_silent_peers(self._clock())
+
+    def _next_expiry_ms(self) -> int | None:
+        """When the peer heard from least recently times out, by the heartbeats last read."""
+        beats = [a.heartbeat_at_ms for a in self._known if a.agent_id != self._me.agent_id]
+        return min(beats) + self.timeout_ms if beats else None
+
+    def _expire_silent_peers(self, now: int) -> None:
+        """Drop peers whose last known heartbeat is past the timeout without waiting for the
+        next beat: a dead agent then leaves the rings within the timeout itself, not up to one
+        interval later. A peer that did beat meanwhile is back at the next read."""
+        alive = [
+            a for a in self._known
+            if a.agent_id == self._me.agent_id or a.heartbeat_at_ms >= now - self.timeout_ms
+        ]
+        if len(alive) != len(self._known):
+            self._known = alive
+            self._publish(alive)
 
     async def beat(self) -> bool:
         """One heartbeat and refresh; False when the store could not be reached."""
@@ -171,12 +203,14 @@ class Membership:
             raise
         except Exception as exc:
             self.beats_failed += 1
+            self._last_beat_ok = False
             self._on_outage(now, exc)
             return False
         if self._self_expired:
             log.info("membership: metadata store reachable again")
         self._last_ok_ms = now
         self._self_expired = False
+        self._last_beat_ok = True
         self._apply(agents)
         return True
 
