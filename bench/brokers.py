@@ -250,6 +250,14 @@ def broker_for(
             env = storage.shoal_env() if storage else None
             with start_shoal(workdir, flush_interval_ms, args, env) as broker:
                 yield broker
+        elif name == "shoal-mem":
+            # Segment files in the agent's memory, like Tansu's memory:// engine: the same
+            # work minus the local disk's write cost. Metadata stays on disk (SQLite, fsync).
+            if storage is not None and storage.shoal_args():
+                raise BrokerError("shoal-mem is for the embedded backend only")
+            with start_shoal(workdir, flush_interval_ms, ["--bucket", "memory://"]) as broker:
+                broker.name = name
+                yield broker
         else:
             raise BrokerError(f"unknown broker {name!r}")
 

@@ -43,6 +43,7 @@ from brokers import BrokerError, RunningBroker, StorageOptions, broker_for, crea
 MB = 1_000_000
 MiB = 1024 * 1024
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+BROKERS = ("shoal", "shoal-mem", "tansu")
 # Distinct payloads come from one random pool; capped so the bench's own memory stays small.
 PAYLOAD_POOL_BYTES_MAX = 64 * MiB
 PROGRESS_INTERVAL_S = 0.25
@@ -461,16 +462,22 @@ def render_table(wl: Workload, results: list[BrokerResult]) -> str:
         if r.error:
             row += f"  ({r.error.splitlines()[0][:80]})"
         lines.append(row.rstrip())
-    if len(results) == 2:
-        a, b = results
-        lines.append(
-            f"{'ratio ' + a.broker + '/' + b.broker:<20}"
-            f"{_cell(_ratio(a.produce_mb_s, b.produce_mb_s), 13, 2)}"
-            f"{_cell(_ratio(a.consume_mb_s, b.consume_mb_s), 14, 2)}"
-            f"{_cell(_ratio(a.p50_ms, b.p50_ms), 9, 2)}{_cell(_ratio(a.p99_ms, b.p99_ms), 9, 2)}"
-            f"{_cell(_ratio(a.max_ms, b.max_ms), 9, 2)}  (throughput: higher is better;"
-            " latency: lower is better)"
-        )
+    # Every other broker against the peer (the last one when no Tansu ran).
+    peers = [r for r in results if r.broker.startswith("tansu")] or results[-1:]
+    for b in peers[:1]:
+        for a in results:
+            if a is b:
+                continue
+            lines.append(
+                f"{'ratio ' + a.broker + '/' + b.broker:<20}"
+                f"{_cell(_ratio(a.produce_mb_s, b.produce_mb_s), 13, 2)}"
+                f"{_cell(_ratio(a.consume_mb_s, b.consume_mb_s), 14, 2)}"
+                f"{_cell(_ratio(a.p50_ms, b.p50_ms), 9, 2)}"
+                f"{_cell(_ratio(a.p99_ms, b.p99_ms), 9, 2)}"
+                f"{_cell(_ratio(a.max_ms, b.max_ms), 9, 2)}"
+            )
+    if len(results) > 1:
+        lines.append("(ratios: throughput higher is better, latency lower is better)")
     return "\n".join(lines)
 
 
@@ -480,7 +487,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--partitions", type=int, default=8, help="topic partitions (default 8)")
     p.add_argument("--total-bytes", type=parse_size, default=256 * MiB, help="default 256MiB")
     p.add_argument("--compression", choices=COMPRESSIONS, default="none")
-    p.add_argument("--brokers", default="shoal,tansu", help="comma list of shoal,tansu")
+    p.add_argument(
+        "--brokers",
+        default=None,
+        help="comma list of shoal,shoal-mem,tansu (default: all three on embedded, shoal,tansu\n"
+        "on seaweedfs-pg); shoal-mem keeps segment files in memory like Tansu's memory://",
+    )
     p.add_argument("--shoal-bootstrap", metavar="HOST:PORT", help="use a running Shoal")
     p.add_argument("--tansu-bootstrap", metavar="HOST:PORT", help="use a running Tansu")
     p.add_argument("--rate", type=float, help="records/s in the latency phase (default: peak/2)")
@@ -499,10 +511,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="also print the results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = p.parse_args(argv)
+    if args.brokers is None:
+        args.brokers = "shoal,shoal-mem,tansu" if args.backend == "embedded" else "shoal,tansu"
     names = [n.strip() for n in args.brokers.split(",") if n.strip()]
-    unknown = [n for n in names if n not in ("shoal", "tansu")]
+    unknown = [n for n in names if n not in BROKERS]
     if not names or unknown or len(set(names)) != len(names):
-        p.error(f"--brokers: a comma list of distinct names from shoal,tansu (got {args.brokers})")
+        p.error(f"--brokers: distinct names from {','.join(BROKERS)} (got {args.brokers})")
+    if "shoal-mem" in names and args.backend != "embedded":
+        p.error("--brokers: shoal-mem runs on the embedded backend only")
     args.broker_names = names
     if not 1 <= args.record_bytes <= 900_000:
         p.error("--record-bytes must be 1..900000 (one record must fit one produce batch)")
@@ -535,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     # sessions, so nothing else would): turn SIGTERM/SIGHUP into the Ctrl-C path.
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
-    bootstraps = {"shoal": args.shoal_bootstrap, "tansu": args.tansu_bootstrap}
+    bootstraps = {"shoal": args.shoal_bootstrap, "tansu": args.tansu_bootstrap, "shoal-mem": None}
     results: list[BrokerResult] = []
     notes: list[str] = []
     try:
@@ -545,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
             with servers.backend(args.backend, Path(tmp)) as storage:
                 notes = storage.notes
                 for name in args.broker_names:
-                    flush = args.flush_interval_ms if name == "shoal" else None
+                    flush = args.flush_interval_ms if name.startswith("shoal") else None
                     results.append(
                         bench_broker(
                             name, bootstraps[name], flush, wl, progress, storage,
