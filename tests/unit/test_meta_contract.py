@@ -229,6 +229,36 @@ async def test_same_file_committed_twice_is_refused(store: MetadataStore) -> Non
     assert await all_offsets(store, "t", 0) == [(0, 0)]
 
 
+async def test_group_commit_applies_files_in_order(store: MetadataStore) -> None:
+    """commit_files: one transaction, files in list order; a later file sees the offsets and
+    producer sequences the earlier ones wrote (a resend across files is a duplicate)."""
+    await store.create_topic("t", 2, {})
+    first = batch("t", 0, 3, pid=4, epoch=0, seq=0)
+    files = [
+        (new_file(), [first, batch("t", 1, 2)]),
+        (new_file(), [batch("t", 0, 2, pid=4, epoch=0, seq=3)]),
+        (new_file(), [batch("t", 1, 1), first, batch("t", 0, 1, pid=4, epoch=0, seq=9)]),
+    ]
+    out = await store.commit_files(files)
+    assert [[(o.error_code, o.base_offset, o.duplicate) for o in f] for f in out] == [
+        [(0, 0, False), (0, 0, False)],
+        [(0, 3, False)],
+        [(0, 2, False), (0, 0, True), (45, -1, False)],
+    ]
+    assert await all_offsets(store, "t", 0) == [(0, 2), (3, 4)]
+    assert await all_offsets(store, "t", 1) == [(0, 1), (2, 2)]
+
+
+async def test_group_commit_is_all_or_nothing(store: MetadataStore) -> None:
+    await store.create_topic("t", 1, {})
+    taken = new_file()
+    await store.commit_file(taken, [batch("t", 0)])
+    with pytest.raises(MetadataError):
+        await store.commit_files([(new_file(), [batch("t", 0, 4)]), (taken, [batch("t", 0)])])
+    assert await all_offsets(store, "t", 0) == [(0, 0)]
+    assert await store.partition_state("t", 0) == PartitionState(0, 1)
+
+
 # -- idempotent producers -------------------------------------------------------------------
 
 

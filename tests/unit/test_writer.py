@@ -26,26 +26,34 @@ class Marks(list[tuple[str, int, int]]):
 
 
 class FakeMeta:
-    """commit_file only: assigns offsets per partition in list order, records every commit."""
+    """commit_files only: assigns offsets per partition in list order, records every file
+    committed and every transaction (group) it was committed in."""
 
     def __init__(self) -> None:
         self.next_offset: dict[tuple[str, int], int] = {}
         self.commits: list[tuple[FileInfo, list[PendingBatch]]] = []
+        self.groups: list[list[str]] = []
         self.fail_commits = 0
 
-    async def commit_file(self, file: FileInfo, batches: list[PendingBatch]) -> list[BatchOutcome]:
+    async def commit_files(
+        self, files: list[tuple[FileInfo, list[PendingBatch]]]
+    ) -> list[list[BatchOutcome]]:
         await asyncio.sleep(0)
         if self.fail_commits:
             self.fail_commits -= 1
             raise MetadataError("database went away")
-        out = []
-        for b in batches:
-            key = (b.topic, b.partition)
-            base = self.next_offset.get(key, 0)
-            self.next_offset[key] = base + b.record_count
-            out.append(BatchOutcome(0, base))
-        self.commits.append((file, batches))
-        return out
+        results = []
+        for file, batches in files:
+            out = []
+            for b in batches:
+                key = (b.topic, b.partition)
+                base = self.next_offset.get(key, 0)
+                self.next_offset[key] = base + b.record_count
+                out.append(BatchOutcome(0, base))
+            self.commits.append((file, batches))
+            results.append(out)
+        self.groups.append([f.file_id for f, _ in files])
+        return results
 
 
 class GatedStore(ObjectStore):
@@ -195,7 +203,30 @@ async def test_commits_follow_seal_order_despite_slow_upload() -> None:
     assert committed == sorted(committed)
     ids = [f.file_id for f, _ in meta.commits]
     assert [file_id_ms(i) for i in ids] == sorted(file_id_ms(i) for i in ids)
-    assert marks == [("t", 0, 1), ("t", 0, 2), ("t", 0, 3)]
+    # Files 2 and 3 were uploaded by the time file 1 was: one group commit for all three.
+    assert meta.groups == [ids]
+    assert marks == [("t", 0, 3)]
+    await writer.close()
+
+
+async def test_group_commit_takes_only_uploaded_segments() -> None:
+    store, meta, marks = GatedStore(), FakeMeta(), Marks()
+    gate_first, gate_third = asyncio.Event(), asyncio.Event()
+    store.gates = [gate_first, None, gate_third]
+    writer = make_writer(store, meta, marks, flush_bytes_max=1024)
+    await writer.start()
+    tasks = [asyncio.create_task(writer.append([item("t", 0)])) for _ in range(3)]
+    await until(lambda: len(store.uploaded) == 1)
+    gate_first.set()
+    # Files 1 and 2 commit together; file 3, still uploading, waits for its own commit.
+    await until(lambda: tasks[0].done() and tasks[1].done())
+    assert [len(g) for g in meta.groups] == [2]
+    assert not tasks[2].done()
+    gate_third.set()
+    results = await asyncio.gather(*tasks)
+    assert [r[0].base_offset for r in results] == [0, 1, 2]
+    assert [len(g) for g in meta.groups] == [2, 1]
+    assert writer.stats["commits"] == 2
     await writer.close()
 
 

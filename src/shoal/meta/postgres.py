@@ -297,7 +297,14 @@ class PostgresMetadataStore(PostgresGroupStoreMixin, PostgresAgentStoreMixin):
         return await self._read(ops.partition_states, list(keys))
 
     async def commit_file(self, file: FileInfo, batches: list[PendingBatch]) -> list[BatchOutcome]:
-        return await self._transaction(ops.commit_file, file, list(batches), self._notify)
+        return (await self.commit_files([(file, batches)]))[0]
+
+    async def commit_files(
+        self, files: list[tuple[FileInfo, list[PendingBatch]]]
+    ) -> list[list[BatchOutcome]]:
+        return await self._transaction(
+            ops.commit_files, [(f, list(b)) for f, b in files], self._notify
+        )
 
     async def read_batches(
         self, topic: str, partition: int, offset: int, max_bytes: int, max_batches: int = 1000

@@ -246,13 +246,26 @@ async def partition_states(
     return {(r[0], int(r[1])): PartitionState(int(r[2]), int(r[3])) for r in rows}
 
 
-async def commit_file(
-    conn: Conn, file: FileInfo, batches: list[PendingBatch], notify: bool
-) -> list[BatchOutcome]:
+async def commit_files(
+    conn: Conn, files: list[tuple[FileInfo, list[PendingBatch]]], notify: bool
+) -> list[list[BatchOutcome]]:
     now = _now_ms()
+    if len(files) > 1:
+        # Every partition of the group locked at once, in sorted order like a single commit:
+        # locking file by file could take them out of order and deadlock with another agent.
+        keys = {(b.topic, b.partition) for _, batches in files for b in batches}
+        if keys:
+            await conn.fetch(_LOCK_PARTITIONS, *_split_keys(keys))
+    return [await _commit_one(conn, file, batches, notify, now) for file, batches in files]
+
+
+async def _commit_one(
+    conn: Conn, file: FileInfo, batches: list[PendingBatch], notify: bool, now: int
+) -> list[BatchOutcome]:
     partitions: dict[PartitionKey, tuple[int, int]] = {}
     keys = {(b.topic, b.partition) for b in batches}
     if keys:
+        # Locked already in a group; the re-read still gives the offsets as of earlier files.
         for r in await conn.fetch(_LOCK_PARTITIONS, *_split_keys(keys)):
             partitions[(r[0], int(r[1]))] = (int(r[2]), int(r[3]))
     producers: dict[ProducerKey, ProducerEntry] = {}

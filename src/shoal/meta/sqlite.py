@@ -232,7 +232,12 @@ class SqliteMetadataStore(SqliteGroupStoreMixin, SqliteAgentStoreMixin):
         return await self._call(_partition_states, list(keys))
 
     async def commit_file(self, file: FileInfo, batches: list[PendingBatch]) -> list[BatchOutcome]:
-        return await self._call(_commit_file, file, list(batches))
+        return (await self._call(_commit_files, [(file, list(batches))]))[0]
+
+    async def commit_files(
+        self, files: list[tuple[FileInfo, list[PendingBatch]]]
+    ) -> list[list[BatchOutcome]]:
+        return await self._call(_commit_files, [(f, list(b)) for f, b in files])
 
     async def read_batches(
         self, topic: str, partition: int, offset: int, max_bytes: int, max_batches: int = 1000
@@ -409,57 +414,64 @@ def _partition_states(
     return out
 
 
-def _commit_file(
-    conn: sqlite3.Connection, file: FileInfo, batches: list[PendingBatch]
-) -> list[BatchOutcome]:
+def _commit_files(
+    conn: sqlite3.Connection, files: list[tuple[FileInfo, list[PendingBatch]]]
+) -> list[list[BatchOutcome]]:
     now = _now_ms()
     with _write_txn(conn):
-        partitions: dict[PartitionKey, tuple[int, int]] = {}
-        for key in {(b.topic, b.partition) for b in batches}:
-            row = conn.execute(
-                "SELECT next_offset, log_start_offset FROM partitions"
-                " WHERE topic = ? AND partition = ?",
-                key,
-            ).fetchone()
-            if row is not None:
-                partitions[key] = (int(row[0]), int(row[1]))
-        producers: dict[ProducerKey, ProducerEntry] = {}
-        for pid, topic, part in {
-            (b.producer_id, b.topic, b.partition)
-            for b in batches
-            if b.producer_id >= 0 and (b.topic, b.partition) in partitions
-        }:
-            row = conn.execute(
-                "SELECT epoch, recent FROM producer_state"
-                " WHERE topic = ? AND partition = ? AND producer_id = ?",
-                (topic, part, pid),
-            ).fetchone()
-            if row is not None:
-                producers[(pid, topic, part)] = ProducerEntry.decode(int(row[0]), row[1])
-        plan = plan_commit(batches, partitions, producers)
-        try:
-            file_ref = conn.execute(
-                "INSERT INTO files (file_id, key, size, created_at, committed)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (file.file_id, file.key, file.size, now, 1 if plan.rows else 0),
-            ).lastrowid
-        except sqlite3.IntegrityError as exc:
-            raise DuplicateFileError(f"file {file.file_id} was already committed") from exc
-        conn.executemany(
-            "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [index_row(b, base, file_ref) for b, base in plan.rows],
-        )
-        conn.executemany(
-            "UPDATE partitions SET next_offset = ? WHERE topic = ? AND partition = ?",
-            [(c.next_offset, t, p) for (t, p), c in plan.partitions.items() if c.advanced],
-        )
-        conn.executemany(
-            _UPSERT_PRODUCER_STATE,
-            [
-                (topic, part, pid, e.epoch, e.encode_recent(), now)
-                for (pid, topic, part), e in plan.producers.items()
-            ],
-        )
+        # In file order: a later file's plan reads the rows the earlier ones just wrote.
+        return [_commit_one(conn, file, batches, now) for file, batches in files]
+
+
+def _commit_one(
+    conn: sqlite3.Connection, file: FileInfo, batches: list[PendingBatch], now: int
+) -> list[BatchOutcome]:
+    partitions: dict[PartitionKey, tuple[int, int]] = {}
+    for key in {(b.topic, b.partition) for b in batches}:
+        row = conn.execute(
+            "SELECT next_offset, log_start_offset FROM partitions"
+            " WHERE topic = ? AND partition = ?",
+            key,
+        ).fetchone()
+        if row is not None:
+            partitions[key] = (int(row[0]), int(row[1]))
+    producers: dict[ProducerKey, ProducerEntry] = {}
+    for pid, topic, part in {
+        (b.producer_id, b.topic, b.partition)
+        for b in batches
+        if b.producer_id >= 0 and (b.topic, b.partition) in partitions
+    }:
+        row = conn.execute(
+            "SELECT epoch, recent FROM producer_state"
+            " WHERE topic = ? AND partition = ? AND producer_id = ?",
+            (topic, part, pid),
+        ).fetchone()
+        if row is not None:
+            producers[(pid, topic, part)] = ProducerEntry.decode(int(row[0]), row[1])
+    plan = plan_commit(batches, partitions, producers)
+    try:
+        file_ref = conn.execute(
+            "INSERT INTO files (file_id, key, size, created_at, committed)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (file.file_id, file.key, file.size, now, 1 if plan.rows else 0),
+        ).lastrowid
+    except sqlite3.IntegrityError as exc:
+        raise DuplicateFileError(f"file {file.file_id} was already committed") from exc
+    conn.executemany(
+        "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [index_row(b, base, file_ref) for b, base in plan.rows],
+    )
+    conn.executemany(
+        "UPDATE partitions SET next_offset = ? WHERE topic = ? AND partition = ?",
+        [(c.next_offset, t, p) for (t, p), c in plan.partitions.items() if c.advanced],
+    )
+    conn.executemany(
+        _UPSERT_PRODUCER_STATE,
+        [
+            (topic, part, pid, e.epoch, e.encode_recent(), now)
+            for (pid, topic, part), e in plan.producers.items()
+        ],
+    )
     return plan.outcomes
 
 

@@ -153,6 +153,13 @@ class MetadataStore(Protocol):
         index row; a sequence gap gets 45; an epoch older than the stored one gets 47.
         If no batch got offsets, the file is still recorded (it is garbage then)."""
 
+    async def commit_files(
+        self, files: list[tuple[FileInfo, list[PendingBatch]]]
+    ) -> list[list[BatchOutcome]]:
+        """`commit_file` for several files in one transaction (group commit), in list order: a
+        later file sees the offsets and producer sequences of the earlier ones. All or none:
+        any error leaves nothing committed."""
+
     async def read_batches(
         self, topic: str, partition: int, offset: int, max_bytes: int, max_batches: int = 1000
     ) -> list[BatchRow]:

@@ -91,6 +91,7 @@ class SealedSegment:
     buffered_bytes: int  # what its appends reserved from the write buffer
     reason: str
     upload: asyncio.Task[None] | None = None
+    failed: bool = False  # its upload failed; its appends were answered
     sealed_at: float = field(default_factory=time.monotonic)
 
     def file_info(self) -> FileInfo:

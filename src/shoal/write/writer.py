@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Segments one metadata transaction may commit together (bounds its size and lock set).
+COMMIT_GROUP_SEGMENTS_MAX = 32
+
 OnCommit = Callable[[list[tuple[str, int, int]]], None]
 
 
@@ -93,6 +96,7 @@ class SegmentWriter:
             "flushes_time": 0,
             "flushes_close": 0,
             "upload_failures": 0,
+            "commits": 0,
             "commit_failures": 0,
             "backpressure_waits": 0,
             "backpressure_timeouts": 0,
@@ -263,19 +267,45 @@ class SegmentWriter:
 
     # -- committing -------------------------------------------------------------------------
     async def _commit_loop(self) -> None:
-        while True:
-            segment = await self._sealed.get()
-            if segment is None:
+        # Group commit: after waiting for the oldest segment's upload, every following segment
+        # whose upload is already done joins its metadata transaction. The commit stage then
+        # never falls behind the uploads (one transaction per commit round, however many
+        # segments each round brings), while an idle writer still commits each segment at once.
+        carry: SealedSegment | None = None
+        stopping = False
+        while not stopping:
+            first = carry if carry is not None else await self._sealed.get()
+            carry = None
+            if first is None:
                 return
+            group = [first]
+            await self._await_upload(first)
+            while len(group) < COMMIT_GROUP_SEGMENTS_MAX:
+                try:
+                    following = self._sealed.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if following is None:
+                    stopping = True
+                    break
+                assert following.upload is not None
+                if not following.upload.done():
+                    carry = following
+                    break
+                await self._await_upload(following)
+                group.append(following)
             try:
-                await self._finish(segment)
-            except Exception:  # never let one segment stop the pipeline
-                log.exception("segment %s: unexpected failure", segment.file_id)
-                segment.fail(KAFKA_STORAGE_ERROR)
+                await self._commit_group(group)
+            except Exception:  # never let one group stop the pipeline
+                log.exception("segments %s: unexpected failure", [s.file_id for s in group])
+                for segment in group:
+                    segment.fail(KAFKA_STORAGE_ERROR)
             finally:
-                self._release(segment.buffered_bytes)
+                for segment in group:
+                    self._release(segment.buffered_bytes)
 
-    async def _finish(self, segment: SealedSegment) -> None:
+    async def _await_upload(self, segment: SealedSegment) -> None:
+        """Wait for the upload; a failed one is answered at once (nothing was committed)."""
         assert segment.upload is not None
         try:
             await segment.upload
@@ -283,34 +313,47 @@ class SegmentWriter:
             self.stats["upload_failures"] += 1
             log.warning("segment %s: upload failed: %s", segment.key, exc)
             segment.fail(KAFKA_STORAGE_ERROR)
+            segment.failed = True
+
+    async def _commit_group(self, group: list[SealedSegment]) -> None:
+        uploaded = [segment for segment in group if not segment.failed]
+        if not uploaded:
             return
         crash_points.maybe_crash("after_put")
         started = time.perf_counter()
         try:
-            outcomes = await asyncio.wait_for(
-                self._meta.commit_file(segment.file_info(), segment.pending_batches()),
+            results = await asyncio.wait_for(
+                self._meta.commit_files(
+                    [(segment.file_info(), segment.pending_batches()) for segment in uploaded]
+                ),
                 self._commit_timeout_s,
             )
         except Exception as exc:
             self.stats["commit_failures"] += 1
-            log.warning("segment %s: commit failed: %s", segment.key, exc)
-            segment.fail(REQUEST_TIMED_OUT)
+            log.warning("segments %s: commit failed: %s", [s.key for s in uploaded], exc)
+            for segment in uploaded:
+                segment.fail(REQUEST_TIMED_OUT)
             return
         finally:
             metrics.COMMIT_LATENCY.observe(time.perf_counter() - started)
-        if len(outcomes) != len(segment.placed):
-            log.error(
-                "segment %s: %d outcomes for %d batches",
-                segment.key, len(outcomes), len(segment.placed),
-            )
-            segment.fail(REQUEST_TIMED_OUT)
-            return
+        self.stats["commits"] += 1
         crash_points.maybe_crash("after_commit")
-        segment.answer(outcomes)
-        marks = segment.high_watermarks(outcomes)
+        marks: dict[tuple[str, int], int] = {}
+        for segment, outcomes in zip(uploaded, results, strict=True):
+            if len(outcomes) != len(segment.placed):
+                log.error(
+                    "segment %s: %d outcomes for %d batches",
+                    segment.key, len(outcomes), len(segment.placed),
+                )
+                segment.fail(REQUEST_TIMED_OUT)
+                continue
+            segment.answer(outcomes)
+            for topic, partition, mark in segment.high_watermarks(outcomes):
+                if mark > marks.get((topic, partition), -1):
+                    marks[(topic, partition)] = mark
         if marks:
             try:
-                self._on_commit(marks)
+                self._on_commit([(t, p, m) for (t, p), m in marks.items()])
             except Exception:
                 log.exception("on_commit callback failed")
 
