@@ -66,7 +66,7 @@ AGENT_OPTIONS: tuple[_Opt, ...] = (
         "flush_interval_ms",
         int,
         "seal a segment at most this long after its first byte, at most once per interval"
-        " (default 5 for file:// and memory://, 100 for remote stores)",
+        " (default 2 for file:// and memory://, 100 for remote stores)",
     ),
     _Opt("--flush-bytes-max", "flush_bytes_max", int, "seal a segment at this size"),
     _Opt("--uploads-in-flight-max", "uploads_in_flight_max", int, "segment uploads at once"),

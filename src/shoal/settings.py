@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LOCAL_FLUSH_INTERVAL_MS = 5
+LOCAL_FLUSH_INTERVAL_MS = 2
 REMOTE_FLUSH_INTERVAL_MS = 100
 
 

@@ -37,8 +37,8 @@ def test_roles_list() -> None:
 
 
 def test_flush_interval_default_depends_on_store() -> None:
-    assert parse().flush_interval_effective_ms == 5
-    assert parse("--bucket", "memory://").flush_interval_effective_ms == 5
+    assert parse().flush_interval_effective_ms == 2
+    assert parse("--bucket", "memory://").flush_interval_effective_ms == 2
     assert parse("--bucket", "s3://b/p").flush_interval_effective_ms == 100
     assert (
         parse("--bucket", "s3://b/p", "--flush-interval-ms", "7").flush_interval_effective_ms == 7
