@@ -5,7 +5,7 @@ report; (2) read the topic back from the beginning; (3) produce at a paced rate 
 of the peak from phase 1) for `--latency-seconds` and record each message's latency from
 produce() to its delivery report. MB/s counts record value bytes, 1 MB = 10^6 bytes.
 
-    .venv/bin/python bench/produce_consume.py --brokers shoal,tansu --total-bytes 64MiB
+    .venv/bin/python bench/produce_consume.py --total-bytes 64MiB
 
 `--backend seaweedfs-pg` starts SeaweedFS (S3) and a durable PostgreSQL for the run: Shoal
 keeps segments in SeaweedFS and metadata in PostgreSQL, Tansu uses its `s3://` engine on the
