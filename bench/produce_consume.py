@@ -468,8 +468,12 @@ def render_table(wl: Workload, results: list[BrokerResult]) -> str:
         for a in results:
             if a is b:
                 continue
+            label = f"ratio {a.broker}/{b.broker}"
+            if len(label) > 19:  # its own line, so the figures stay under their columns
+                lines.append(label)
+                label = ""
             lines.append(
-                f"{'ratio ' + a.broker + '/' + b.broker:<20}"
+                f"{label:<20}"
                 f"{_cell(_ratio(a.produce_mb_s, b.produce_mb_s), 13, 2)}"
                 f"{_cell(_ratio(a.consume_mb_s, b.consume_mb_s), 14, 2)}"
                 f"{_cell(_ratio(a.p50_ms, b.p50_ms), 9, 2)}"

@@ -1,6 +1,7 @@
 """Values of the classic group protocol: states, configuration, members and results.
 
-Plain data only; `groups/group.py` holds the state machine that moves them.
+Plain data only; `groups/group.py` (with the group_*.py modules it composes) holds the state
+machine that moves them.
 """
 
 from __future__ import annotations
