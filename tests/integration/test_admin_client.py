@@ -18,18 +18,26 @@ from confluent_kafka.admin import (
 )
 
 from tests.agent_process import AgentProcess
+from tests.backends import open_backend
 
 TIMEOUT_S = 30
 
 
 @pytest.fixture(scope="module")
-def admin_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+def admin_agent(
+    tmp_path_factory: pytest.TempPathFactory, backend_kind: str, request: pytest.FixtureRequest
+) -> Iterator[AgentProcess]:
+    """One agent per backend for the module (the tests use distinct topic names)."""
     data: Path = tmp_path_factory.mktemp("admin")
-    proc = AgentProcess(data, ["--auto-create-topics", "false", "--az", "zone-x"]).start()
-    try:
-        yield proc
-    finally:
-        assert proc.stop() == 0, proc.log_tail()
+    with open_backend(backend_kind, request) as backend:
+        proc = AgentProcess(
+            data, [*backend.args, "--auto-create-topics", "false", "--az", "zone-x"],
+            env=backend.env,
+        ).start()
+        try:
+            yield proc
+        finally:
+            assert proc.stop() == 0, proc.log_tail()
 
 
 @pytest.fixture
