@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import (
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     AlterConfigOpType,
     ConfigEntry,
@@ -161,7 +161,7 @@ def test_broker_configs_and_cluster(admin: AdminClient) -> None:
 
 
 def test_kafka_python_admin(admin_agent: AgentProcess) -> None:
-    from kafka.admin import ConfigResource as KpResource
+    from kafka.admin import ConfigResource as KpResource  # type: ignore[import-untyped]
     from kafka.admin import ConfigResourceType, KafkaAdminClient
     from kafka.admin import NewPartitions as KpNewPartitions
     from kafka.admin import NewTopic as KpNewTopic
@@ -186,9 +186,11 @@ def test_kafka_python_admin(admin_agent: AgentProcess) -> None:
 def test_aiokafka_admin(admin_agent: AgentProcess) -> None:
     import asyncio
 
-    from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
+    from aiokafka.admin import AIOKafkaAdminClient, NewPartitions  # type: ignore[import-untyped]
     from aiokafka.admin import NewTopic as AioNewTopic
-    from aiokafka.admin.config_resource import ConfigResource as AioResource
+    from aiokafka.admin.config_resource import (  # type: ignore[import-untyped]
+        ConfigResource as AioResource,
+    )
     from aiokafka.admin.config_resource import ConfigResourceType as AioType
 
     async def run() -> None:

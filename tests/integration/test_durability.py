@@ -90,6 +90,6 @@ def test_kill9_keeps_every_acked_record(tmp_path: Path, backend: Backend) -> Non
             want = workload.record(idx, PARTITIONS)
             assert (rec.key, rec.value, rec.partition) == (want.key, want.value, want.partition)
     for (p, offset), idx in acked_now.items():
-        rec = by_offset.get((p, offset))
-        assert rec is not None, f"acked record {idx} at {p}/{offset} lost"
-        assert int(rec.value[:8]) == idx, f"acked offset {p}/{offset} holds another record"
+        held = by_offset.get((p, offset))
+        assert held is not None, f"acked record {idx} at {p}/{offset} lost"
+        assert int(held.value[:8]) == idx, f"acked offset {p}/{offset} holds another record"

@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 import uuid
+from collections.abc import Coroutine
 from types import SimpleNamespace
-from typing import cast
+from typing import Any, cast
 
 from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
 from kio.static.primitive import i32Timedelta
@@ -67,8 +68,12 @@ async def test_pipelined_requests_reach_the_writer_in_order() -> None:
     svc = cast(Services, SimpleNamespace(settings=Settings(), topics=topics, writer=writer))
     turn = asyncio.Lock()
     ctxs = [RequestContext(0, 9, i, "c", "127.0.0.1:1", turn) for i in range(3)]
+    # @api types handlers as returning Awaitable; handle_produce is an `async def`.
     tasks = [
-        asyncio.create_task(handle_produce(svc, ctx, request(i))) for i, ctx in enumerate(ctxs)
+        asyncio.create_task(
+            cast("Coroutine[Any, Any, bytes | None]", handle_produce(svc, ctx, request(i)))
+        )
+        for i, ctx in enumerate(ctxs)
     ]
     for _ in range(5):
         await asyncio.sleep(0)

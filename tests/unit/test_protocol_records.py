@@ -9,7 +9,9 @@ from shoal.protocol.batch import BatchError
 from shoal.protocol.records import first_at_or_after, max_timestamp_record, record_timestamps
 from tests.unit.batchgen import make_batch, recrc
 
-RECORDS = [(f"k{i}".encode(), b"v" * (i * 13 % 200)) for i in range(50)]
+RECORDS: list[tuple[bytes | None, bytes | None]] = [
+    (f"k{i}".encode(), b"v" * (i * 13 % 200)) for i in range(50)
+]
 
 
 @pytest.mark.parametrize("codec", [0, 1, 2, 3, 4])

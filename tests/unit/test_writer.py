@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, TypedDict, Unpack, cast
 
 import pytest
 from crc32c import crc32c
@@ -23,6 +23,17 @@ SLOW = 60_000  # an interval/timeout no test waits for
 
 class Marks(list[tuple[str, int, int]]):
     """What on_commit reported, in call order."""
+
+
+class WriterLimits(TypedDict, total=False):
+    """The SegmentWriter limits a test may override; typed so `**` keeps each keyword's type."""
+
+    flush_interval_ms: int
+    flush_bytes_max: int
+    uploads_in_flight_max: int
+    buffer_bytes_max: int
+    backpressure_timeout_ms: int
+    commit_timeout_ms: int
 
 
 class FakeMeta:
@@ -100,12 +111,12 @@ def make_writer(
     store: ObjectStore,
     meta: FakeMeta,
     marks: Marks | None = None,
-    **limits: int,
+    **limits: Unpack[WriterLimits],
 ) -> SegmentWriter:
     on_commit: Callable[[list[tuple[str, int, int]]], None] = (
         marks.extend if marks is not None else (lambda _: None)
     )
-    params = {
+    params: WriterLimits = {
         "flush_interval_ms": SLOW,
         "flush_bytes_max": 1 << 20,
         "uploads_in_flight_max": 4,
@@ -357,7 +368,7 @@ async def test_append_before_start_is_refused() -> None:
 
 
 @pytest.mark.parametrize("bad", [{"flush_bytes_max": 0}, {"buffer_bytes_max": 0}])
-def test_limits_must_be_positive(bad: dict[str, int]) -> None:
+def test_limits_must_be_positive(bad: WriterLimits) -> None:
     with pytest.raises(ValueError):
         make_writer(GatedStore(), FakeMeta(), None, **bad)
 
