@@ -132,7 +132,9 @@ class Agent:
                 max_session_timeout_ms=settings.group_max_session_timeout_ms,
                 max_size=settings.group_max_size,
             ),
+            handover_ms=2 * settings.heartbeat_interval_ms,
         )
+        self._peers_seen = False
         self.group_lag = LagTracker(group_store, self.meta)
         self._group_collector = GroupCollector(self.groups, self.group_lag)
         self.services.groups = self.groups
@@ -198,6 +200,10 @@ class Agent:
         # again after an outage); groups another agent now owns are handed over.
         self.services.node_id = view.me.node_id
         self.groups.node_id = view.me.node_id
+        # A lone agent (and one that never had peers) has no previous owner to wait for.
+        self._peers_seen = self._peers_seen or len(view.live()) > 1
+        if self._peers_seen:
+            self.groups.hold_new_groups()
         released = self.groups.release_unowned()
         if released:
             log.info("membership changed: %d groups now coordinated elsewhere", len(released))

@@ -91,3 +91,41 @@ async def test_groups_move_to_the_new_owner_with_their_state(
     finally:
         await c0.stop()
         await c1.stop()
+
+
+async def test_new_owner_holds_moved_groups_for_the_handover_time(
+    store: SqliteMetadataStore,
+) -> None:
+    """After a membership change the new owner answers COORDINATOR_LOAD_IN_PROGRESS for the
+    groups it does not hold yet, until `handover_ms` has passed; groups it already holds are
+    served throughout."""
+    now = [1_000_000]
+    a0, a1 = agent(0), agent(1)
+    View.agents = [a0, a1]
+    config = GroupConfig(initial_rebalance_delay_ms=0)
+    c1 = GroupCoordinator(
+        store, RingOwnership(View(a1)), 1, config, clock=lambda: now[0], handover_ms=2_000
+    )
+    await c1.start()
+    try:
+        owned = [
+            g for g in (f"group-{i}" for i in range(40))
+            if (node := c1.coordinator_for(g)) is not None and node.node_id == 1
+        ]
+        held, kept = owned[0], owned[1]
+        joined = await c1.join(kept, jreq())
+        assert joined.error == errors.NONE
+
+        c1.hold_new_groups()
+        assert (await c1.fetch_offsets(held, None))[0] == errors.COORDINATOR_LOAD_IN_PROGRESS
+        assert (await c1.join(held, jreq())).error == errors.COORDINATOR_LOAD_IN_PROGRESS
+        assert await c1.heartbeat(kept, joined.member_id, None, 1) != (
+            errors.COORDINATOR_LOAD_IN_PROGRESS
+        )
+        now[0] += 1_999
+        assert (await c1.fetch_offsets(held, None))[0] == errors.COORDINATOR_LOAD_IN_PROGRESS
+        now[0] += 1
+        assert (await c1.fetch_offsets(held, None))[0] == errors.NONE
+        assert (await c1.join(held, jreq())).error == errors.NONE
+    finally:
+        await c1.stop()

@@ -50,6 +50,7 @@ class GroupCoordinator:
         config: GroupConfig | None = None,
         clock: Callable[[], int] = monotonic_ms,
         groups_in_memory_max: int = GROUPS_IN_MEMORY_MAX,
+        handover_ms: int = 0,
     ) -> None:
         self.store = store
         self.ownership = ownership
@@ -66,6 +67,8 @@ class GroupCoordinator:
         self._driver: asyncio.Task[None] | None = None
         self._started = False
         self.rebalances_total = 0
+        self.handover_ms = handover_ms
+        self._hold_until = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -92,25 +95,36 @@ class GroupCoordinator:
     def coordinator_for(self, key: str) -> CoordinatorNode | None:
         return self.ownership.owner_of(key)
 
+    def hold_new_groups(self) -> None:
+        """Membership changed: for `handover_ms`, groups this agent does not hold yet answer
+        COORDINATOR_LOAD_IN_PROGRESS (retriable). Agents see a change up to one heartbeat
+        apart; the wait lets the previous owner notice and drop a group before this one loads
+        it from the store, so two agents never run one group's rebalance at once."""
+        self._hold_until = self._clock() + self.handover_ms
+
     def release_unowned(self) -> list[str]:
         """Ownership moved (membership changed): drop the groups another agent now owns.
         Waiting joins and syncs get NOT_COORDINATOR; members rediscover the coordinator, and
         the new owner loads the group from the store. Returns the group ids dropped."""
         released = []
         for group_id, group in list(self._groups.items()):
-            owner = self.ownership.owner_of(group_id)
-            if owner is None or owner.node_id != self.node_id:
+            if not self._owns(group_id):
                 group.mark_dead()
                 del self._groups[group_id]
                 released.append(group_id)
         return released
 
+    def _owns(self, group_id: str) -> bool:
+        owner = self.ownership.owner_of(group_id)
+        return owner is not None and owner.node_id == self.node_id
+
     def _status(self, group_id: str) -> int:
         """Kafka's validateGroupStatus: is this agent the coordinator, and ready."""
-        owner = self.ownership.owner_of(group_id)
-        if owner is None or owner.node_id != self.node_id:
+        if not self._owns(group_id):
             return errors.NOT_COORDINATOR
         if not self._started:
+            return errors.COORDINATOR_LOAD_IN_PROGRESS
+        if group_id not in self._groups and self._clock() < self._hold_until:
             return errors.COORDINATOR_LOAD_IN_PROGRESS
         return errors.NONE
 
@@ -385,7 +399,7 @@ class GroupCoordinator:
         listed = {
             g.group_id: (g.protocol_type, g.state)
             for g in await self.store.list_groups()
-            if self._status(g.group_id) == errors.NONE
+            if self._owns(g.group_id)
         }
         for group in self._groups.values():
             if group.state is not GroupState.DEAD:
