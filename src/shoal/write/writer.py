@@ -1,4 +1,5 @@
-"""The write pipeline: open segment -> seal -> concurrent uploads -> commits in seal order.
+"""The write pipeline: open segment -> seal -> concurrent uploads -> commits in seal order,
+several uploaded segments per metadata transaction (group commit).
 
 Produce handlers call `append` with every validated batch of one request. The batches land in
 the same segment file, so one metadata transaction commits the whole request. `append` returns
