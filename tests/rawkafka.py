@@ -51,7 +51,10 @@ class RawConnection:
         return self._read_exact(size)
 
     def call(self, request: Any) -> Any:
-        correlation = self.send(request)
+        return self.read_response(request, self.send(request))
+
+    def read_response(self, request: Any, correlation: int) -> Any:
+        """The next response, decoded as the answer to `request` sent with `correlation`."""
         frame = self.read_frame()
         cls = load_response_schema(request.__api_key__, request.__version__)
         header, offset = entity_reader(cls.__header_schema__)(frame, 0)

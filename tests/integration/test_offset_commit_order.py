@@ -8,10 +8,7 @@ the group's offset backwards (librdkafka's test 0030 caught this on the s3-pg ba
 
 from __future__ import annotations
 
-from typing import Any
-
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-from kio.index import load_response_schema
 from kio.schema.offset_commit.v8.request import (
     OffsetCommitRequest,
     OffsetCommitRequestPartition,
@@ -22,7 +19,6 @@ from kio.schema.offset_fetch.v8.request import (
     OffsetFetchRequestGroup,
     OffsetFetchRequestTopics,
 )
-from kio.serial import entity_reader
 from kio.static.primitive import i32, i64
 
 from tests.agent_process import AgentProcess
@@ -57,15 +53,6 @@ def _commit(group: str, topic: str, offset: int) -> OffsetCommitRequest:
     )
 
 
-def _read_response(conn: RawConnection, request: Any, correlation: int) -> Any:
-    frame = conn.read_frame()
-    cls = load_response_schema(request.__api_key__, request.__version__)
-    header, offset = entity_reader(cls.__header_schema__)(frame, 0)
-    assert header.correlation_id == correlation
-    response, _ = entity_reader(cls)(frame, offset)
-    return response
-
-
 def test_pipelined_commits_apply_in_order(agent: AgentProcess) -> None:
     topic, group = "commit-order", "commit-order-group"
     admin = AdminClient({"bootstrap.servers": agent.bootstrap})
@@ -79,7 +66,7 @@ def test_pipelined_commits_apply_in_order(agent: AgentProcess) -> None:
             # All on the wire before reading any answer, as a pipelining client does.
             correlations = [conn.send(r) for r in requests]
             for request, correlation in zip(requests, correlations, strict=True):
-                response = _read_response(conn, request, correlation)
+                response = conn.read_response(request, correlation)
                 codes = {p.error_code for t in response.topics for p in t.partitions}
                 assert codes == {0}, codes
 
