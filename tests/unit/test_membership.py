@@ -332,3 +332,32 @@ async def test_dead_peer_leaves_at_its_timeout_not_at_the_next_beat(store: FakeA
     await store.heartbeat_agent("b", wall_clock_ms())
     await a.beat()
     assert "b" in ids(a)
+
+
+async def test_no_busy_loop_while_the_store_is_down(store: FakeAgentStore) -> None:
+    """After a failed beat, a peer's expiry passing must not wake the heartbeat task over and
+    over: it waits for the next beat (the view is kept during outages)."""
+    calls = 0
+
+    def counting_clock() -> int:
+        nonlocal calls
+        calls += 1
+        return wall_clock_ms()
+
+    await store.register_agent(local("b", 9010), None, 0)
+    store.rows["b"] = replace(store.rows["b"], heartbeat_at_ms=wall_clock_ms())
+    a = Membership(
+        store, local("a", 9000), heartbeat_interval_ms=200, heartbeat_timeout_ms=300,
+        clock=counting_clock,
+    )
+    await a.start()
+    _running.append(a)
+    store.down = True
+    while a.beats_failed == 0:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.35)  # b's expiry passes while the store is still down
+    calls_before = calls
+    await asyncio.sleep(0.3)
+    # A beat or two read the clock a few times; a busy loop reads it thousands of times.
+    assert calls - calls_before < 50
+    assert "b" in ids(a)  # the outage view is kept

@@ -166,15 +166,18 @@ class Membership:
             if loop.time() >= next_beat:
                 await self.beat()
                 next_beat = loop.time() + self.interval_ms / 1000
-            elif self._last_beat_ok:
-                # After a failed beat the view is kept as it was (see the module docstring):
-                # silence then says nothing about the peers.
+            else:
                 self._expire_silent_peers(self._clock())
 
     def _next_expiry_ms(self) -> int | None:
-        """When the peer heard from least recently times out, by the heartbeats last read."""
+        """When the peer heard from least recently times out (the first millisecond its
+        heartbeat is older than the timeout), by the heartbeats last read. None after a failed
+        beat: the view is then kept as it was (see the module docstring), since silence says
+        nothing about the peers, and the next beat is the only thing to wait for."""
+        if not self._last_beat_ok:
+            return None
         beats = [a.heartbeat_at_ms for a in self._known if a.agent_id != self._me.agent_id]
-        return min(beats) + self.timeout_ms if beats else None
+        return min(beats) + self.timeout_ms + 1 if beats else None
 
     def _expire_silent_peers(self, now: int) -> None:
         """Drop peers whose last known heartbeat is past the timeout without waiting for the
