@@ -55,7 +55,7 @@ def main() -> int:
         pg.start()
         flush_ms = args.flush_interval_ms
         if flush_ms is None:
-            flush_ms = int(pg.status(0)["agent"].get("flush_interval_ms", 10))
+            flush_ms = int(pg.status(0)["agent"]["flush_interval_ms"])
         topic = f"e2e-{uuid.uuid4().hex[:6]}"
         create_topic(pg.bootstrap(), topic, args.partitions)
         result = end_to_end_latency(

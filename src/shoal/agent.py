@@ -236,6 +236,7 @@ class Agent:
                 "roles": list(s.roles),
                 "kafka": f"{s.advertised}:{s.kafka_port}",
                 "http": f"{s.http_host}:{s.http_port}",
+                "flush_interval_ms": s.flush_interval_effective_ms,
                 "started_at": self.started_at,
                 "uptime_s": round(time.time() - self.started_at, 1),
             },

@@ -89,6 +89,7 @@ def test_metrics_and_status(agent: AgentProcess) -> None:
     with urllib.request.urlopen(f"{agent.http}/v1/status", timeout=10) as resp:
         status = json.loads(resp.read())
     assert status["agent"]["kafka"].endswith(f":{agent.kafka_port}")
+    assert status["agent"]["flush_interval_ms"] == 20  # the `agent` fixture's flag
     assert status["object_store"]["requests"]["put"] >= 1
     assert "Produce" in status["apis"]
 

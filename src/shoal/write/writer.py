@@ -260,7 +260,7 @@ class SegmentWriter:
                 await self._store.put_create(segment.key, segment.data)
                 if self._on_uploaded is not None:
                     try:
-                        self._on_uploaded(segment.key, bytes(segment.data))
+                        self._on_uploaded(segment.key, segment.data)
                     except Exception:
                         log.exception("on_uploaded listener failed")
             finally:
