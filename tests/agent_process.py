@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -97,6 +99,15 @@ class AgentProcess:
         with urllib.request.urlopen(f"{self.http}/metrics", timeout=10) as resp:
             return str(resp.read().decode())
 
+    def status(self) -> dict[str, Any]:
+        """The agent's /v1/status document."""
+        with urllib.request.urlopen(f"{self.http}/v1/status", timeout=10) as resp:
+            return dict(json.loads(resp.read()))
+
+    def live_agents(self) -> int:
+        """Agents in this agent's membership view (all zones)."""
+        return sum(len(members) for members in self.status()["cluster"]["zones"].values())
+
     def log_tail(self, lines: int = 40) -> str:
         if self.log_path is None or not self.log_path.exists():
             return ""
@@ -109,3 +120,15 @@ class AgentProcess:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) * 1024
         return 0
+
+
+def wait_for_membership(agents: list[AgentProcess], timeout_s: float = 60.0) -> None:
+    """Until every agent's view holds all of them: before that, Metadata names the agents
+    known so far and partition leaders move as the views fill in."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all(a.live_agents() == len(agents) for a in agents):
+            return
+        time.sleep(0.1)
+    seen = [a.live_agents() for a in agents]
+    raise AssertionError(f"the agents did not all see each other: {seen}")

@@ -15,17 +15,15 @@ report.)"""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.agent_process import AgentProcess
+from tests.agent_process import AgentProcess, wait_for_membership
 from tests.integration.faults_workload import BackgroundProducer, high_watermarks, read_back
 from tests.integration.test_clients_roundtrip import create_topic
 from tests.pg_server import PgServer, PgUnavailable
@@ -120,7 +118,7 @@ def test_postgres_down_15s_no_ack_and_recovery(agents: list[AgentProcess], pg: P
     topic = "pg-outage"
     # Produce only once every agent sees every agent: until then Metadata names the agents
     # known so far, and leaders would move as the views fill in.
-    _wait_for(lambda: all(_live_agents(a) == len(agents) for a in agents), 60, "membership")
+    wait_for_membership(agents)
     create_topic(agents[0].bootstrap, topic, PARTITIONS)
     producers = [
         TimedProducer(agent.bootstrap, topic, first_index=i * 10_000_000, zone=f"z{i}")
@@ -165,12 +163,6 @@ def test_postgres_down_15s_no_ack_and_recovery(agents: list[AgentProcess], pg: P
         assert dict(got) == expected, "acked records lost, moved or read twice"
         marks = high_watermarks(agent.bootstrap, topic, PARTITIONS)
         assert sum(marks.values()) == len(acked), "the log holds records never acked"
-
-
-def _live_agents(agent: AgentProcess) -> int:
-    with urllib.request.urlopen(f"{agent.http}/v1/status", timeout=10) as resp:
-        status = json.loads(resp.read())
-    return sum(len(members) for members in status["cluster"]["zones"].values())
 
 
 def _wait_for(check: Any, timeout_s: float, what: str) -> None:

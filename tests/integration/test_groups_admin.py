@@ -5,8 +5,6 @@ group series on /metrics."""
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from typing import Any
 
 import pytest
@@ -26,12 +24,6 @@ from tests.integration.group_members import (
 
 PARTITIONS = 4
 N = 4000
-
-
-def status(agent: AgentProcess) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{agent.http}/v1/status", timeout=10) as resp:
-        doc: dict[str, Any] = json.loads(resp.read())
-    return doc
 
 
 def delete_offsets(bootstrap: str, group: str, topic: str, partition: int) -> str:
@@ -111,10 +103,10 @@ def test_group_admin(agent: AgentProcess) -> None:
 
     # Lag in /v1/status and on /metrics (computed on demand: the first call starts it).
     def lag_reported() -> bool:
-        return group in status(agent)["groups"]["lag_by_group"]
+        return group in agent.status()["groups"]["lag_by_group"]
 
     wait_until(lag_reported, 20, "lag in /v1/status")
-    groups_doc = status(agent)["groups"]
+    groups_doc = agent.status()["groups"]
     assert groups_doc["lag_by_group"][group] == 0
     assert groups_doc["rebalances_total"] >= 1
     rows = {(r["group"], r["topic"], r["partition"]): r for r in groups_doc["lag"]}

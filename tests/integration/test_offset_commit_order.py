@@ -8,7 +8,6 @@ the group's offset backwards (librdkafka's test 0030 caught this on the s3-pg ba
 
 from __future__ import annotations
 
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from kio.schema.offset_commit.v8.request import (
     OffsetCommitRequest,
     OffsetCommitRequestPartition,
@@ -22,6 +21,7 @@ from kio.schema.offset_fetch.v8.request import (
 from kio.static.primitive import i32, i64
 
 from tests.agent_process import AgentProcess
+from tests.integration.group_members import create_topic
 from tests.rawkafka import RawConnection
 
 COMMITS = 40
@@ -55,8 +55,7 @@ def _commit(group: str, topic: str, offset: int) -> OffsetCommitRequest:
 
 def test_pipelined_commits_apply_in_order(agent: AgentProcess) -> None:
     topic, group = "commit-order", "commit-order-group"
-    admin = AdminClient({"bootstrap.servers": agent.bootstrap})
-    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(30)
+    create_topic(agent.bootstrap, topic, PARTITIONS)
 
     conn = RawConnection(agent.bootstrap)
     try:

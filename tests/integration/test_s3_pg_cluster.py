@@ -8,9 +8,6 @@ every partition concurrently, and only the metadata store orders them."""
 
 from __future__ import annotations
 
-import json
-import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +15,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from tests.agent_process import AgentProcess
+from tests.agent_process import AgentProcess, wait_for_membership
 from tests.integration.faults_workload import BackgroundProducer, high_watermarks, read_back
 from tests.integration.test_clients_roundtrip import create_topic
 from tests.s3_server import S3Server, list_keys
@@ -55,21 +52,6 @@ def cluster(
                 assert agent.stop() == 0, agent.log_tail()
 
 
-def _wait_for_membership(agents: list[AgentProcess], timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if all(_live_agents(a) == len(agents) for a in agents):
-            return
-        time.sleep(0.1)
-    raise AssertionError("the agents did not all see each other")
-
-
-def _live_agents(agent: AgentProcess) -> int:
-    with urllib.request.urlopen(f"{agent.http}/v1/status", timeout=10) as resp:
-        status = json.loads(resp.read())
-    return sum(len(members) for members in status["cluster"]["zones"].values())
-
-
 def _leaders(agent: AgentProcess, zone: str, topic: str) -> set[int]:
     admin = AdminClient({"bootstrap.servers": agent.bootstrap, "client.id": f"shoal_az={zone}"})
     meta = admin.list_topics(topic, timeout=30)
@@ -88,7 +70,7 @@ def test_three_agents_commit_the_same_partitions(
     topic = "shared16"
     # Every agent must see every agent before Metadata is asked: until then a zone whose
     # agent is not yet in the view falls back to the agents known so far.
-    _wait_for_membership(cluster)
+    wait_for_membership(cluster)
     create_topic(cluster[0].bootstrap, topic, PARTITIONS)
     for i, agent in enumerate(cluster):
         assert _leaders(agent, f"z{i}", topic) == {i}, f"zone z{i} is not led by agent {i}"
