@@ -50,7 +50,7 @@ class RingBlockSource:
         store: RangeReader,
         block_bytes: int,
         *,
-        fallback_gets_in_flight_max: int = 16,
+        fallback_reads_in_flight_max: int = 16,
         suspect_s: float = 1.0,
     ) -> None:
         if block_bytes <= 0:
@@ -60,7 +60,7 @@ class RingBlockSource:
         self._peers = peers
         self._store = store
         self.block_bytes = block_bytes
-        self._fallback_sem = asyncio.Semaphore(fallback_gets_in_flight_max)
+        self._fallback_sem = asyncio.Semaphore(fallback_reads_in_flight_max)
         self._suspect_s = suspect_s
         self._suspect_until: dict[str, float] = {}
         self._ring_ids: tuple[str, ...] | None = None
@@ -71,7 +71,7 @@ class RingBlockSource:
         self.local_pieces = 0
         self.remote_pieces = 0
         self.fallbacks: dict[str, int] = {}
-        self.fallback_gets = 0
+        self.fallback_reads = 0
 
     # -- public API ----------------------------------------------------------------------------
     async def read_ranges(
@@ -150,7 +150,7 @@ class RingBlockSource:
             "local_pieces": self.local_pieces,
             "remote_pieces": self.remote_pieces,
             "fallbacks": dict(self.fallbacks),
-            "fallback_gets": self.fallback_gets,
+            "fallback_reads": self.fallback_reads,
             "client": self._peers.stats(),
         }
 
@@ -301,7 +301,7 @@ class RingBlockSource:
             key, file_size, _ = requests[fi]
             try:
                 async with self._fallback_sem:
-                    self.fallback_gets += 1
+                    self.fallback_reads += 1
                     chunks = await self._local.read_ranges(
                         key, file_size, [(p.pos, p.length) for p in group]
                     )
