@@ -64,6 +64,34 @@ async def test_two_stores_commit_concurrently_without_reusing_offsets(
         assert_dense(await all_offsets(b, "t", p), records=240 * sum(sizes) // 3)
 
 
+async def test_concurrent_group_commits_touching_partitions_in_opposite_orders(
+    open_store: Opener,
+) -> None:
+    """Two stores commit groups of files whose partitions come in opposite orders (a's first
+    file writes partition 2 and its second partition 0; b's the other way round). Locking file
+    by file could deadlock two such transactions; every commit must succeed with dense
+    offsets."""
+    a = await open_store()
+    b = await open_store()
+    await a.create_topic("t", 3, {})
+
+    async def writer(s: MetadataStore, order: list[int], rounds: int) -> list[BatchOutcome]:
+        out: list[BatchOutcome] = []
+        for _ in range(rounds):
+            files = [(new_file(), [batch("t", p, 2)]) for p in order]
+            for outcomes in await s.commit_files(files):
+                out += outcomes
+        return out
+
+    results = await asyncio.gather(
+        writer(a, [2, 1, 0], 40), writer(b, [0, 1, 2], 40),
+        writer(a, [1, 2, 0], 40), writer(b, [0, 2, 1], 40),
+    )  # fmt: skip
+    assert all(o.error_code == 0 for r in results for o in r)
+    for p in range(3):
+        assert_dense(await all_offsets(a, "t", p), records=4 * 40 * 2)
+
+
 _CHILD = textwrap.dedent(
     """
     import asyncio, sys, uuid
