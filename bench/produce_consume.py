@@ -467,24 +467,23 @@ def render_table(wl: Workload, results: list[BrokerResult]) -> str:
         if r.error:
             row += f"  ({r.error.splitlines()[0][:80]})"
         lines.append(row.rstrip())
-    # Every other broker against the peer (the last one when no Tansu ran).
-    peers = [r for r in results if r.broker.startswith("tansu")] or results[-1:]
-    for b in peers[:1]:
-        for a in results:
-            if a is b:
-                continue
-            label = f"ratio {a.broker}/{b.broker}"
-            if len(label) > 19:  # its own line, so the figures stay under their columns
-                lines.append(label)
-                label = ""
-            lines.append(
-                f"{label:<20}"
-                f"{_cell(_ratio(a.produce_mb_s, b.produce_mb_s), 13, 2)}"
-                f"{_cell(_ratio(a.consume_mb_s, b.consume_mb_s), 14, 2)}"
-                f"{_cell(_ratio(a.p50_ms, b.p50_ms), 9, 2)}"
-                f"{_cell(_ratio(a.p99_ms, b.p99_ms), 9, 2)}"
-                f"{_cell(_ratio(a.max_ms, b.max_ms), 9, 2)}"
-            )
+    # Every other broker against the peer (Tansu; the last broker when Tansu did not run).
+    b = next((r for r in results if r.broker.startswith("tansu")), results[-1])
+    for a in results:
+        if a is b:
+            continue
+        label = f"ratio {a.broker}/{b.broker}"
+        if len(label) > 19:  # its own line, so the figures stay under their columns
+            lines.append(label)
+            label = ""
+        lines.append(
+            f"{label:<20}"
+            f"{_cell(_ratio(a.produce_mb_s, b.produce_mb_s), 13, 2)}"
+            f"{_cell(_ratio(a.consume_mb_s, b.consume_mb_s), 14, 2)}"
+            f"{_cell(_ratio(a.p50_ms, b.p50_ms), 9, 2)}"
+            f"{_cell(_ratio(a.p99_ms, b.p99_ms), 9, 2)}"
+            f"{_cell(_ratio(a.max_ms, b.max_ms), 9, 2)}"
+        )
     if len(results) > 1:
         lines.append("(ratios: throughput higher is better, latency lower is better)")
     return "\n".join(lines)
