@@ -38,6 +38,7 @@ from obstore.store import LocalStore, MemoryStore
 from obstore.store import from_url as obstore_from_url
 
 from shoal import metrics
+from shoal.objstore import local_files
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, RetryConfig
@@ -90,12 +91,15 @@ class ObjectStore:
         inner: ObstoreStore,
         *,
         url: str,
+        local_root: str | None = None,
         timeout_ms: int,
         attempts_max: int = 4,
         backoff_initial_ms: int = 50,
         backoff_max_ms: int = 2_000,
     ) -> None:
         self._inner = inner
+        # A local folder takes puts through local_files (synced before they return).
+        self._local_root = local_root
         self._lists_in_order = not isinstance(inner, LocalStore | MemoryStore)
         self.url = url
         self.timeout_ms = timeout_ms
@@ -114,6 +118,7 @@ class ObjectStore:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         inner: ObstoreStore
+        local_root: str | None = None
         if scheme == "memory":
             inner = MemoryStore()
         elif scheme == "file":
@@ -122,23 +127,31 @@ class ObjectStore:
                 raise ValueError(f"file:// URL needs an absolute path: {url!r}")
             os.makedirs(path, exist_ok=True)
             inner = LocalStore(path, mkdir=True)
+            local_root = path
         else:
             inner = _remote_store(url, timeout_ms)
-        return cls(inner, url=url, timeout_ms=timeout_ms)
+        return cls(inner, url=url, timeout_ms=timeout_ms, local_root=local_root)
 
     # -- public API -------------------------------------------------------------------------
     async def put_create(self, key: str, data: bytes | memoryview) -> None:
         """Write `key` once. Raises ObjectExistsError if it already holds other bytes."""
         size = len(data)
+        local_root = self._local_root
+
+        async def call() -> None:
+            if local_root is None:
+                await obstore.put_async(self._inner, key, data, mode="create")
+                return
+            try:
+                await asyncio.to_thread(local_files.put_create, local_root, key, data)
+            except FileExistsError as exc:
+                raise AlreadyExistsError(str(exc)) from exc
+
         attempt = 0
         while True:
             attempt += 1
             try:
-                await self._timed(
-                    "put",
-                    lambda: obstore.put_async(self._inner, key, data, mode="create"),
-                    size,
-                )
+                await self._timed("put", call, size)
                 return
             except AlreadyExistsError as exc:
                 if await self._holds(key, data):

@@ -1,0 +1,72 @@
+"""Local-folder puts: create-only, synced before they return, no half file after a failure."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from shoal.objstore import ObjectExistsError, ObjectStore, local_files
+
+
+def test_put_syncs_file_then_directory_before_returning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, str]] = []
+    real_fdatasync, real_fsync = os.fdatasync, os.fsync
+
+    def fdatasync(fd: int) -> None:
+        calls.append(("fdatasync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fdatasync(fd)
+
+    def fsync(fd: int) -> None:
+        calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    monkeypatch.setattr(os, "fsync", fsync)
+    local_files.put_create(str(tmp_path), "segments/2026/11/26/a.seg", b"x" * 100_000)
+    target = tmp_path / "segments/2026/11/26/a.seg"
+    assert calls == [("fdatasync", str(target)), ("fsync", str(target.parent))]
+    assert target.read_bytes() == b"x" * 100_000
+
+
+def test_put_refuses_an_existing_name_and_keeps_its_bytes(tmp_path: Path) -> None:
+    local_files.put_create(str(tmp_path), "k", b"first")
+    with pytest.raises(FileExistsError):
+        local_files.put_create(str(tmp_path), "k", b"second")
+    assert (tmp_path / "k").read_bytes() == b"first"
+
+
+def test_failed_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_write = os.write
+
+    def short_then_fail(fd: int, data: memoryview) -> int:
+        if len(data) < 1000:
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data[:500])
+
+    monkeypatch.setattr(os, "write", short_then_fail)
+    with pytest.raises(OSError, match="No space"):
+        local_files.put_create(str(tmp_path), "segments/x.seg", b"y" * 1000)
+    assert not (tmp_path / "segments/x.seg").exists()
+    monkeypatch.setattr(os, "write", real_write)
+    # The name is free again: a retry of the same put succeeds.
+    local_files.put_create(str(tmp_path), "segments/x.seg", b"y" * 1000)
+    assert (tmp_path / "segments/x.seg").read_bytes() == b"y" * 1000
+
+
+async def test_concurrent_puts_of_one_key_store_one_of_them(tmp_path: Path) -> None:
+    store = ObjectStore.from_url(f"file://{tmp_path}", timeout_ms=5_000)
+    payloads = [bytes([i]) * 200_000 for i in range(8)]
+    results = await asyncio.gather(
+        *(store.put_create("segments/same.seg", p) for p in payloads), return_exceptions=True
+    )
+    winners = [p for p, r in zip(payloads, results, strict=True) if r is None]
+    assert len(winners) == 1
+    assert all(isinstance(r, ObjectExistsError) for r in results if r is not None)
+    # Whatever won is whole, readable through obstore's LocalStore.
+    assert await store.get("segments/same.seg") == winners[0]
+    assert [m.key for m in await store.list("segments")] == ["segments/same.seg"]
