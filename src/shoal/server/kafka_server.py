@@ -29,6 +29,7 @@ from shoal.protocol.framing import (
     response_header_flexible,
 )
 from shoal.server.byte_budget import ByteBudget
+from shoal.server.frame_stream import FrameStream
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,9 @@ class KafkaServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._on_connection,
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: FrameStream(self._on_connection),
             self._settings.kafka_host,
             self._settings.kafka_port,
             reuse_address=True,
@@ -87,14 +89,12 @@ class KafkaServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
 
-    async def _on_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def _on_connection(self, stream: FrameStream) -> None:
         task = asyncio.current_task()
         assert task is not None
-        peer = writer.get_extra_info("peername")
+        peer = stream.get_extra_info("peername")
         peer_s = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        conn = _Connection(self._svc, self._budget, reader, writer, peer_s)
+        conn = _Connection(self._svc, self._budget, stream, stream, peer_s)
         self._connections[task] = conn
         metrics.CONNECTIONS.inc()
         try:
@@ -111,8 +111,8 @@ class _Connection:
         self,
         svc: Services,
         budget: ByteBudget,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        reader: FrameStream,
+        writer: FrameStream,
         peer: str,
     ) -> None:
         self._svc = svc
