@@ -4,6 +4,7 @@ Per broker: (1) produce `--total-bytes` as fast as possible and time it until th
 report; (2) read the topic back from the beginning; (3) produce at a paced rate (default half
 of the peak from phase 1) for `--latency-seconds` and record each message's latency from
 produce() to its delivery report. MB/s counts record value bytes, 1 MB = 10^6 bytes.
+Every broker runs `--rounds` times (default 3), interleaved; the table shows medians.
 
     .venv/bin/python bench/produce_consume.py --total-bytes 64MiB
 
@@ -19,6 +20,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -450,11 +452,54 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def render_table(wl: Workload, results: list[BrokerResult]) -> str:
+_MEDIAN_FIELDS = (
+    "produce_mb_s",
+    "consume_mb_s",
+    "latency_achieved_rate",
+    "p50_ms",
+    "p99_ms",
+    "max_ms",
+)
+
+
+def combine_rounds(rounds: list[BrokerResult]) -> BrokerResult:
+    """One broker's rounds as one row: the median of each figure over the rounds that
+    measured it; not ok if any round failed (its first error is kept)."""
+    first = rounds[0]
+    combined = BrokerResult(broker=first.broker, ok=all(r.ok for r in rounds))
+    combined.error = next((r.error for r in rounds if r.error), None)
+    for field in _MEDIAN_FIELDS:
+        values = [v for r in rounds if (v := getattr(r, field)) is not None]
+        setattr(combined, field, statistics.median(values) if values else None)
+    combined.produce_records = sum(r.produce_records for r in rounds)
+    combined.produce_errors = sum(r.produce_errors for r in rounds)
+    combined.consume_records = sum(r.consume_records for r in rounds)
+    combined.latency_records = sum(r.latency_records for r in rounds)
+    combined.latency_errors = sum(r.latency_errors for r in rounds)
+    return combined
+
+
+def render_rounds(per_broker: dict[str, list[BrokerResult]]) -> str:
+    """Each round's produce and consume figures, so the spread behind the medians shows."""
+    lines = ["per round, produce / consume MB/s:"]
+    for name, rounds in per_broker.items():
+        cells = "  ".join(
+            f"{_cell(r.produce_mb_s, 0, 0).strip()}/{_cell(r.consume_mb_s, 0, 0).strip()}"
+            for r in rounds
+        )
+        lines.append(f"  {name:<18}{cells}")
+    return "\n".join(lines)
+
+
+def render_table(wl: Workload, results: list[BrokerResult], rounds: int = 1) -> str:
     idem = "idempotent" if wl.idempotence else "not idempotent"
     lines = [
         f"workload: {wl.record_bytes} B records, {wl.partitions} partitions,"
         f" {fmt_bytes(wl.total_bytes)}, compression {wl.compression}, acks=all, {idem}",
+    ]
+    if rounds > 1:
+        lines.append(f"medians of {rounds} rounds, brokers interleaved in each round")
+    lines += [
         f"{'broker':<20}{'produce MB/s':>13}{'consume MB/s':>14}{'p50 ms':>9}{'p99 ms':>9}"
         f"{'max ms':>9}  latency at",
     ]
@@ -505,6 +550,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tansu-bootstrap", metavar="HOST:PORT", help="use a running Tansu")
     p.add_argument("--rate", type=float, help="records/s in the latency phase (default: peak/2)")
     p.add_argument("--latency-seconds", type=float, default=10.0, help="default 10")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="run every broker this many times, interleaved (A B A B ...), and report\n"
+        "medians: one run on a shared 2-core machine varies by +-30 %% (default 3)",
+    )
     p.add_argument("--flush-interval-ms", type=int, help="passed to the started Shoal agent")
     p.add_argument(
         "--backend",
@@ -534,6 +586,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--partitions must be 1..10000")
     if args.rate is not None and args.rate <= 0:
         p.error("--rate must be positive")
+    if not 1 <= args.rounds <= 50:
+        p.error("--rounds must be 1..50")
     return args
 
 
@@ -560,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
     bootstraps = {"shoal": args.shoal_bootstrap, "tansu": args.tansu_bootstrap, "shoal-mem": None}
-    results: list[BrokerResult] = []
+    per_broker: dict[str, list[BrokerResult]] = {}
     notes: list[str] = []
     try:
         with tempfile.TemporaryDirectory(prefix="bench-servers-") as tmp:
@@ -568,21 +622,36 @@ def main(argv: list[str] | None = None) -> int:
                 progress.done(f"starting {args.backend} servers", always=True)
             with servers.backend(args.backend, Path(tmp)) as storage:
                 notes = storage.notes
-                for name in args.broker_names:
-                    flush = args.flush_interval_ms if name.startswith("shoal") else None
-                    results.append(
-                        bench_broker(
-                            name, bootstraps[name], flush, wl, progress, storage,
-                            storage.label(name),
+                # Interleaved, so a slow spell of the machine hits every broker alike.
+                for number in range(1, args.rounds + 1):
+                    if args.rounds > 1:
+                        progress.done(f"round {number} of {args.rounds}")
+                    for name in args.broker_names:
+                        flush = args.flush_interval_ms if name.startswith("shoal") else None
+                        label = storage.label(name)
+                        result = bench_broker(
+                            name, bootstraps[name], flush, wl, progress, storage, label
                         )
-                    )  # fmt: skip
+                        per_broker.setdefault(result.broker, []).append(result)
     except KeyboardInterrupt:
         progress.done("interrupted", always=True)
         return 130
+    results = [combine_rounds(rounds) for rounds in per_broker.values()]
     print(f"backend: {args.backend}" + "".join(f"; {n}" for n in notes))
-    print(render_table(wl, results))
+    print(render_table(wl, results, args.rounds))
+    if args.rounds > 1:
+        print(render_rounds(per_broker))
     if args.json:
-        print(json.dumps({"workload": asdict(wl), "results": [asdict(r) for r in results]}))
+        rounds_json = {name: [asdict(r) for r in rounds] for name, rounds in per_broker.items()}
+        print(
+            json.dumps(
+                {
+                    "workload": asdict(wl),
+                    "results": [asdict(r) for r in results],
+                    "rounds": rounds_json,
+                }
+            )
+        )
     return 0 if all(r.ok for r in results) else 1
 
 
