@@ -40,7 +40,58 @@ def test_put_refuses_an_existing_name_and_keeps_its_bytes(tmp_path: Path) -> Non
     assert (tmp_path / "k").read_bytes() == b"first"
 
 
+@pytest.fixture(params=["direct", "buffered"])
+def write_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "buffered":
+        monkeypatch.setattr(local_files, "_O_DIRECT", 0)
+    return str(request.param)
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, 1_000_003])
+def test_bytes_read_back_exactly_in_either_mode(
+    tmp_path: Path, write_mode: str, size: int
+) -> None:
+    data = os.urandom(size)
+    local_files.put_create(str(tmp_path), f"k{size}", data)
+    # O_DIRECT writes whole blocks; the file is cut back to the object's size.
+    assert (tmp_path / f"k{size}").read_bytes() == data
+
+
+def test_file_system_without_o_direct_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open = os.open
+    direct_tries = []
+
+    def no_direct(path: str, flags: int, mode: int = 0o777) -> int:
+        if flags & local_files._O_DIRECT:
+            direct_tries.append(path)
+            raise OSError(22, "Invalid argument")
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", no_direct)
+    monkeypatch.setattr(local_files, "_direct_unsupported", set())
+    local_files.put_create(str(tmp_path), "a", b"first")
+    local_files.put_create(str(tmp_path), "b", b"second")
+    assert (tmp_path / "a").read_bytes() == b"first"
+    assert (tmp_path / "b").read_bytes() == b"second"
+    assert len(direct_tries) == 1  # the refusal is remembered per root
+
+
+def test_failed_sync_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_mode: str
+) -> None:
+    def fail(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", fail)
+    with pytest.raises(OSError, match="Input/output"):
+        local_files.put_create(str(tmp_path), "segments/x.seg", b"y" * 10_000)
+    assert not (tmp_path / "segments/x.seg").exists()
+
+
 def test_failed_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local_files, "_O_DIRECT", 0)  # short writes: the buffered path
     real_write = os.write
 
     def short_then_fail(fd: int, data: memoryview) -> int:

@@ -12,9 +12,14 @@ file left half-written by a crash was never committed, so the garbage collector'
 deletes it like any uncommitted segment. That saves an inode, a link and an unlink per put,
 about a millisecond of each segment's ack latency on this machine kind.
 
-The pages stay in the page cache: reads of blocks the agent's block cache no longer holds
-are served from it. (Dropping them after the sync, `POSIX_FADV_DONTNEED`, measured no better
-for produce here and made reading back 1 GiB slower.)
+Objects up to DIRECT_BYTES_MAX are written with O_DIRECT from a page-aligned buffer that each
+worker thread keeps (padded to whole blocks, then cut back with ftruncate). That skips the page
+cache: no copy into it and, more to the point on a virtual machine, no fresh page-cache pages
+to fault in for every segment (first touches cost far more than the copy). File systems that
+refuse O_DIRECT (EINVAL) get buffered writes; the refusal is remembered per root. Reads go
+through obstore and the page cache as before; the agent's block cache keeps the tail it wrote.
+Measured in the agent, 1 GiB of idempotent produce, 3 interleaved runs: 412-453 MB/s and
+0.67-0.75 s of kernel CPU, against 383-420 MB/s and 0.95-1.28 s buffered (both synced).
 
 The layout is obstore's (`<root>/<key>`), so reads, lists and deletes still go through
 LocalStore. These functions block: callers run them in a worker thread.
@@ -23,10 +28,19 @@ LocalStore. These functions block: callers run them in a worker thread.
 from __future__ import annotations
 
 import contextlib
+import errno
+import mmap
 import os
+import threading
 
 _DIR_MODE = 0o755
 _FILE_MODE = 0o644
+_ALIGN = 4096  # O_DIRECT wants the buffer, the length and the offset aligned to the block size
+# Larger objects are written through the page cache (a thread's aligned buffer stays this big).
+DIRECT_BYTES_MAX = 16 * 1024 * 1024
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
+_direct_unsupported: set[str] = set()  # roots whose file system refused O_DIRECT
+_local = threading.local()
 
 
 def put_create(root: str, key: str, data: bytes | memoryview) -> None:
@@ -34,9 +48,23 @@ def put_create(root: str, key: str, data: bytes | memoryview) -> None:
     path = os.path.join(root, key)
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=_DIR_MODE, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
+    direct = bool(_O_DIRECT) and len(data) <= DIRECT_BYTES_MAX and root not in _direct_unsupported
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    if direct:
+        try:
+            fd = os.open(path, flags | _O_DIRECT, _FILE_MODE)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            _direct_unsupported.add(root)  # e.g. tmpfs
+            direct = False
+    if not direct:
+        fd = os.open(path, flags, _FILE_MODE)
     try:
-        _write_all(fd, data)
+        if direct:
+            _write_direct(fd, data)
+        else:
+            _write_all(fd, data)
         os.fdatasync(fd)
     except BaseException:
         os.close(fd)
@@ -45,6 +73,28 @@ def put_create(root: str, key: str, data: bytes | memoryview) -> None:
         raise
     os.close(fd)
     _sync_dir(directory)
+
+
+def _write_direct(fd: int, data: bytes | memoryview) -> None:
+    size = len(data)
+    padded = -(-size // _ALIGN) * _ALIGN
+    buf = _aligned_buffer(padded)
+    buf[:size] = data
+    buf[size:padded] = bytes(padded - size)
+    _write_all(fd, memoryview(buf)[:padded])
+    os.ftruncate(fd, size)
+
+
+def _aligned_buffer(size: int) -> mmap.mmap:
+    """This thread's page-aligned buffer of at least `size` bytes (reused: its pages stay
+    mapped, which is the point on a VM where first touches are dear)."""
+    buf: mmap.mmap | None = getattr(_local, "buf", None)
+    if buf is None or len(buf) < size:
+        if buf is not None:
+            buf.close()
+        buf = mmap.mmap(-1, max(size, 2 * 1024 * 1024))
+        _local.buf = buf
+    return buf
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
