@@ -231,15 +231,22 @@ def broker_for(
     bootstrap: str | None,
     flush_interval_ms: int | None,
     storage: StorageOptions | None = None,
+    parent: Path | None = None,
 ) -> Iterator[RunningBroker]:
     """The broker called `name`: the given bootstrap if any, else one started in a temp dir
-    (on `storage`'s servers when given: see bench/servers.py)."""
+    (on `storage`'s servers when given: see bench/servers.py). With `parent`, the temp dir is
+    made there and left for the caller to remove with it, after every measurement."""
     if bootstrap:
         with external(name, bootstrap) as broker:
             yield broker
         return
-    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
-        workdir = Path(tmp)
+    with contextlib.ExitStack() as cleanup:
+        if parent is None:
+            workdir = Path(
+                cleanup.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{name}-"))
+            )
+        else:
+            workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-", dir=parent))
         if name == "tansu":
             engine = storage.tansu_storage() if storage else "memory://tansu/"
             env = storage.tansu_env() if storage else None

@@ -387,11 +387,12 @@ def bench_broker(
     progress: Progress,
     storage: StorageOptions | None = None,
     label: str | None = None,
+    parent: Path | None = None,
 ) -> BrokerResult:
     result = BrokerResult(broker=label or name)
     values = payloads(wl.record_bytes, wl.total_bytes)
     try:
-        with broker_for(name, bootstrap, flush_interval_ms, storage) as broker:
+        with broker_for(name, bootstrap, flush_interval_ms, storage, parent) as broker:
             progress.done(f"[{name}] up at {broker.bootstrap}")
             topic = f"bench-{uuid.uuid4().hex[:12]}"
             create_topic(broker, topic, wl.partitions, timeout_s=30.0)
@@ -629,8 +630,10 @@ def main(argv: list[str] | None = None) -> int:
                     for name in args.broker_names:
                         flush = args.flush_interval_ms if name.startswith("shoal") else None
                         label = storage.label(name)
+                        # Data dirs go when the whole run is over: deleting a round's files
+                        # right away would slow the next round's file creation (see README).
                         result = bench_broker(
-                            name, bootstraps[name], flush, wl, progress, storage, label
+                            name, bootstraps[name], flush, wl, progress, storage, label, Path(tmp)
                         )
                         per_broker.setdefault(result.broker, []).append(result)
     except KeyboardInterrupt:
