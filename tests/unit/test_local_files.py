@@ -121,3 +121,39 @@ async def test_concurrent_puts_of_one_key_store_one_of_them(tmp_path: Path) -> N
     # Whatever won is whole, readable through obstore's LocalStore.
     assert await store.get("segments/same.seg") == winners[0]
     assert [m.key for m in await store.list("segments")] == ["segments/same.seg"]
+
+
+def _dir_flags(path: Path) -> int | None:
+    import array
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, local_files._FS_IOC_GETFLAGS, flags, True)
+        return int(flags[0])
+    except OSError:
+        return None  # a file system without inode flags (tmpfs, overlayfs, ...)
+    finally:
+        os.close(fd)
+
+
+def test_new_directories_are_marked_as_top_directories(tmp_path: Path) -> None:
+    local_files.put_create(str(tmp_path), "segments/2026/11/26/a.seg", b"a")
+    local_files.put_create(str(tmp_path), "segments/2026/11/27/b.seg", b"b")
+    created = [
+        tmp_path / "segments",
+        tmp_path / "segments/2026",
+        tmp_path / "segments/2026/11",
+        tmp_path / "segments/2026/11/26",
+        tmp_path / "segments/2026/11/27",
+    ]
+    assert (tmp_path / "segments/2026/11/27/b.seg").read_bytes() == b"b"
+    if _dir_flags(tmp_path) is None:
+        return  # nothing to mark here; the puts above must still have worked
+    for directory in created:
+        flags = _dir_flags(directory)
+        assert flags is not None and flags & local_files._FS_TOPDIR_FL, directory
+    # The root was not made by us: left as it was.
+    root_flags = _dir_flags(tmp_path)
+    assert root_flags is not None and not root_flags & local_files._FS_TOPDIR_FL

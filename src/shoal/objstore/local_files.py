@@ -27,8 +27,10 @@ LocalStore. These functions block: callers run them in a worker thread.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import errno
+import fcntl
 import mmap
 import os
 import threading
@@ -41,13 +43,20 @@ DIRECT_BYTES_MAX = 16 * 1024 * 1024
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 _direct_unsupported: set[str] = set()  # roots whose file system refused O_DIRECT
 _local = threading.local()
+# Directories known to exist (bounded; a day's directory is asked for on every put).
+_made_dirs: set[str] = set()
+_MADE_DIRS_MAX = 1024
+# linux/fs.h: FS_IOC_GETFLAGS / FS_IOC_SETFLAGS (_IOR/_IOW('f', 1/2, long)), FS_TOPDIR_FL.
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+_FS_TOPDIR_FL = 0x00020000
 
 
 def put_create(root: str, key: str, data: bytes | memoryview) -> None:
     """Write `data` at `root/key` unless the name exists (then FileExistsError)."""
     path = os.path.join(root, key)
     directory = os.path.dirname(path)
-    os.makedirs(directory, mode=_DIR_MODE, exist_ok=True)
+    _ensure_dirs(root, directory)
     direct = bool(_O_DIRECT) and len(data) <= DIRECT_BYTES_MAX and root not in _direct_unsupported
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     if direct:
@@ -73,6 +82,46 @@ def put_create(root: str, key: str, data: bytes | memoryview) -> None:
         raise
     os.close(fd)
     _sync_dir(directory)
+
+
+def _ensure_dirs(root: str, directory: str) -> None:
+    """Create the missing directories from `root` down to `directory`, each marked as a
+    "top directory" for ext4's allocator (FS_TOPDIR_FL, what `chattr +T` sets): its
+    subdirectories are then placed in block groups of their own instead of next to their
+    parent. Each day's segment directory thus lands away from inodes freed nearby, which
+    ext4 without a journal skips one by one on every file it creates (docs/object-store.md).
+    Best effort: other file systems refuse the flag and nothing changes."""
+    if directory in _made_dirs:
+        return
+    os.makedirs(root, mode=_DIR_MODE, exist_ok=True)
+    path = root
+    relative = os.path.relpath(directory, root)
+    for part in relative.split(os.sep) if relative != os.curdir else ():
+        path = os.path.join(path, part)
+        try:
+            os.mkdir(path, _DIR_MODE)
+        except FileExistsError:
+            continue
+        _mark_top_dir(path)
+    if len(_made_dirs) >= _MADE_DIRS_MAX:
+        _made_dirs.clear()
+    _made_dirs.add(directory)
+
+
+def _mark_top_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags, True)
+        flags[0] |= _FS_TOPDIR_FL
+        fcntl.ioctl(fd, _FS_IOC_SETFLAGS, flags)
+    except OSError:
+        pass  # not ext2/3/4 (or not permitted): the placement is the file system's own
+    finally:
+        os.close(fd)
 
 
 def _write_direct(fd: int, data: bytes | memoryview) -> None:
