@@ -4,7 +4,7 @@ Per broker: (1) produce `--total-bytes` as fast as possible and time it until th
 report; (2) read the topic back from the beginning; (3) produce at a paced rate (default half
 of the peak from phase 1) for `--latency-seconds` and record each message's latency from
 produce() to its delivery report. MB/s counts record value bytes, 1 MB = 10^6 bytes.
-Every broker runs `--rounds` times (default 3), interleaved; the table shows medians.
+Every broker runs `--rounds` times (default 5), interleaved; the table shows medians.
 
     .venv/bin/python bench/produce_consume.py --total-bytes 64MiB
 
@@ -554,9 +554,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--rounds",
         type=int,
-        default=3,
+        default=5,
         help="run every broker this many times, interleaved (A B A B ...), and report\n"
-        "medians: one run on a shared 2-core machine varies by +-30 %% (default 3)",
+        "medians: one run on a shared 2-core machine varies by +-30 %% (default 5)",
     )
     p.add_argument("--flush-interval-ms", type=int, help="passed to the started Shoal agent")
     p.add_argument(
