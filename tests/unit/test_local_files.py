@@ -157,3 +157,12 @@ def test_new_directories_are_marked_as_top_directories(tmp_path: Path) -> None:
     # The root was not made by us: left as it was.
     root_flags = _dir_flags(tmp_path)
     assert root_flags is not None and not root_flags & local_files._FS_TOPDIR_FL
+
+
+def test_directory_removed_behind_our_back_is_made_again(tmp_path: Path) -> None:
+    import shutil
+
+    local_files.put_create(str(tmp_path), "segments/2026/11/26/a.seg", b"a")
+    shutil.rmtree(tmp_path / "segments")
+    local_files.put_create(str(tmp_path), "segments/2026/11/26/b.seg", b"b")
+    assert (tmp_path / "segments/2026/11/26/b.seg").read_bytes() == b"b"

@@ -62,13 +62,21 @@ def put_create(root: str, key: str, data: bytes | memoryview) -> None:
     if direct:
         try:
             fd = os.open(path, flags | _O_DIRECT, _FILE_MODE)
+        except FileNotFoundError:
+            direct = False  # the directory is gone: made again below
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
             _direct_unsupported.add(root)  # e.g. tmpfs
             direct = False
     if not direct:
-        fd = os.open(path, flags, _FILE_MODE)
+        try:
+            fd = os.open(path, flags, _FILE_MODE)
+        except FileNotFoundError:
+            # The directory went away since we made it (an operator's cleanup): make it again.
+            _made_dirs.discard(directory)
+            _ensure_dirs(root, directory)
+            fd = os.open(path, flags, _FILE_MODE)
     try:
         if direct:
             _write_direct(fd, data)
