@@ -17,6 +17,18 @@ from shoal.server.frame_stream import FrameStream
 BUFFER = 1024  # small, so the tests cross every path: small, in place, growing
 
 
+@pytest.fixture(scope="module", params=["asyncio", "uvloop"])
+def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
+    """Every test on asyncio's loop and on uvloop (the agent's): their transports differ in
+    when they call get_buffer and what a write to a closed transport does."""
+    if request.param == "uvloop":
+        import uvloop
+
+        policy: asyncio.AbstractEventLoopPolicy = uvloop.EventLoopPolicy()
+        return policy
+    return asyncio.DefaultEventLoopPolicy()
+
+
 class Served:
     def __init__(self) -> None:
         self.streams: asyncio.Queue[FrameStream] = asyncio.Queue()

@@ -225,6 +225,10 @@ class FrameStream(asyncio.BufferedProtocol):
     # -- writer -----------------------------------------------------------------------------
     def writelines(self, parts: list[bytes]) -> None:
         assert self._transport is not None
+        if self._transport.is_closing():
+            # uvloop raises RuntimeError here, asyncio drops the bytes: say it the same way
+            # for both, as drain() does.
+            raise ConnectionResetError("connection lost")
         self._transport.writelines(parts)
 
     async def drain(self) -> None:
