@@ -1,6 +1,6 @@
 """Three real agents on one bucket and one SQLite metadata store, in two zones: Metadata lists
-the client's zone, FindCoordinator agrees everywhere, a consumer group spans agents, and dead
-or stopped agents leave the broker lists."""
+every agent and leaders in the client's zone, FindCoordinator agrees everywhere, a consumer
+group spans agents, and dead or stopped agents leave the broker lists."""
 
 from __future__ import annotations
 
@@ -75,15 +75,34 @@ def coordinator_port(bootstrap: str, group: str) -> int:
     return asyncio.run(find())
 
 
-def test_metadata_brokers_follow_the_client_zone(cluster: list[AgentProcess]) -> None:
+def leader_ports(bootstrap: str, client_id: str, topic: str) -> tuple[set[int], set[int]]:
+    """(broker ports, ports of the topic's partition leaders) of a Metadata answer."""
+    from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+
+    md = AdminClient({"bootstrap.servers": bootstrap, "client.id": client_id}).list_topics(
+        topic, timeout=10
+    )
+    port = {b.id: b.port for b in md.brokers.values()}
+    return set(port.values()), {port[p.leader] for p in md.topics[topic].partitions.values()}
+
+
+def test_metadata_leaders_follow_the_client_zone(cluster: list[AgentProcess]) -> None:
+    create_topic(cluster[0].bootstrap, "routed", 8)
     ports = [a.kafka_port for a in cluster]
-    zone1, zone2 = {ports[0], ports[2]}, {ports[1]}
+    zone1, zone2, every = {ports[0], ports[2]}, {ports[1]}, set(ports)
     for a in cluster:  # whichever agent the client bootstraps from
-        assert broker_ports(a.bootstrap, "app,shoal_az=zone-1") == zone1
-        assert broker_ports(a.bootstrap, "ws_az=zone-2,app") == zone2
-        assert broker_ports(a.bootstrap, "warpstream_az=zone-2") == zone2
-        assert broker_ports(a.bootstrap, "plain-app") == set(ports)
-        assert broker_ports(a.bootstrap, "shoal_az=zone-9") == set(ports)  # no agent there
+        for client_id, leaders in (
+            ("app,shoal_az=zone-1", zone1),
+            ("ws_az=zone-2,app", zone2),
+            ("warpstream_az=zone-2", zone2),
+            ("plain-app", every),
+            ("shoal_az=zone-9", every),  # no agent there
+        ):
+            brokers, found = leader_ports(a.bootstrap, client_id, "routed")
+            # Every agent is listed (a group coordinator may be in another zone), but the
+            # client's produce and fetch go to its zone; 8 partitions reach every agent there.
+            assert brokers == every, client_id
+            assert found == leaders, (client_id, found)
 
 
 def test_status_shows_members_per_zone(cluster: list[AgentProcess]) -> None:
@@ -110,7 +129,7 @@ def test_racks_are_the_agents_zones(cluster: list[AgentProcess]) -> None:
 
     everyone = {(a.kafka_port, z) for a, z in zip(cluster, ZONES, strict=True)}
     assert nodes("no-zone") == everyone
-    assert nodes("shoal_az=zone-1") == {(p, z) for p, z in everyone if z == "zone-1"}
+    assert nodes("shoal_az=zone-1") == everyone
 
 
 def test_find_coordinator_agrees_from_every_agent(cluster: list[AgentProcess]) -> None:
@@ -213,3 +232,61 @@ def test_group_survives_its_coordinator_kill(cluster: list[AgentProcess]) -> Non
     finally:
         stop_members(members)
     assert all(m.error is None for m in members), [m.error for m in members]
+
+
+def test_group_coordinated_in_another_zone_keeps_its_coordinator(
+    cluster: list[AgentProcess],
+) -> None:
+    """A zone-2 consumer whose group is coordinated by a zone-1 agent: librdkafka (2.10+)
+    decommissions brokers missing from a Metadata answer, and a coordinator it dropped made
+    the group loop through FindCoordinator and failed JoinGroups (cluster/routing.py)."""
+    import logging
+
+    from confluent_kafka import Consumer
+
+    zone1_ports = {cluster[0].kafka_port, cluster[2].kafka_port}
+    group = next(
+        g for g in (f"far-{i}" for i in range(100))
+        if coordinator_port(cluster[1].bootstrap, g) in zone1_ports
+    )  # fmt: skip
+    topic, n, partitions = "far-coordinated", 2_000, 4
+    create_topic(cluster[1].bootstrap, topic, partitions)
+    produce_fast(cluster[1].bootstrap, topic, n, partitions)
+
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger(f"rdkafka-{group}")
+    logger.addHandler(Collect())
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    c = Consumer({
+        "bootstrap.servers": cluster[1].bootstrap,
+        "client.id": "app,shoal_az=zone-2",
+        "group.id": group,
+        "auto.offset.reset": "earliest",
+        "debug": "cgrp,broker",
+        "logger": logger,
+    })  # fmt: skip
+    seen: set[tuple[int, int]] = set()
+    try:
+        c.subscribe([topic])
+        deadline = time.monotonic() + 60
+        while len(seen) < n and time.monotonic() < deadline:
+            for m in c.consume(500, 0.5):
+                if m.error() is None:
+                    seen.add((m.partition() or 0, m.offset() or 0))
+    finally:
+        c.close()
+    assert len(seen) == n
+    joined = [line for line in lines if "Joining group" in line]
+    assert joined, "no JoinGroup in the client's log: did debug logging reach the logger?"
+    # The bootstrap handles are decommissioned as always once the real brokers are known.
+    dropped = [
+        line for line in lines
+        if "decommission" in line.lower() and "/bootstrap" not in line
+    ]  # fmt: skip
+    assert not dropped, dropped[:3]

@@ -240,8 +240,8 @@ def test_zone_without_agents_and_client_without_zone(cluster: Cluster) -> None:
 
     zone1 = {a.index for a in cluster.in_zone("zone-1")}
     brokers, leaders = _brokers_seen(cluster.bootstrap(), "zone-1", topic)
-    assert brokers == zone1
-    assert leaders <= zone1
+    assert brokers == every  # a group coordinator may be in another zone
+    assert leaders == zone1
 
     for zone in ("zone-9", None):
         r = consume_group(cluster.bootstrap(), topic, f"{topic}-{zone}", zone, high)

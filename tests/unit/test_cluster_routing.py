@@ -13,7 +13,7 @@ from kio.schema.metadata.v12.request import MetadataRequest, MetadataRequestTopi
 
 from shoal.cluster.model import AgentInfo
 from shoal.cluster.ownership import RingOwnership
-from shoal.cluster.routing import brokers_for, client_hash, leader_for
+from shoal.cluster.routing import brokers_for, client_hash, leader_for, serving_for
 from shoal.cluster.static_view import StaticView
 from shoal.handlers.base import RequestContext
 from shoal.handlers.cluster import handle_describe_cluster
@@ -41,20 +41,25 @@ def nodes(agents: list[AgentInfo]) -> list[int]:
     return [a.node_id for a in agents]
 
 
-def test_brokers_of_the_client_zone() -> None:
-    assert nodes(brokers_for(view(), "shoal_az=z1")) == [0, 2]
-    assert nodes(brokers_for(view(), "app,ws_az=z2")) == [1, 3]
-    assert nodes(brokers_for(view(), "warpstream_az=z3")) == [4]
+def test_serving_agents_of_the_client_zone() -> None:
+    assert nodes(serving_for(view(), "shoal_az=z1")) == [0, 2]
+    assert nodes(serving_for(view(), "app,ws_az=z2")) == [1, 3]
+    assert nodes(serving_for(view(), "warpstream_az=z3")) == [4]
 
 
-def test_brokers_fall_back_to_all_agents() -> None:
-    assert nodes(brokers_for(view(), "shoal_az=nowhere")) == [0, 1, 2, 3, 4]
-    assert nodes(brokers_for(view(), "plain-client")) == [0, 1, 2, 3, 4]
-    assert nodes(brokers_for(view(), None)) == [0, 1, 2, 3, 4]
+def test_serving_agents_fall_back_to_all_agents() -> None:
+    assert nodes(serving_for(view(), "shoal_az=nowhere")) == [0, 1, 2, 3, 4]
+    assert nodes(serving_for(view(), "plain-client")) == [0, 1, 2, 3, 4]
+    assert nodes(serving_for(view(), None)) == [0, 1, 2, 3, 4]
+
+
+def test_brokers_are_every_live_agent() -> None:
+    assert nodes(brokers_for(view())) == [0, 1, 2, 3, 4]
+    assert nodes(brokers_for(view(3))) == [0, 1, 2, 3, 4]
 
 
 def test_leaders_are_stable_per_client_and_spread_over_agents() -> None:
-    brokers = brokers_for(view(), None)
+    brokers = serving_for(view(), None)
     seed = client_hash("app", "10.0.0.1:5555")
     assert seed == client_hash("app", "10.0.0.1:6666")  # another connection, same client
     leaders = [leader_for(brokers, seed, p).node_id for p in range(10)]
@@ -134,16 +139,17 @@ async def metadata(svc: Services, client_id: str | None, peer: str = "10.1.1.1:4
     return await handle_metadata(svc, ctx(3, 12, client_id, peer), req)
 
 
-async def test_metadata_lists_zone_brokers_with_racks_and_leaders_among_them(
+async def test_metadata_lists_every_broker_with_racks_and_leaders_in_the_zone(
     services: Services,
 ) -> None:
     resp = await metadata(services, "app,shoal_az=z2")
+    # Every agent, so that librdkafka keeps a group coordinator of another zone (routing.py).
     assert [(b.node_id, b.host, b.port, b.rack) for b in resp.brokers] == [
-        (1, "host-1", 9001, "z2"), (3, "host-3", 9003, "z2")]
+        (n, f"host-{n}", 9000 + n, z) for n, z in enumerate(["z1", "z2", "z1", "z2", "z3"])]
     parts = resp.topics[0].partitions
     assert {p.leader_id for p in parts} == {1, 3}
     assert all(p.leader_epoch == 0 and list(p.replica_nodes) == [p.leader_id] for p in parts)
-    assert resp.controller_id in (1, 3)  # this agent (2) is not listed to this client
+    assert resp.controller_id in (1, 3)  # this agent (2) does not serve this client's zone
 
 
 async def test_metadata_without_zone_lists_every_agent(services: Services) -> None:

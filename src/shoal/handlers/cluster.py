@@ -3,7 +3,7 @@ agent as controller.
 
 Shoal has no controller quorum; every agent can do what a controller does (topic changes go
 through the metadata store), so each agent names itself. The broker list is every live agent
-(admin tools want the whole cluster); Metadata narrows it to the client's zone.
+(admin tools want the whole cluster), as in Metadata, which picks leaders in the client's zone.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Metadata: the live agents of the client's zone as brokers, one of them as each partition's
+"""Metadata: every live agent as a broker, one agent of the client's zone as each partition's
 leader (cluster/routing.py says which and why).
 
 Any agent serves any partition (DESIGN.md §2.5), so there is no real leadership; the leader
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from shoal.cluster.model import AgentInfo
-from shoal.cluster.routing import brokers_for, client_hash, leader_for
+from shoal.cluster.routing import brokers_for, client_hash, leader_for, serving_for
 from shoal.handlers.adapt import ZERO_THROTTLE, build, error, response_module
 from shoal.handlers.base import RequestContext, api
 from shoal.handlers.services import Services, cluster_view
@@ -26,7 +26,7 @@ UNKNOWN_AUTHORIZED_OPERATIONS = -2147483648
 async def handle_metadata(svc: Services, ctx: RequestContext, req: Any) -> Any:
     module = response_module(3, ctx.api_version)
     view = cluster_view(svc)
-    brokers = brokers_for(view, ctx.client_id)
+    serving = serving_for(view, ctx.client_id)
     seed = client_hash(ctx.client_id, ctx.peer)
     # v0-v3 have no flag: Kafka auto-creates for them whenever the broker allows it.
     auto_create = svc.settings.auto_create_topics and bool(
@@ -36,7 +36,7 @@ async def handle_metadata(svc: Services, ctx: RequestContext, req: Any) -> Any:
     results: list[Any] = []
     if req.topics is None or (ctx.api_version == 0 and not req.topics):
         for listed in sorted(await svc.meta.list_topics(), key=lambda t: t.name):
-            results.append(_topic(module, listed, brokers, seed))
+            results.append(_topic(module, listed, serving, seed))
     else:
         for wanted in req.topics:
             name = getattr(wanted, "name", None)
@@ -60,7 +60,7 @@ async def handle_metadata(svc: Services, ctx: RequestContext, req: Any) -> Any:
                         _missing(module, name, None, errors.UNKNOWN_TOPIC_OR_PARTITION)
                     )
                     continue
-            results.append(_topic(module, info, brokers, seed))
+            results.append(_topic(module, info, serving, seed))
 
     listed_brokers = tuple(
         build(
@@ -71,11 +71,11 @@ async def handle_metadata(svc: Services, ctx: RequestContext, req: Any) -> Any:
             port=a.kafka_port,
             rack=a.az,
         )
-        for a in brokers
+        for a in brokers_for(view)
     )
-    # Every agent can do a controller's work; name this one when the client sees it.
+    # Every agent can do a controller's work; name this one when it serves the client's zone.
     me = view.me
-    controller = me.node_id if any(a.node_id == me.node_id for a in brokers) else brokers[0].node_id
+    controller = me.node_id if any(a.node_id == me.node_id for a in serving) else serving[0].node_id
     return build(
         module,
         "MetadataResponse",
@@ -89,10 +89,10 @@ async def handle_metadata(svc: Services, ctx: RequestContext, req: Any) -> Any:
     )
 
 
-def _topic(module: Any, info: TopicInfo, brokers: list[AgentInfo], seed: int) -> Any:
+def _topic(module: Any, info: TopicInfo, serving: list[AgentInfo], seed: int) -> Any:
     partitions = []
     for p in range(info.partitions):
-        node = leader_for(brokers, seed, p).node_id
+        node = leader_for(serving, seed, p).node_id
         partitions.append(
             build(
                 module,
