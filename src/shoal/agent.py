@@ -24,6 +24,7 @@ import shoal.handlers.produce
 import shoal.handlers.topics_admin  # noqa: F401
 from shoal import __version__
 from shoal.cluster.membership import Membership, new_agent_id
+from shoal.cluster.membership_notify import MembershipNotifier
 from shoal.cluster.model import AgentInfo, ClusterView
 from shoal.cluster.ownership import RingOwnership
 from shoal.cluster.peer_client import PeerClient
@@ -139,11 +140,12 @@ class Agent:
         self._group_collector = GroupCollector(self.groups, self.group_lag)
         self.services.groups = self.groups
         self.kafka = KafkaServer(self.services)
+        self.membership_notify = MembershipNotifier(self.membership)
         self.http = HttpServer(
             settings.http_host,
             settings.http_port,
             self.status,
-            extra_routes=self.peer_server.routes(),
+            extra_routes=[*self.peer_server.routes(), *self.membership_notify.routes()],
         )
         self.gc: GarbageCollector | None = None
         if "jobs" in settings.roles:
@@ -180,6 +182,9 @@ class Agent:
         await self.membership.start()
         self._on_view_change(self.membership)
         self.membership.add_listener(self._on_view_change)
+        # Peers list this agent to clients only once they see it; tell them now, so no client
+        # gets broker lists that differ by agent (docs/cluster.md).
+        await self.membership_notify.announce(self.membership.live())
         await self.writer.start()
         await self.groups.start()
         register(self._group_collector)
@@ -211,7 +216,9 @@ class Agent:
     async def stop(self) -> None:
         """Graceful: leave the cluster at once (peers stop sending clients here), stop
         accepting, flush and commit what is buffered, answer, close."""
+        peers = self.membership.live()
         await self.membership.stop()
+        await self.membership_notify.announce(peers)
         if self.gc is not None:
             await self.gc.stop()
         await self.kafka.stop_accepting()
@@ -245,7 +252,11 @@ class Agent:
             "object_store": {"url": s.bucket_url, "requests": dict(self.store.counts)},
             "metadata_store": {"url": _redact(s.metadata_url)},
             "block_cache": self.blocks.stats(),
-            "peers": {**self.ring_source.stats(), "server": self.peer_server.stats()},
+            "peers": {
+                **self.ring_source.stats(),
+                "server": self.peer_server.stats(),
+                "membership_notices": self.membership_notify.stats(),
+            },
             "groups": status_section(self.groups, self.group_lag),
             "apis": {spec.name: [spec.min_version, spec.max_version] for spec in REGISTRY.values()},
         }

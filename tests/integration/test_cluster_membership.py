@@ -118,6 +118,18 @@ def test_status_shows_members_per_zone(cluster: list[AgentProcess]) -> None:
     assert len(node_ids) == 3 and status["agent"]["node_id"] in node_ids
 
 
+def test_joining_agents_notify_the_others(cluster: list[AgentProcess]) -> None:
+    """Each agent, once registered, told the agents started before it (membership_notify.py):
+    they saw it at once rather than at their next beat."""
+    received = []
+    for a in cluster:
+        with urllib.request.urlopen(f"{a.http}/v1/status", timeout=10) as resp:
+            notices = json.load(resp)["peers"]["membership_notices"]
+        received.append(notices["received"])
+        assert notices["failed"] == 0
+    assert received[0] >= 2 and received[1] >= 1, received
+
+
 def test_racks_are_the_agents_zones(cluster: list[AgentProcess]) -> None:
     """librdkafka's describe_cluster reads a Metadata answer: brokers with their racks."""
     from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]

@@ -361,3 +361,57 @@ async def test_no_busy_loop_while_the_store_is_down(store: FakeAgentStore) -> No
     # A beat or two read the clock a few times; a busy loop reads it thousands of times.
     assert calls - calls_before < 50
     assert "b" in ids(a)  # the outage view is kept
+
+
+async def test_refresh_sees_a_join_before_the_next_beat(
+    store: FakeAgentStore, clock: Clock
+) -> None:
+    a = await started(store, clock, "a", 9000)
+    heard: list[list[str]] = []
+    a.add_listener(lambda v: heard.append(ids(v)))
+    b = await started(store, clock, "b", 9010)
+    assert ids(a) == ["a"]
+    assert await a.refresh()  # what b's notice makes a do
+    assert ids(a) == ["a", "b"] and heard == [["a", "b"]]
+    assert store.rows["a"].heartbeat_at_ms == clock.now  # a refresh writes no heartbeat...
+    await b.stop()
+    assert await a.refresh()
+    assert ids(a) == ["a"] and a.refreshes == 2
+
+
+async def test_concurrent_refreshes_share_reads_and_apply_in_order(
+    store: FakeAgentStore, clock: Clock
+) -> None:
+    a = await started(store, clock, "a", 9000)
+    reads = 0
+    release = asyncio.Event()
+    original = store.list_agents
+
+    async def slow_list(alive_after_ms: int) -> list[AgentInfo]:
+        nonlocal reads
+        reads += 1
+        rows = await original(alive_after_ms)  # read first, then stall: a stale answer
+        await release.wait()
+        return rows
+
+    store.list_agents = slow_list  # type: ignore[method-assign]
+    first = asyncio.create_task(a.refresh())
+    await asyncio.sleep(0)
+    # Registered after the first read was made: the next read must see it.
+    store.rows["b"] = replace(local("b", 9010), node_id=5, heartbeat_at_ms=clock.now)
+    waiting = [asyncio.create_task(a.refresh()) for _ in range(10)]
+    await asyncio.sleep(0)
+    release.set()
+    assert await first and all(await asyncio.gather(*waiting))
+    assert reads == 2  # the first read, then one shared by the ten later calls
+    assert ids(a) == ["a", "b"]
+
+
+async def test_refresh_failure_keeps_the_view(store: FakeAgentStore, clock: Clock) -> None:
+    a = await started(store, clock, "a", 9000)
+    await started(store, clock, "b", 9010)
+    assert await a.refresh() and ids(a) == ["a", "b"]
+    store.down = True
+    assert not await a.refresh()
+    assert ids(a) == ["a", "b"]
+    assert a.beats_failed == 0  # outages are the beats' business

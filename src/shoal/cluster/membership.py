@@ -12,6 +12,10 @@ Protocol:
   for the node id it had.
 - `stop()` deletes the row at once, so peers drop this agent at their next beat instead of
   after the timeout.
+- `refresh()` re-reads the list at once, between beats: a peer that has just registered or
+  deregistered says so (`cluster/membership_notify.py`), so agents agree on the view within a
+  round trip instead of up to one interval. Agents that disagree hand clients different
+  broker lists, and librdkafka drops a broker missing from one answer, failing its requests.
 
 Store outages: a failed beat keeps the last good view. Once this agent has gone
 `heartbeat_timeout_ms` without a successful heartbeat, its peers have dropped it, so it drops
@@ -58,8 +62,7 @@ def new_agent_id() -> str:
 
 def _identity(a: AgentInfo) -> tuple[Any, ...]:
     """What routing depends on: everything but the heartbeat time."""
-    return (a.agent_id, a.node_id, a.host, a.kafka_port, a.http_port, a.az, a.agent_group,
-            a.roles)
+    return (a.agent_id, a.node_id, a.host, a.kafka_port, a.http_port, a.az, a.agent_group, a.roles)
 
 
 class Membership:
@@ -100,6 +103,13 @@ class Membership:
         self._self_expired = False
         self._last_beat_ok = True
         self.version = 0  # bumped on every change of the view
+        # Reads of the live list are applied in the order they were made: a slow read must
+        # not overwrite a newer one. `_asked` counts refresh requests, `_read_for` is the
+        # count the latest read started after (a request it covers needs no read of its own).
+        self._read_lock = asyncio.Lock()
+        self._asked = 0
+        self._read_for = 0
+        self.refreshes = 0
         self.beats_failed = 0
         self.registrations = 0
 
@@ -184,7 +194,8 @@ class Membership:
         next beat: a dead agent then leaves the rings within the timeout itself, not up to one
         interval later. A peer that did beat meanwhile is back at the next read."""
         alive = [
-            a for a in self._known
+            a
+            for a in self._known
             if a.agent_id == self._me.agent_id or a.heartbeat_at_ms >= now - self.timeout_ms
         ]
         if len(alive) != len(self._known):
@@ -194,33 +205,58 @@ class Membership:
     async def beat(self) -> bool:
         """One heartbeat and refresh; False when the store could not be reached."""
         now = self._clock()
-        try:
-            async with asyncio.timeout(self.timeout_ms / 1000):
-                if not await self.store.heartbeat_agent(self._me.agent_id, now):
-                    log.warning(
-                        "membership: this agent's row was gone (expired?); registering again"
-                    )
-                    await self._register(now)
-                agents = await self.store.list_agents(now - self.timeout_ms)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self.beats_failed += 1
-            self._last_beat_ok = False
-            self._on_outage(now, exc)
-            return False
-        if self._self_expired:
-            log.info("membership: metadata store reachable again")
-        self._last_ok_ms = now
-        self._self_expired = False
-        self._last_beat_ok = True
-        self._apply(agents)
-        return True
+        async with self._read_lock:
+            self._read_for = self._asked
+            try:
+                async with asyncio.timeout(self.timeout_ms / 1000):
+                    if not await self.store.heartbeat_agent(self._me.agent_id, now):
+                        log.warning(
+                            "membership: this agent's row was gone (expired?); registering again"
+                        )
+                        await self._register(now)
+                    agents = await self.store.list_agents(now - self.timeout_ms)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.beats_failed += 1
+                self._last_beat_ok = False
+                self._on_outage(now, exc)
+                return False
+            if self._self_expired:
+                log.info("membership: metadata store reachable again")
+            self._last_ok_ms = now
+            self._self_expired = False
+            self._last_beat_ok = True
+            self._apply(agents)
+            return True
+
+    async def refresh(self) -> bool:
+        """Re-read the live list now (no heartbeat is written). Concurrent calls share reads:
+        a call returns once a read that started after it was made has been applied. False when
+        the store could not be read (the view is kept; the next beat deals with outages)."""
+        self._asked += 1
+        wanted = self._asked
+        async with self._read_lock:
+            if self._read_for >= wanted:
+                return True
+            self._read_for = self._asked
+            now = self._clock()
+            try:
+                async with asyncio.timeout(self.timeout_ms / 1000):
+                    agents = await self.store.list_agents(now - self.timeout_ms)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("membership: refresh failed, keeping the view: %s", exc)
+                return False
+            self.refreshes += 1
+            if self._registered:
+                self._apply(agents)
+            return True
 
     async def _register(self, now: int) -> None:
         wanted = self._requested if not self._registered else self._me.node_id
-        local = replace(self._me, started_at_ms=self._me.started_at_ms or now,
-                        heartbeat_at_ms=now)
+        local = replace(self._me, started_at_ms=self._me.started_at_ms or now, heartbeat_at_ms=now)
         self._me = await self.store.register_agent(local, wanted, now - self.timeout_ms)
         self._registered = True
         self.registrations += 1
@@ -232,7 +268,9 @@ class Membership:
             return
         log.warning(
             "membership: no heartbeat for %d ms; peers have dropped this agent, so it leaves"
-            " its own view too: %s", silent_ms, exc,
+            " its own view too: %s",
+            silent_ms,
+            exc,
         )
         self._self_expired = True
         self._publish(self._known)
@@ -257,7 +295,8 @@ class Membership:
             return
         self.version += 1
         log.info(
-            "membership: %d live agents: %s", len(live),
+            "membership: %d live agents: %s",
+            len(live),
             ", ".join(f"{a.node_id}@{a.az}" for a in live),
         )
         for listener in list(self._listeners):
@@ -270,14 +309,19 @@ class Membership:
     def status(self) -> dict[str, Any]:
         now = self._clock()
         return {
-            "me": {"agent_id": self._me.agent_id, "node_id": self._me.node_id,
-                   "az": self._me.az, "agent_group": self._me.agent_group},
+            "me": {
+                "agent_id": self._me.agent_id,
+                "node_id": self._me.node_id,
+                "az": self._me.az,
+                "agent_group": self._me.agent_group,
+            },
             "heartbeat_interval_ms": self.interval_ms,
             "heartbeat_timeout_ms": self.timeout_ms,
             "view_version": self.version,
             "store_reachable": not self._self_expired,
             "last_heartbeat_age_ms": None if self._last_ok_ms is None else now - self._last_ok_ms,
             "beats_failed": self.beats_failed,
+            "refreshes": self.refreshes,
             "zones": {
                 az: [
                     {
