@@ -2,9 +2,9 @@
 agent HTTP port.
 
 Beats alone leave agents disagreeing for up to one heartbeat interval after an agent joins or
-leaves. In that window they give clients different broker lists (a zone's agents, or all agents
-when the answering agent knows none in the client's zone), and librdkafka decommissions a
-broker that one Metadata answer leaves out, failing the requests it had queued there; a
+leaves. In that window they give clients different broker lists (each lists the agents it
+sees) and different leaders, and librdkafka decommissions a broker that one Metadata answer
+leaves out, failing the requests it had queued there; a
 consumer whose Metadata request failed that way can wait for the next periodic refresh
 (5 minutes by default) before it joins its group.
 
