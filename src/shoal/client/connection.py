@@ -148,9 +148,8 @@ class KafkaConnection:
     ) -> KafkaConnection:
         """Connect and (unless `negotiate` is false) learn the broker's API versions."""
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port), connect_timeout_s
-            )
+            async with asyncio.timeout(connect_timeout_s):
+                reader, writer = await asyncio.open_connection(host, port)
         except TimeoutError:
             raise ConnectError(f"connect to {host}:{port} timed out") from None
         except OSError as exc:
@@ -249,7 +248,8 @@ class KafkaConnection:
             self._pending[correlation_id] = _Pending(future, _reader(header_cls), body_reader)
             try:
                 self._writer.write(encode_request(request, correlation_id, self.client_id))
-                await asyncio.wait_for(self._drain_then(future), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._drain_then(future)
                 return future.result()
             except TimeoutError:
                 if self._pending.pop(correlation_id, None) is not None:
@@ -333,7 +333,8 @@ class KafkaConnection:
             await self._read_task
         self._writer.close()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._writer.wait_closed(), 1.0)
+            async with asyncio.timeout(1.0):
+                await self._writer.wait_closed()
 
     async def __aenter__(self) -> KafkaConnection:
         return self

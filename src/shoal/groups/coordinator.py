@@ -211,8 +211,11 @@ class GroupCoordinator:
                     except Exception:
                         log.exception("group %s: tick failed", group_id)
             timeout = (self._timers[0][0] - now) / 1000 if self._timers else None
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that arrives
+            # as the event is set, and stop() then waited for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._timer_changed.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._timer_changed.wait()
 
     def _persist_fn(self, group_id: str) -> Callable[[StoredGroup, PersistDone], None]:
         def persist(stored: StoredGroup, done: PersistDone) -> None:

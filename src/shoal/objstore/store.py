@@ -258,7 +258,8 @@ class ObjectStore:
         metrics.OBJECT_STORE_REQUESTS.labels(op=op).inc()
         started = time.perf_counter()
         try:
-            result = await asyncio.wait_for(call(), self.timeout_ms / 1000)
+            async with asyncio.timeout(self.timeout_ms / 1000):
+                result = await call()
         except FileNotFoundError:
             # A miss is an answer, not a failure of the store.
             raise

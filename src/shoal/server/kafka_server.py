@@ -87,7 +87,8 @@ class KafkaServer:
             await asyncio.gather(*still, return_exceptions=True)
         if self._server is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await self._server.wait_closed()
 
     async def _on_connection(self, stream: FrameStream) -> None:
         task = asyncio.current_task()
@@ -153,7 +154,8 @@ class _Connection:
                 write_loop.cancel()
             else:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.shield(write_loop), 5.0)
+                    async with asyncio.timeout(5.0):
+                        await asyncio.shield(write_loop)
                 write_loop.cancel()
             with contextlib.suppress(BaseException):
                 await write_loop
@@ -161,7 +163,8 @@ class _Connection:
             metrics.CONNECTIONS_CLOSED.labels(reason=reason).inc()
             self._writer.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._writer.wait_closed(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await self._writer.wait_closed()
 
     def _drain_pending(self) -> None:
         while not self._pending.empty():
@@ -172,7 +175,10 @@ class _Connection:
     async def _read_loop(self) -> None:
         reader = self._reader
         while True:
-            head = await asyncio.wait_for(reader.readexactly(4), self._idle_s)
+            # asyncio.timeout rather than wait_for: no task per read on 3.11, and a cancel
+            # is never swallowed (3.11's wait_for can lose one that races a completion).
+            async with asyncio.timeout(self._idle_s):
+                head = await reader.readexactly(4)
             (size,) = _SIZE.unpack(head)
             if size < MIN_FRAME_BYTES or size > self._frame_max:
                 # Kafka closes without reading on an invalid size; never allocate for it.
@@ -196,7 +202,8 @@ class _Connection:
 
     async def _read_request(self, size: int) -> tuple[RequestContext, ApiSpec | None, Any]:
         """Read one frame body; spec None means it was answered already (KIP-511)."""
-        frame = await asyncio.wait_for(self._reader.readexactly(size), FRAME_BODY_TIMEOUT_S)
+        async with asyncio.timeout(FRAME_BODY_TIMEOUT_S):
+            frame = await self._reader.readexactly(size)
         api_key, version, correlation_id = _HEADER.unpack_from(frame)
         ctx = RequestContext(
             api_key, version, correlation_id, self._client_id, self._peer, self._write_turn
@@ -279,4 +286,5 @@ class _Connection:
             if parts is None:
                 continue
             writer.writelines(parts)
-            await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_S)
+            async with asyncio.timeout(WRITE_TIMEOUT_S):
+                await writer.drain()

@@ -201,7 +201,8 @@ class SegmentWriter:
         entry = (size, waiter)
         self._space_waiters.append(entry)
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), self._backpressure_timeout_s)
+            async with asyncio.timeout(self._backpressure_timeout_s):
+                await asyncio.shield(waiter)
         except BaseException:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 # Space was granted just as we gave up: hand it back.
@@ -323,12 +324,10 @@ class SegmentWriter:
         crash_points.maybe_crash("after_put")
         started = time.perf_counter()
         try:
-            results = await asyncio.wait_for(
-                self._meta.commit_files(
+            async with asyncio.timeout(self._commit_timeout_s):
+                results = await self._meta.commit_files(
                     [(segment.file_info(), segment.pending_batches()) for segment in uploaded]
-                ),
-                self._commit_timeout_s,
-            )
+                )
         except Exception as exc:
             self.stats["commit_failures"] += 1
             log.warning("segments %s: commit failed: %s", [s.key for s in uploaded], exc)
