@@ -136,6 +136,7 @@ class Agent:
             handover_ms=2 * settings.heartbeat_interval_ms,
         )
         self._peers_seen = False
+        self._live_ids: set[str] | None = None
         self.group_lag = LagTracker(group_store, self.meta)
         self._group_collector = GroupCollector(self.groups, self.group_lag)
         self.services.groups = self.groups
@@ -183,8 +184,12 @@ class Agent:
         self._on_view_change(self.membership)
         self.membership.add_listener(self._on_view_change)
         # Peers list this agent to clients only once they see it; tell them now, so no client
-        # gets broker lists that differ by agent (docs/cluster.md).
-        await self.membership_notify.announce(self.membership.live())
+        # gets broker lists that differ by agent (docs/cluster.md). A peer answers after it
+        # has dropped the groups this agent now owns: when all answered, none is left to wait
+        # for before serving them.
+        peers = [a for a in self.membership.live() if a.agent_id != self.membership.me.agent_id]
+        if await self.membership_notify.announce(peers) == len(peers):
+            self.groups.end_hold()
         await self.writer.start()
         await self.groups.start()
         register(self._group_collector)
@@ -205,9 +210,13 @@ class Agent:
         # again after an outage); groups another agent now owns are handed over.
         self.services.node_id = view.me.node_id
         self.groups.node_id = view.me.node_id
-        # A lone agent (and one that never had peers) has no previous owner to wait for.
-        self._peers_seen = self._peers_seen or len(view.live()) > 1
-        if self._peers_seen:
+        # A lone agent (and one that never had peers) has no previous owner to wait for, and
+        # agents that only joined take groups from the others but give this one none.
+        live = {a.agent_id for a in view.live()}
+        only_joined = self._live_ids is not None and self._live_ids <= live
+        self._live_ids = live
+        self._peers_seen = self._peers_seen or len(live) > 1
+        if self._peers_seen and not only_joined:
             self.groups.hold_new_groups()
         released = self.groups.release_unowned()
         if released:

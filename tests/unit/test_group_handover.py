@@ -129,3 +129,26 @@ async def test_new_owner_holds_moved_groups_for_the_handover_time(
         assert (await c1.join(held, jreq())).error == errors.NONE
     finally:
         await c1.stop()
+
+
+async def test_end_hold_serves_new_groups_at_once(store: SqliteMetadataStore) -> None:
+    """What a joining agent does once every peer answered its membership notice."""
+    now = [1_000_000]
+    a0, a1 = agent(0), agent(1)
+    View.agents = [a0, a1]
+    c1 = GroupCoordinator(
+        store, RingOwnership(View(a1)), 1, GroupConfig(initial_rebalance_delay_ms=0),
+        clock=lambda: now[0], handover_ms=2_000,
+    )  # fmt: skip
+    await c1.start()
+    try:
+        group = next(
+            g for g in (f"group-{i}" for i in range(40))
+            if (node := c1.coordinator_for(g)) is not None and node.node_id == 1
+        )  # fmt: skip
+        c1.hold_new_groups()
+        assert (await c1.join(group, jreq())).error == errors.COORDINATOR_LOAD_IN_PROGRESS
+        c1.end_hold()
+        assert (await c1.join(group, jreq())).error == errors.NONE
+    finally:
+        await c1.stop()

@@ -102,6 +102,11 @@ class GroupCoordinator:
         it from the store, so two agents never run one group's rebalance at once."""
         self._hold_until = self._clock() + self.handover_ms
 
+    def end_hold(self) -> None:
+        """Every agent that could hold a group this one now owns has been seen to drop it
+        (the membership notices of a joining agent were all answered): no need to wait."""
+        self._hold_until = 0
+
     def release_unowned(self) -> list[str]:
         """Ownership moved (membership changed): drop the groups another agent now owns.
         Waiting joins and syncs get NOT_COORDINATOR; members rediscover the coordinator, and
