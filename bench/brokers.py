@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -69,12 +70,18 @@ class RunningBroker:
 
 
 def free_port() -> int:
-    # The port can in theory be taken between close and the child's bind; the startup wait
-    # then fails with the child's own error in the log, which is good enough for a bench.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A free port below Linux's ephemeral range (32768-60999). A port the kernel handed out
+    (bind to 0) can be given again as the local port of one of the bench's own client
+    connections before the broker binds it: a 5-round run failed that way."""
+    for _ in range(1000):
+        port = random.randrange(20000, 32000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise BrokerError("no free port in 20000-31999")
 
 
 def wait_port(broker: RunningBroker, host: str, port: int, timeout_s: float) -> None:
@@ -191,6 +198,8 @@ def start_shoal(
 ) -> Iterator[RunningBroker]:
     kafka_port = free_port()
     http_port = free_port()
+    while http_port == kafka_port:
+        http_port = free_port()
     data_dir = workdir / "shoal-data"
     argv = [
         sys.executable,
