@@ -136,7 +136,7 @@ class Agent:
             handover_ms=2 * settings.heartbeat_interval_ms,
         )
         self._peers_seen = False
-        self._live_ids: set[str] | None = None
+        self._live_ids: set[tuple[str, int]] | None = None
         self.group_lag = LagTracker(group_store, self.meta)
         self._group_collector = GroupCollector(self.groups, self.group_lag)
         self.services.groups = self.groups
@@ -212,7 +212,8 @@ class Agent:
         self.groups.node_id = view.me.node_id
         # A lone agent (and one that never had peers) has no previous owner to wait for, and
         # agents that only joined take groups from the others but give this one none.
-        live = {a.agent_id for a in view.live()}
+        # Keyed by node id too: the ring is, and a re-registered agent may get another one.
+        live = {(a.agent_id, a.node_id) for a in view.live()}
         only_joined = self._live_ids is not None and self._live_ids <= live
         self._live_ids = live
         self._peers_seen = self._peers_seen or len(live) > 1
