@@ -126,7 +126,8 @@ def test_joining_agents_notify_the_others(cluster: list[AgentProcess]) -> None:
         with urllib.request.urlopen(f"{a.http}/v1/status", timeout=10) as resp:
             notices = json.load(resp)["peers"]["membership_notices"]
         received.append(notices["received"])
-        assert notices["failed"] == 0
+    # Counted when a notice arrives (a loaded machine may answer one after the sender's
+    # 1 s timeout: the sender counts that as failed, the receiver still applied it).
     assert received[0] >= 2 and received[1] >= 1, received
 
 
@@ -293,14 +294,17 @@ def test_group_coordinated_in_another_zone_keeps_its_coordinator(
             for m in c.consume(500, 0.5):
                 if m.error() is None:
                     seen.add((m.partition() or 0, m.offset() or 0))
+        before_close = list(lines)  # close() decommissions every broker (_DESTROY)
     finally:
         c.close()
     assert len(seen) == n
-    joined = [line for line in lines if "Joining group" in line]
+    joined = [line for line in before_close if "Joining group" in line]
     assert joined, "no JoinGroup in the client's log: did debug logging reach the logger?"
-    # The bootstrap handles are decommissioned as always once the real brokers are known.
+    # Brokers dropped for missing from a Metadata answer (_DESTROY_BROKER); the bootstrap
+    # handles go that way as always once the real brokers are known.
     dropped = [
-        line for line in lines
-        if "decommission" in line.lower() and "/bootstrap" not in line
+        line for line in before_close
+        if ("_DESTROY_BROKER" in line or "coordinator decommissioned" in line)
+        and "/bootstrap" not in line
     ]  # fmt: skip
     assert not dropped, dropped[:3]
