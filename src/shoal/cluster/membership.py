@@ -62,7 +62,8 @@ def new_agent_id() -> str:
 
 def _identity(a: AgentInfo) -> tuple[Any, ...]:
     """What routing depends on: everything but the heartbeat time."""
-    return (a.agent_id, a.node_id, a.host, a.kafka_port, a.http_port, a.az, a.agent_group, a.roles)
+    return (a.agent_id, a.node_id, a.host, a.kafka_port, a.http_port, a.az, a.agent_group,
+            a.roles)
 
 
 class Membership:
@@ -194,8 +195,7 @@ class Membership:
         next beat: a dead agent then leaves the rings within the timeout itself, not up to one
         interval later. A peer that did beat meanwhile is back at the next read."""
         alive = [
-            a
-            for a in self._known
+            a for a in self._known
             if a.agent_id == self._me.agent_id or a.heartbeat_at_ms >= now - self.timeout_ms
         ]
         if len(alive) != len(self._known):
@@ -256,7 +256,8 @@ class Membership:
 
     async def _register(self, now: int) -> None:
         wanted = self._requested if not self._registered else self._me.node_id
-        local = replace(self._me, started_at_ms=self._me.started_at_ms or now, heartbeat_at_ms=now)
+        local = replace(self._me, started_at_ms=self._me.started_at_ms or now,
+                        heartbeat_at_ms=now)
         self._me = await self.store.register_agent(local, wanted, now - self.timeout_ms)
         self._registered = True
         self.registrations += 1
@@ -268,9 +269,7 @@ class Membership:
             return
         log.warning(
             "membership: no heartbeat for %d ms; peers have dropped this agent, so it leaves"
-            " its own view too: %s",
-            silent_ms,
-            exc,
+            " its own view too: %s", silent_ms, exc,
         )
         self._self_expired = True
         self._publish(self._known)
@@ -295,8 +294,7 @@ class Membership:
             return
         self.version += 1
         log.info(
-            "membership: %d live agents: %s",
-            len(live),
+            "membership: %d live agents: %s", len(live),
             ", ".join(f"{a.node_id}@{a.az}" for a in live),
         )
         for listener in list(self._listeners):
@@ -309,12 +307,8 @@ class Membership:
     def status(self) -> dict[str, Any]:
         now = self._clock()
         return {
-            "me": {
-                "agent_id": self._me.agent_id,
-                "node_id": self._me.node_id,
-                "az": self._me.az,
-                "agent_group": self._me.agent_group,
-            },
+            "me": {"agent_id": self._me.agent_id, "node_id": self._me.node_id,
+                   "az": self._me.az, "agent_group": self._me.agent_group},
             "heartbeat_interval_ms": self.interval_ms,
             "heartbeat_timeout_ms": self.timeout_ms,
             "view_version": self.version,
