@@ -27,9 +27,6 @@ from shoal.cluster.membership import Membership, new_agent_id
 from shoal.cluster.membership_notify import MembershipNotifier
 from shoal.cluster.model import AgentInfo, ClusterView
 from shoal.cluster.ownership import RingOwnership
-from shoal.cluster.peer_client import PeerClient
-from shoal.cluster.peer_server import PeerServer
-from shoal.cluster.ring_source import RingBlockSource
 from shoal.groups.coordinator import GroupCoordinator
 from shoal.groups.lag import GroupCollector, LagTracker, register, status_section, unregister
 from shoal.groups.model import GroupConfig
@@ -44,6 +41,9 @@ from shoal.meta.topic_cache import TopicCache
 from shoal.objstore.store import ObjectStore
 from shoal.read.block_cache import BlockCache
 from shoal.read.fetcher import FetchReader
+from shoal.read.peer_client import PeerClient
+from shoal.read.peer_server import PeerServer
+from shoal.read.ring_source import RingBlockSource
 from shoal.read.waiters import PartitionWaiters
 from shoal.server.kafka_server import KafkaServer
 from shoal.settings import Settings

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer
 
-from shoal.cluster.ring import Ring, block_key
+from shoal.read.ring import Ring, block_key
 from tests.cluster_process import Cluster, get_bound, running_cluster, topic_file_sizes
 from tests.read_workload import (
     GroupResult,

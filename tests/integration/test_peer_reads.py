@@ -22,7 +22,7 @@ from kio.schema.types import BrokerId, TopicName
 from kio.static.primitive import i32, i64
 
 from shoal.client.connection import KafkaConnection
-from shoal.cluster.ring import Ring, block_key
+from shoal.read.ring import Ring, block_key
 from tests.agent_process import AgentProcess
 
 MiB = 1024 * 1024

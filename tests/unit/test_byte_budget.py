@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from shoal.server.byte_budget import ByteBudget
+from shoal.common.byte_budget import ByteBudget
 
 
 async def test_waits_until_released_fifo() -> None:

@@ -4,8 +4,8 @@ import struct
 
 import pytest
 
-from shoal.cluster import peer_wire
-from shoal.cluster.peer_wire import FileRanges, WireError
+from shoal.read import peer_wire
+from shoal.read.peer_wire import FileRanges, WireError
 
 
 def test_request_round_trip() -> None:

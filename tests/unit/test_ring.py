@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from shoal.cluster.ring import Ring, block_key
+from shoal.read.ring import Ring, block_key
 
 KEYS = [block_key(f"segments/2026/11/26/{i:026d}.seg", i % 7) for i in range(10_000)]
 

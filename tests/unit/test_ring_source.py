@@ -14,15 +14,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from shoal.cluster import peer_wire
 from shoal.cluster.model import AgentInfo
-from shoal.cluster.peer_client import PeerClient
-from shoal.cluster.peer_server import PeerServer
-from shoal.cluster.peer_wire import FileRanges
-from shoal.cluster.ring import Ring, block_key
-from shoal.cluster.ring_source import RingBlockSource
+from shoal.read import peer_wire
 from shoal.read.block_cache import BlockCache
 from shoal.read.fetcher import FetchReader, PartitionFetch
+from shoal.read.peer_client import PeerClient
+from shoal.read.peer_server import PeerServer
+from shoal.read.peer_wire import FileRanges
+from shoal.read.ring import Ring, block_key
+from shoal.read.ring_source import RingBlockSource
 from shoal.read.waiters import PartitionWaiters
 from tests.unit.test_fetcher import FakeMeta, make_batch, offsets, split
 

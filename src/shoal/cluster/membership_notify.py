@@ -28,7 +28,7 @@ from aiohttp import web
 
 from shoal.cluster.membership import Membership
 from shoal.cluster.model import AgentInfo
-from shoal.cluster.peer_wire import AGENT_HEADER
+from shoal.read.peer_wire import AGENT_HEADER
 
 PATH = "/v1/membership/changed"
 

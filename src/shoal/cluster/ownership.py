@@ -10,8 +10,8 @@ coordinator for the whole agent group (its traffic is small next to produce and 
 from __future__ import annotations
 
 from shoal.cluster.model import AgentInfo, ClusterView
-from shoal.cluster.ring import Ring
 from shoal.groups.ownership import CoordinatorNode
+from shoal.read.ring import Ring
 
 
 def coordinator_ring_key(key: str) -> bytes:

@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from shoal import metrics
+from shoal.common.byte_budget import ByteBudget
 from shoal.handlers.api_versions import API_VERSIONS, api_versions_response
 from shoal.handlers.base import REGISTRY, ApiSpec, RequestContext
 from shoal.handlers.services import Services
@@ -28,7 +29,6 @@ from shoal.protocol.framing import (
     frame_prefix,
     response_header_flexible,
 )
-from shoal.server.byte_budget import ByteBudget
 from shoal.server.frame_stream import FrameStream
 
 log = logging.getLogger(__name__)

@@ -20,14 +20,14 @@ import asyncio
 import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from shoal import metrics
-from shoal.cluster.model import AgentInfo, ClusterView
-from shoal.cluster.peer_client import PeerClient, PeerError
-from shoal.cluster.peer_wire import FileRanges, check_range
-from shoal.cluster.ring import Ring, block_key
+from shoal.cluster.model import AgentInfo
 from shoal.read.block_cache import BlockSource, Chunk, RangeReader
+from shoal.read.peer_client import PeerClient, PeerError
+from shoal.read.peer_wire import FileRanges, check_range
+from shoal.read.ring import Ring, block_key
 
 
 @dataclass(slots=True)
@@ -41,10 +41,23 @@ class _Piece:
     length: int
 
 
+class ZoneView(Protocol):
+    """The part of the cluster view the ring needs: this agent and the live agents of a zone.
+
+    Declared here, not imported from `cluster/`, because the read path sits below the cluster
+    layer; the cluster's view satisfies it structurally.
+    """
+
+    @property
+    def me(self) -> AgentInfo: ...
+
+    def in_zone(self, az: str) -> list[AgentInfo]: ...
+
+
 class RingBlockSource:
     def __init__(
         self,
-        view: ClusterView,
+        view: ZoneView,
         local: BlockSource,
         peers: PeerClient,
         store: RangeReader,

@@ -16,10 +16,10 @@ from typing import Any
 import aiohttp
 
 from shoal import metrics
-from shoal.cluster import peer_wire
 from shoal.cluster.model import AgentInfo
-from shoal.cluster.peer_wire import FileRanges, WireError
+from shoal.read import peer_wire
 from shoal.read.block_cache import Chunk
+from shoal.read.peer_wire import FileRanges, WireError
 
 
 class PeerError(Exception):

@@ -4,7 +4,7 @@
 A peer sends, in one request, every byte range it needs from blocks this agent owns. They are
 served from this agent's block cache, which loads a missing block with one ranged GET shared by
 every concurrent reader, local or remote; so a zone reads each block from the object store once.
-Wire format: `shoal.cluster.peer_wire`.
+Wire format: `shoal.read.peer_wire`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Any
 from aiohttp import web
 
 from shoal import metrics
-from shoal.cluster import peer_wire
-from shoal.cluster.peer_wire import FileRanges, WireError
+from shoal.common.byte_budget import ByteBudget
+from shoal.read import peer_wire
 from shoal.read.block_cache import BlockSource, Chunk
-from shoal.server.byte_budget import ByteBudget
+from shoal.read.peer_wire import FileRanges, WireError
 
 log = logging.getLogger(__name__)
 

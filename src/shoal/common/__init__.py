@@ -1,0 +1,1 @@
+"""Small shared building blocks that every layer may import."""
