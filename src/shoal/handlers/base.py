@@ -15,6 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from shoal.protocol.apis import ApiKey
+from shoal.protocol.messages import Messages, responses, versions_of
+
 if TYPE_CHECKING:
     from shoal.handlers.services import Services
 
@@ -33,13 +36,17 @@ class RequestContext:
     # an older commit stored last would move the group's offset backwards).
     write_turn: asyncio.Lock | None = None
 
+    def responses(self) -> Messages:
+        """The response classes of this request's API and version."""
+        return responses(ApiKey(self.api_key), self.api_version)
+
 
 Handler = Callable[["Services", RequestContext, Any], Awaitable[Any]]
 
 
 @dataclass(frozen=True, slots=True)
 class ApiSpec:
-    api_key: int
+    api_key: ApiKey
     name: str
     min_version: int
     max_version: int
@@ -49,15 +56,15 @@ class ApiSpec:
 REGISTRY: dict[int, ApiSpec] = {}
 
 
-def api(
-    api_key: int, name: str, min_version: int, max_version: int
-) -> Callable[[Handler], Handler]:
+def api(api_key: ApiKey, min_version: int, max_version: int) -> Callable[[Handler], Handler]:
     """Register a handler for `api_key` serving versions min..max inclusive."""
 
     def register(fn: Handler) -> Handler:
         if api_key in REGISTRY:
-            raise RuntimeError(f"API {api_key} registered twice")
-        REGISTRY[api_key] = ApiSpec(api_key, name, min_version, max_version, fn)
+            raise RuntimeError(f"API {api_key.api_name} registered twice")
+        if not set(range(min_version, max_version + 1)) <= set(versions_of(api_key)):
+            raise RuntimeError(f"{api_key.api_name} {min_version}-{max_version}: not all in kio")
+        REGISTRY[api_key] = ApiSpec(api_key, api_key.api_name, min_version, max_version, fn)
         return fn
 
     return register

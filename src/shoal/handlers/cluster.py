@@ -10,29 +10,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from kio.schema.describe_cluster.v2.response import DescribeClusterBroker, DescribeClusterResponse
 from kio.schema.errors import ErrorCode
 
-from shoal.handlers.adapt import ZERO_THROTTLE, build, response_module
 from shoal.handlers.base import RequestContext, api
 from shoal.handlers.services import Services, cluster_view
+from shoal.protocol.apis import ApiKey
+from shoal.protocol.messages import UNKNOWN_AUTHORIZED_OPERATIONS, ZERO_THROTTLE
 
-DESCRIBE_CLUSTER = 60
 ENDPOINT_BROKERS = 1
 ENDPOINT_CONTROLLERS = 2
-# Kafka's "authorized operations were not requested / are not known" marker.
-UNKNOWN_AUTHORIZED_OPERATIONS = -2147483648
 
 
-@api(DESCRIBE_CLUSTER, "DescribeCluster", 0, 2)
+@api(ApiKey.DESCRIBE_CLUSTER, 0, 2)
 async def handle_describe_cluster(svc: Services, ctx: RequestContext, req: Any) -> Any:
-    module = response_module(DESCRIBE_CLUSTER, ctx.api_version)
+    msgs = ctx.responses()
     endpoint_type = int(getattr(req, "endpoint_type", ENDPOINT_BROKERS))
     if endpoint_type != ENDPOINT_BROKERS:
         # Brokers answer controller-endpoint requests this way; clients then ask a controller,
         # and Shoal has no separate controller listener.
-        return build(
-            module,
-            "DescribeClusterResponse",
+        return msgs.make(
+            DescribeClusterResponse,
             throttle_time=ZERO_THROTTLE,
             error_code=ErrorCode.unsupported_endpoint_type,
             error_message="Shoal agents only serve the broker endpoint type.",
@@ -44,9 +42,8 @@ async def handle_describe_cluster(svc: Services, ctx: RequestContext, req: Any) 
         )
     view = cluster_view(svc)
     brokers = tuple(
-        build(
-            module,
-            "DescribeClusterBroker",
+        msgs.make(
+            DescribeClusterBroker,
             broker_id=a.node_id,
             host=a.host,
             port=a.kafka_port,
@@ -55,9 +52,8 @@ async def handle_describe_cluster(svc: Services, ctx: RequestContext, req: Any) 
         )
         for a in view.live()
     )
-    return build(
-        module,
-        "DescribeClusterResponse",
+    return msgs.make(
+        DescribeClusterResponse,
         throttle_time=ZERO_THROTTLE,
         error_code=ErrorCode.none,
         error_message=None,

@@ -13,9 +13,19 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from kio.schema.alter_configs.v2.response import (
+    AlterConfigsResourceResponse,
+    AlterConfigsResponse,
+)
+from kio.schema.describe_configs.v4.response import (
+    DescribeConfigsResourceResult,
+    DescribeConfigsResponse,
+    DescribeConfigsResult,
+    DescribeConfigsSynonym,
+)
 from kio.schema.errors import ErrorCode
+from kio.schema.incremental_alter_configs.v1 import response as incremental
 
-from shoal.handlers.adapt import ZERO_THROTTLE, build, response_module
 from shoal.handlers.base import RequestContext, api
 from shoal.handlers.config_defaults import (
     TOPIC_CONFIGS,
@@ -34,10 +44,8 @@ from shoal.handlers.config_defaults import (
 from shoal.handlers.services import Services
 from shoal.handlers.topic_names import is_valid_topic_name
 from shoal.meta.store import MetadataError, TopicInfo, UnknownTopicError
-
-DESCRIBE_CONFIGS = 32
-ALTER_CONFIGS = 33
-INCREMENTAL_ALTER_CONFIGS = 44
+from shoal.protocol.apis import ApiKey
+from shoal.protocol.messages import ZERO_THROTTLE, Messages
 
 OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
 
@@ -78,9 +86,9 @@ def _duplicates(resources: Any) -> set[tuple[int, str]]:
 # -- DescribeConfigs --------------------------------------------------------------------------
 
 
-@api(DESCRIBE_CONFIGS, "DescribeConfigs", 1, 4)
+@api(ApiKey.DESCRIBE_CONFIGS, 1, 4)
 async def handle_describe_configs(svc: Services, ctx: RequestContext, req: Any) -> Any:
-    module = response_module(DESCRIBE_CONFIGS, ctx.api_version)
+    msgs = ctx.responses()
     synonyms = bool(req.include_synonyms)
     documentation = bool(getattr(req, "include_documentation", False))
     results = []
@@ -92,15 +100,14 @@ async def handle_describe_configs(svc: Services, ctx: RequestContext, req: Any) 
             if keys:  # None and empty both mean "all keys", as in Kafka
                 wanted = set(keys)
                 entries = [e for e in entries if e.name in wanted]
-            configs = tuple(_entry(module, e, synonyms, documentation) for e in entries)
+            configs = tuple(_entry(msgs, e, synonyms, documentation) for e in entries)
         except _Refused as refused:
             code, message = refused.code, refused.message
         except MetadataError as exc:
             code, message = ErrorCode.unknown_server_error, str(exc)
         results.append(
-            build(
-                module,
-                "DescribeConfigsResult",
+            msgs.make(
+                DescribeConfigsResult,
                 error_code=code,
                 error_message=message,
                 resource_type=resource.resource_type,
@@ -108,9 +115,7 @@ async def handle_describe_configs(svc: Services, ctx: RequestContext, req: Any) 
                 configs=configs,
             )
         )
-    return build(
-        module, "DescribeConfigsResponse", throttle_time=ZERO_THROTTLE, results=tuple(results)
-    )
+    return msgs.make(DescribeConfigsResponse, throttle_time=ZERO_THROTTLE, results=tuple(results))
 
 
 async def _describe(svc: Services, resource_type: int, name: str) -> list[ConfigEntry]:
@@ -139,39 +144,38 @@ def _check_broker_name(svc: Services, name: str) -> None:
         )
 
 
-def _entry(module: Any, entry: ConfigEntry, synonyms: bool, documentation: bool) -> Any:
-    return build(
-        module,
-        "DescribeConfigsResourceResult",
+def _entry(msgs: Messages, entry: ConfigEntry, synonyms: bool, documentation: bool) -> Any:
+    return msgs.make(
+        DescribeConfigsResourceResult,
         name=entry.name,
         value=entry.value,
         read_only=entry.read_only,
         config_source=int(entry.source),
         is_sensitive=entry.is_sensitive,
-        synonyms=tuple(_synonyms(module, entry)) if synonyms else (),
+        synonyms=tuple(_synonyms(msgs, entry)) if synonyms else (),
         config_type=int(entry.type),
         documentation=entry.doc if documentation else None,
     )
 
 
-def _synonyms(module: Any, entry: ConfigEntry) -> list[Any]:
+def _synonyms(msgs: Messages, entry: ConfigEntry) -> list[Any]:
     """The override first, then the default it hides, named like Kafka's broker-wide key."""
     rows = [(entry.name, entry.value, entry.source)]
     if entry.source == ConfigSource.TOPIC_CONFIG and entry.default is not None:
         rows.append((entry.synonym or entry.name, entry.default, ConfigSource.DEFAULT_CONFIG))
     elif entry.source == ConfigSource.DEFAULT_CONFIG and entry.synonym is not None:
         rows = [(entry.synonym, entry.value, ConfigSource.DEFAULT_CONFIG)]
-    return [
-        build(module, "DescribeConfigsSynonym", name=n, value=v, source=int(s)) for n, v, s in rows
-    ]
+    return [msgs.make(DescribeConfigsSynonym, name=n, value=v, source=int(s)) for n, v, s in rows]
 
 
 # -- AlterConfigs (legacy: replaces the whole override set) -----------------------------------
 
 
-@api(ALTER_CONFIGS, "AlterConfigs", 0, 2)
+@api(ApiKey.ALTER_CONFIGS, 0, 2)
 async def handle_alter_configs(svc: Services, ctx: RequestContext, req: Any) -> Any:
-    return await _alter_all(svc, ctx, req, ALTER_CONFIGS, "AlterConfigsResponse", _alter_legacy)
+    return await _alter_all(
+        svc, ctx, req, _alter_legacy, (AlterConfigsResponse, AlterConfigsResourceResponse)
+    )
 
 
 async def _alter_legacy(svc: Services, resource: Any, validate_only: bool) -> None:
@@ -204,15 +208,14 @@ def _alter_refusal(resource_type: int) -> _Refused:
 # -- IncrementalAlterConfigs ------------------------------------------------------------------
 
 
-@api(INCREMENTAL_ALTER_CONFIGS, "IncrementalAlterConfigs", 0, 1)
+@api(ApiKey.INCREMENTAL_ALTER_CONFIGS, 0, 1)
 async def handle_incremental_alter_configs(svc: Services, ctx: RequestContext, req: Any) -> Any:
     return await _alter_all(
         svc,
         ctx,
         req,
-        INCREMENTAL_ALTER_CONFIGS,
-        "IncrementalAlterConfigsResponse",
         _alter_incremental,
+        (incremental.IncrementalAlterConfigsResponse, incremental.AlterConfigsResourceResponse),
     )
 
 
@@ -271,9 +274,16 @@ async def _alter_incremental(svc: Services, resource: Any, validate_only: bool) 
 
 
 async def _alter_all(
-    svc: Services, ctx: RequestContext, req: Any, api_key: int, response_name: str, alter: Alter
+    svc: Services,
+    ctx: RequestContext,
+    req: Any,
+    alter: Alter,
+    classes: tuple[type[Any], type[Any]],
 ) -> Any:
-    module = response_module(api_key, ctx.api_version)
+    """Run `alter` on each resource; `classes` are the answered API's response and per-resource
+    classes (both APIs name the latter AlterConfigsResourceResponse)."""
+    msgs = ctx.responses()
+    response, resource_response = classes
     duplicates = _duplicates(req.resources)
     results = []
     for resource in req.resources:
@@ -289,13 +299,12 @@ async def _alter_all(
         except MetadataError as exc:
             code, message = ErrorCode.unknown_server_error, str(exc)
         results.append(
-            build(
-                module,
-                "AlterConfigsResourceResponse",
+            msgs.make(
+                resource_response,
                 error_code=code,
                 error_message=message,
                 resource_type=resource.resource_type,
                 resource_name=resource.resource_name,
             )
         )
-    return build(module, response_name, throttle_time=ZERO_THROTTLE, responses=tuple(results))
+    return msgs.make(response, throttle_time=ZERO_THROTTLE, responses=tuple(results))

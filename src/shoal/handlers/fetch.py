@@ -17,15 +17,24 @@ from shoal.handlers.base import RequestContext, api
 from shoal.handlers.services import Services
 from shoal.meta.store import TopicInfo
 from shoal.protocol import errors
-from shoal.protocol.encoders import Buffer, FetchPartitionResult, encode_fetch_response_parts
+from shoal.protocol.apis import ApiKey
+from shoal.protocol.encoders import (
+    FETCH_MIN_VERSION,
+    Buffer,
+    FetchPartitionResult,
+    encode_fetch_response_parts,
+)
 from shoal.read.fetcher import PartitionFetch
 
 NIL_UUID = uuid.UUID(int=0)
 # Bounds a single request's wait even if a client asks for more.
 MAX_WAIT_MS_CAP = 30_000
+# The encoder encodes up to v18; v18 adds only the follower's high watermark to the
+# request, which only replication uses, so it is not served (ApiVersions says 17).
+FETCH_SERVED_MAX_VERSION = 17
 
 
-@api(1, "Fetch", 4, 17)
+@api(ApiKey.FETCH, FETCH_MIN_VERSION, FETCH_SERVED_MAX_VERSION)
 async def handle_fetch(svc: Services, ctx: RequestContext, req: Any) -> list[Buffer]:
     wanted: list[PartitionFetch] = []
     # (topic name, topic id, [(partition, index into wanted or -error_code-1)])

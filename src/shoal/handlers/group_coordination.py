@@ -9,12 +9,19 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from kio.schema.find_coordinator.v6.response import Coordinator, FindCoordinatorResponse
+from kio.schema.heartbeat.v4.response import HeartbeatResponse
+from kio.schema.join_group.v9.response import JoinGroupResponse, JoinGroupResponseMember
+from kio.schema.leave_group.v5.response import LeaveGroupResponse, MemberResponse
+from kio.schema.sync_group.v5.response import SyncGroupResponse
+
 from shoal.groups.coordinator import GroupCoordinator
 from shoal.groups.model import JoinRequest
-from shoal.handlers.adapt import ZERO_THROTTLE, build, error, response_module
 from shoal.handlers.base import RequestContext, api
 from shoal.handlers.services import Services
 from shoal.protocol import errors
+from shoal.protocol.apis import ApiKey
+from shoal.protocol.messages import ZERO_THROTTLE, error
 
 GROUP_KEY, TRANSACTION_KEY = 0, 1
 _ONE_MS = datetime.timedelta(milliseconds=1)
@@ -35,9 +42,9 @@ def client_host(ctx: RequestContext) -> str:
     return "/" + ctx.peer.rsplit(":", 1)[0]
 
 
-@api(10, "FindCoordinator", 0, 6)
+@api(ApiKey.FIND_COORDINATOR, 0, 6)
 async def handle_find_coordinator(svc: Services, ctx: RequestContext, req: Any) -> Any:
-    module = response_module(10, ctx.api_version)
+    msgs = ctx.responses()
     key_type = int(getattr(req, "key_type", GROUP_KEY))
     keys = list(req.coordinator_keys) if ctx.api_version >= 4 else [req.key]
     found = []
@@ -61,18 +68,19 @@ async def handle_find_coordinator(svc: Services, ctx: RequestContext, req: Any) 
             )
         )
     if ctx.api_version >= 4:
-        return build(
-            module,
-            "FindCoordinatorResponse",
+        return msgs.make(
+            FindCoordinatorResponse,
             throttle_time=ZERO_THROTTLE,
-            coordinators=tuple(build(module, "Coordinator", **f) for f in found),
+            coordinators=tuple(msgs.make(Coordinator, **f) for f in found),
         )
-    return build(module, "FindCoordinatorResponse", throttle_time=ZERO_THROTTLE, **found[0])
+    # v0-3 answer one key, and name no key in the answer.
+    only = {k: v for k, v in found[0].items() if k != "key"}
+    return msgs.make(FindCoordinatorResponse, throttle_time=ZERO_THROTTLE, **only)
 
 
-@api(11, "JoinGroup", 0, 9)
+@api(ApiKey.JOIN_GROUP, 0, 9)
 async def handle_join_group(svc: Services, ctx: RequestContext, req: Any) -> Any:
-    module = response_module(11, ctx.api_version)
+    msgs = ctx.responses()
     session_ms = ms(req.session_timeout)
     rebalance = getattr(req, "rebalance_timeout", None)
     # v0 has no rebalance timeout: Kafka uses the session timeout for it.
@@ -92,9 +100,8 @@ async def handle_join_group(svc: Services, ctx: RequestContext, req: Any) -> Any
         ),
     )
     members = tuple(
-        build(
-            module,
-            "JoinGroupResponseMember",
+        msgs.make(
+            JoinGroupResponseMember,
             member_id=m.member_id,
             group_instance_id=m.group_instance_id,
             metadata=m.metadata,
@@ -104,9 +111,8 @@ async def handle_join_group(svc: Services, ctx: RequestContext, req: Any) -> Any
     protocol_name = result.protocol_name
     if protocol_name is None and ctx.api_version < 7:
         protocol_name = ""  # non-nullable before v7
-    return build(
-        module,
-        "JoinGroupResponse",
+    return msgs.make(
+        JoinGroupResponse,
         throttle_time=ZERO_THROTTLE,
         error_code=error(result.error),
         generation_id=result.generation,
@@ -119,9 +125,9 @@ async def handle_join_group(svc: Services, ctx: RequestContext, req: Any) -> Any
     )
 
 
-@api(14, "SyncGroup", 0, 5)
+@api(ApiKey.SYNC_GROUP, 0, 5)
 async def handle_sync_group(svc: Services, ctx: RequestContext, req: Any) -> Any:
-    module = response_module(14, ctx.api_version)
+    msgs = ctx.responses()
     result = await coordinator(svc).sync(
         req.group_id,
         req.member_id,
@@ -131,9 +137,8 @@ async def handle_sync_group(svc: Services, ctx: RequestContext, req: Any) -> Any
         getattr(req, "protocol_name", None),
         {a.member_id: bytes(a.assignment) for a in req.assignments},
     )
-    return build(
-        module,
-        "SyncGroupResponse",
+    return msgs.make(
+        SyncGroupResponse,
         throttle_time=ZERO_THROTTLE,
         error_code=error(result.error),
         protocol_type=result.protocol_type,
@@ -142,21 +147,21 @@ async def handle_sync_group(svc: Services, ctx: RequestContext, req: Any) -> Any
     )
 
 
-@api(12, "Heartbeat", 0, 4)
+@api(ApiKey.HEARTBEAT, 0, 4)
 async def handle_heartbeat(svc: Services, ctx: RequestContext, req: Any) -> Any:
-    module = response_module(12, ctx.api_version)
+    msgs = ctx.responses()
     code = await coordinator(svc).heartbeat(
         req.group_id,
         req.member_id,
         getattr(req, "group_instance_id", None),
         int(req.generation_id),
     )
-    return build(module, "HeartbeatResponse", throttle_time=ZERO_THROTTLE, error_code=error(code))
+    return msgs.make(HeartbeatResponse, throttle_time=ZERO_THROTTLE, error_code=error(code))
 
 
-@api(13, "LeaveGroup", 0, 5)
+@api(ApiKey.LEAVE_GROUP, 0, 5)
 async def handle_leave_group(svc: Services, ctx: RequestContext, req: Any) -> Any:
-    module = response_module(13, ctx.api_version)
+    msgs = ctx.responses()
     if ctx.api_version >= 3:
         identities = [(m.member_id, m.group_instance_id) for m in req.members]
     else:
@@ -165,22 +170,18 @@ async def handle_leave_group(svc: Services, ctx: RequestContext, req: Any) -> An
     if ctx.api_version < 3:
         # One member, no per-member list: its error is the answer.
         code = top if top != errors.NONE or not per_member else per_member[0]
-        return build(
-            module, "LeaveGroupResponse", throttle_time=ZERO_THROTTLE, error_code=error(code)
-        )
+        return msgs.make(LeaveGroupResponse, throttle_time=ZERO_THROTTLE, error_code=error(code))
     members = tuple(
-        build(
-            module,
-            "MemberResponse",
+        msgs.make(
+            MemberResponse,
             member_id=mid,
             group_instance_id=iid,
             error_code=error(code),
         )
         for (mid, iid), code in zip(identities, per_member, strict=False)
     )
-    return build(
-        module,
-        "LeaveGroupResponse",
+    return msgs.make(
+        LeaveGroupResponse,
         throttle_time=ZERO_THROTTLE,
         error_code=error(top),
         members=members if top == errors.NONE else (),

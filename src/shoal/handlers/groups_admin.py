@@ -4,20 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from shoal.handlers.adapt import ZERO_THROTTLE, build, error, response_module
+from kio.schema.delete_groups.v2.response import DeletableGroupResult, DeleteGroupsResponse
+from kio.schema.describe_groups.v6.response import (
+    DescribedGroup,
+    DescribedGroupMember,
+    DescribeGroupsResponse,
+)
+from kio.schema.list_groups.v5.response import ListedGroup, ListGroupsResponse
+
 from shoal.handlers.base import RequestContext, api
 from shoal.handlers.group_coordination import coordinator
 from shoal.handlers.services import Services
 from shoal.meta.store import MetadataError
 from shoal.protocol import errors
+from shoal.protocol.apis import ApiKey
+from shoal.protocol.messages import UNKNOWN_AUTHORIZED_OPERATIONS, ZERO_THROTTLE, error
 
-UNKNOWN_AUTHORIZED_OPERATIONS = -2147483648
 GROUP_TYPE = "classic"  # the KIP-848 type name of groups using the classic protocol
 
 
-@api(16, "ListGroups", 0, 5)
+@api(ApiKey.LIST_GROUPS, 0, 5)
 async def handle_list_groups(svc: Services, ctx: RequestContext, req: Any) -> Any:
-    module = response_module(16, ctx.api_version)
+    msgs = ctx.responses()
     states = {s.lower() for s in getattr(req, "states_filter", ())}
     types = {t.lower() for t in getattr(req, "types_filter", ())}
     code = errors.NONE
@@ -26,9 +34,8 @@ async def handle_list_groups(svc: Services, ctx: RequestContext, req: Any) -> An
     except MetadataError:
         listed, code = [], errors.COORDINATOR_NOT_AVAILABLE
     groups = tuple(
-        build(
-            module,
-            "ListedGroup",
+        msgs.make(
+            ListedGroup,
             group_id=gid,
             protocol_type=ptype,
             group_state=state,
@@ -37,18 +44,17 @@ async def handle_list_groups(svc: Services, ctx: RequestContext, req: Any) -> An
         for gid, ptype, state in listed
         if (not states or state.lower() in states) and (not types or GROUP_TYPE in types)
     )
-    return build(
-        module,
-        "ListGroupsResponse",
+    return msgs.make(
+        ListGroupsResponse,
         throttle_time=ZERO_THROTTLE,
         error_code=error(code),
         groups=groups,
     )
 
 
-@api(15, "DescribeGroups", 0, 6)
+@api(ApiKey.DESCRIBE_GROUPS, 0, 6)
 async def handle_describe_groups(svc: Services, ctx: RequestContext, req: Any) -> Any:
-    module = response_module(15, ctx.api_version)
+    msgs = ctx.responses()
     out = []
     for group_id in req.groups:
         code, view = await coordinator(svc).describe_group(group_id)
@@ -57,9 +63,8 @@ async def handle_describe_groups(svc: Services, ctx: RequestContext, req: Any) -
         members: tuple[Any, ...] = ()
         if view is not None:
             members = tuple(
-                build(
-                    module,
-                    "DescribedGroupMember",
+                msgs.make(
+                    DescribedGroupMember,
                     member_id=m.member_id,
                     group_instance_id=m.group_instance_id,
                     client_id=m.client_id,
@@ -70,9 +75,8 @@ async def handle_describe_groups(svc: Services, ctx: RequestContext, req: Any) -
                 for m in view.members
             )
         out.append(
-            build(
-                module,
-                "DescribedGroup",
+            msgs.make(
+                DescribedGroup,
                 error_code=error(code),
                 error_message=None if code == errors.NONE else errors.error_name(code),
                 group_id=group_id,
@@ -83,18 +87,14 @@ async def handle_describe_groups(svc: Services, ctx: RequestContext, req: Any) -
                 authorized_operations=UNKNOWN_AUTHORIZED_OPERATIONS,
             )
         )
-    return build(module, "DescribeGroupsResponse", throttle_time=ZERO_THROTTLE, groups=tuple(out))
+    return msgs.make(DescribeGroupsResponse, throttle_time=ZERO_THROTTLE, groups=tuple(out))
 
 
-@api(42, "DeleteGroups", 0, 2)
+@api(ApiKey.DELETE_GROUPS, 0, 2)
 async def handle_delete_groups(svc: Services, ctx: RequestContext, req: Any) -> Any:
-    module = response_module(42, ctx.api_version)
+    msgs = ctx.responses()
     results = []
     for group_id in req.groups_names:
         code = await coordinator(svc).delete_group(group_id)
-        results.append(
-            build(module, "DeletableGroupResult", group_id=group_id, error_code=error(code))
-        )
-    return build(
-        module, "DeleteGroupsResponse", throttle_time=ZERO_THROTTLE, results=tuple(results)
-    )
+        results.append(msgs.make(DeletableGroupResult, group_id=group_id, error_code=error(code)))
+    return msgs.make(DeleteGroupsResponse, throttle_time=ZERO_THROTTLE, results=tuple(results))

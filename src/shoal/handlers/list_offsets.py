@@ -10,12 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from shoal.handlers.adapt import ZERO_THROTTLE, build, error, response_module
+from kio.schema.list_offsets.v11.response import (
+    ListOffsetsPartitionResponse,
+    ListOffsetsResponse,
+    ListOffsetsTopicResponse,
+)
+
 from shoal.handlers.base import RequestContext, api
 from shoal.handlers.services import Services
 from shoal.meta.store import OffsetAtTime
 from shoal.protocol import errors
+from shoal.protocol.apis import ApiKey
 from shoal.protocol.batch import BatchError, parse_header
+from shoal.protocol.messages import ZERO_THROTTLE, error
 from shoal.protocol.records import first_at_or_after, max_timestamp_record
 
 LATEST = -1
@@ -25,9 +32,9 @@ EARLIEST_LOCAL = -4
 LATEST_TIERED = -5
 
 
-@api(2, "ListOffsets", 1, 10)
+@api(ApiKey.LIST_OFFSETS, 1, 10)
 async def handle_list_offsets(svc: Services, ctx: RequestContext, req: Any) -> Any:
-    module = response_module(2, ctx.api_version)
+    msgs = ctx.responses()
     topics_out = []
     for topic in req.topics:
         info = await svc.topics.get(topic.name)
@@ -40,9 +47,8 @@ async def handle_list_offsets(svc: Services, ctx: RequestContext, req: Any) -> A
             else:
                 code, offset, timestamp = await _lookup(svc, info.name, index, int(p.timestamp))
             parts_out.append(
-                build(
-                    module,
-                    "ListOffsetsPartitionResponse",
+                msgs.make(
+                    ListOffsetsPartitionResponse,
                     partition_index=index,
                     error_code=error(code),
                     timestamp=timestamp,
@@ -51,11 +57,9 @@ async def handle_list_offsets(svc: Services, ctx: RequestContext, req: Any) -> A
                 )
             )
         topics_out.append(
-            build(module, "ListOffsetsTopicResponse", name=topic.name, partitions=tuple(parts_out))
+            msgs.make(ListOffsetsTopicResponse, name=topic.name, partitions=tuple(parts_out))
         )
-    return build(
-        module, "ListOffsetsResponse", throttle_time=ZERO_THROTTLE, topics=tuple(topics_out)
-    )
+    return msgs.make(ListOffsetsResponse, throttle_time=ZERO_THROTTLE, topics=tuple(topics_out))
 
 
 async def _lookup(svc: Services, topic: str, partition: int, ts: int) -> tuple[int, int, int]:

@@ -9,22 +9,29 @@ from __future__ import annotations
 
 from typing import Any
 
+from kio.schema.metadata.v13.response import (
+    MetadataResponse,
+    MetadataResponseBroker,
+    MetadataResponsePartition,
+    MetadataResponseTopic,
+)
+
 from shoal.cluster.model import AgentInfo
 from shoal.cluster.routing import brokers_for, client_hash, leader_for, serving_for
-from shoal.handlers.adapt import ZERO_THROTTLE, build, error, response_module
 from shoal.handlers.base import RequestContext, api
 from shoal.handlers.services import Services, cluster_view
 from shoal.handlers.topic_names import is_valid_topic_name
 from shoal.meta.store import TopicInfo
 from shoal.protocol import errors
+from shoal.protocol.apis import ApiKey
+from shoal.protocol.messages import UNKNOWN_AUTHORIZED_OPERATIONS, ZERO_THROTTLE, Messages, error
 
 LEADER_EPOCH = 0
-UNKNOWN_AUTHORIZED_OPERATIONS = -2147483648
 
 
-@api(3, "Metadata", 0, 12)
+@api(ApiKey.METADATA, 0, 12)
 async def handle_metadata(svc: Services, ctx: RequestContext, req: Any) -> Any:
-    module = response_module(3, ctx.api_version)
+    msgs = ctx.responses()
     view = cluster_view(svc)
     serving = serving_for(view, ctx.client_id)
     seed = client_hash(ctx.client_id, ctx.peer)
@@ -36,7 +43,7 @@ async def handle_metadata(svc: Services, ctx: RequestContext, req: Any) -> Any:
     results: list[Any] = []
     if req.topics is None or (ctx.api_version == 0 and not req.topics):
         for listed in sorted(await svc.meta.list_topics(), key=lambda t: t.name):
-            results.append(_topic(module, listed, serving, seed))
+            results.append(_topic(msgs, listed, serving, seed))
     else:
         for wanted in req.topics:
             name = getattr(wanted, "name", None)
@@ -45,10 +52,10 @@ async def handle_metadata(svc: Services, ctx: RequestContext, req: Any) -> Any:
             if name is None and topic_id is not None and topic_id.int != 0:
                 info = await svc.topics.get_by_id(topic_id)
                 if info is None:
-                    results.append(_missing(module, None, topic_id, errors.UNKNOWN_TOPIC_ID))
+                    results.append(_missing(msgs, None, topic_id, errors.UNKNOWN_TOPIC_ID))
                     continue
             elif not is_valid_topic_name(name):
-                results.append(_missing(module, name, None, errors.INVALID_TOPIC_EXCEPTION))
+                results.append(_missing(msgs, name, None, errors.INVALID_TOPIC_EXCEPTION))
                 continue
             else:
                 assert name is not None
@@ -56,16 +63,13 @@ async def handle_metadata(svc: Services, ctx: RequestContext, req: Any) -> Any:
                 if info is None and auto_create:
                     info = await svc.topics.get_or_create(name, svc.settings.default_partitions)
                 if info is None:
-                    results.append(
-                        _missing(module, name, None, errors.UNKNOWN_TOPIC_OR_PARTITION)
-                    )
+                    results.append(_missing(msgs, name, None, errors.UNKNOWN_TOPIC_OR_PARTITION))
                     continue
-            results.append(_topic(module, info, serving, seed))
+            results.append(_topic(msgs, info, serving, seed))
 
     listed_brokers = tuple(
-        build(
-            module,
-            "MetadataResponseBroker",
+        msgs.make(
+            MetadataResponseBroker,
             node_id=a.node_id,
             host=a.host,
             port=a.kafka_port,
@@ -76,9 +80,8 @@ async def handle_metadata(svc: Services, ctx: RequestContext, req: Any) -> Any:
     # Every agent can do a controller's work; name this one when it serves the client's zone.
     me = view.me
     controller = me.node_id if any(a.node_id == me.node_id for a in serving) else serving[0].node_id
-    return build(
-        module,
-        "MetadataResponse",
+    return msgs.make(
+        MetadataResponse,
         throttle_time=ZERO_THROTTLE,
         brokers=listed_brokers,
         cluster_id=svc.cluster_id,
@@ -89,14 +92,13 @@ async def handle_metadata(svc: Services, ctx: RequestContext, req: Any) -> Any:
     )
 
 
-def _topic(module: Any, info: TopicInfo, serving: list[AgentInfo], seed: int) -> Any:
+def _topic(msgs: Messages, info: TopicInfo, serving: list[AgentInfo], seed: int) -> Any:
     partitions = []
     for p in range(info.partitions):
         node = leader_for(serving, seed, p).node_id
         partitions.append(
-            build(
-                module,
-                "MetadataResponsePartition",
+            msgs.make(
+                MetadataResponsePartition,
                 error_code=error(errors.NONE),
                 partition_index=p,
                 leader_id=node,
@@ -106,9 +108,8 @@ def _topic(module: Any, info: TopicInfo, serving: list[AgentInfo], seed: int) ->
                 offline_replicas=(),
             )
         )
-    return build(
-        module,
-        "MetadataResponseTopic",
+    return msgs.make(
+        MetadataResponseTopic,
         error_code=error(errors.NONE),
         name=info.name,
         topic_id=info.topic_id,
@@ -118,12 +119,11 @@ def _topic(module: Any, info: TopicInfo, serving: list[AgentInfo], seed: int) ->
     )
 
 
-def _missing(module: Any, name: str | None, topic_id: Any, code: int) -> Any:
+def _missing(msgs: Messages, name: str | None, topic_id: Any, code: int) -> Any:
     import uuid
 
-    return build(
-        module,
-        "MetadataResponseTopic",
+    return msgs.make(
+        MetadataResponseTopic,
         error_code=error(code),
         name=name,
         topic_id=topic_id or uuid.UUID(int=0),

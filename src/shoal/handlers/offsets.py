@@ -10,24 +10,46 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from shoal.handlers.adapt import ZERO_THROTTLE, build, error, response_module
+from kio.schema.offset_commit.v10.response import (
+    OffsetCommitResponse,
+    OffsetCommitResponsePartition,
+    OffsetCommitResponseTopic,
+)
+from kio.schema.offset_delete.v0.response import (
+    OffsetDeleteResponse,
+    OffsetDeleteResponsePartition,
+    OffsetDeleteResponseTopic,
+)
+from kio.schema.offset_fetch.v7.response import (
+    OffsetFetchResponsePartition,
+    OffsetFetchResponseTopic,
+)
+from kio.schema.offset_fetch.v10.response import (
+    OffsetFetchResponse,
+    OffsetFetchResponseGroup,
+    OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopics,
+)
+
 from shoal.handlers.base import RequestContext, api
 from shoal.handlers.group_coordination import coordinator
 from shoal.handlers.services import Services
 from shoal.meta.group_store import CommittedOffset
 from shoal.protocol import errors
+from shoal.protocol.apis import ApiKey
+from shoal.protocol.messages import ZERO_THROTTLE, Messages, error
 
 NO_OFFSET = -1
 
 
-@api(8, "OffsetCommit", 2, 9)
+@api(ApiKey.OFFSET_COMMIT, 2, 9)
 async def handle_offset_commit(svc: Services, ctx: RequestContext, req: Any) -> Any:
     async with ctx.write_turn or contextlib.nullcontext():
         return await _offset_commit(svc, ctx, req)
 
 
 async def _offset_commit(svc: Services, ctx: RequestContext, req: Any) -> Any:
-    module = response_module(8, ctx.api_version)
+    msgs = ctx.responses()
     limit = coordinator(svc).config.offset_metadata_max_bytes
     codes: dict[tuple[str, int], int] = {}
     valid: list[CommittedOffset] = []
@@ -61,14 +83,12 @@ async def _offset_commit(svc: Services, ctx: RequestContext, req: Any) -> Any:
         for o in valid:
             codes[(o.topic, o.partition)] = code
     topics = tuple(
-        build(
-            module,
-            "OffsetCommitResponseTopic",
+        msgs.make(
+            OffsetCommitResponseTopic,
             name=topic.name,
             partitions=tuple(
-                build(
-                    module,
-                    "OffsetCommitResponsePartition",
+                msgs.make(
+                    OffsetCommitResponsePartition,
                     partition_index=int(p.partition_index),
                     error_code=error(codes[(topic.name, int(p.partition_index))]),
                 )
@@ -77,11 +97,16 @@ async def _offset_commit(svc: Services, ctx: RequestContext, req: Any) -> Any:
         )
         for topic in req.topics
     )
-    return build(module, "OffsetCommitResponse", throttle_time=ZERO_THROTTLE, topics=topics)
+    return msgs.make(OffsetCommitResponse, throttle_time=ZERO_THROTTLE, topics=topics)
 
 
 async def _fetch_group(
-    svc: Services, module: Any, group_id: str, topics: Any, classes: tuple[str, str], v: int
+    svc: Services,
+    msgs: Messages,
+    group_id: str,
+    topics: Any,
+    classes: tuple[type[Any], type[Any]],
+    v: int,
 ) -> tuple[int, tuple[Any, ...]]:
     """(group error, topic answers) for one group of an OffsetFetch."""
     wanted = None
@@ -107,8 +132,7 @@ async def _fetch_group(
         for index in indexes:
             hit = by_key.get((name, index))
             parts.append(
-                build(
-                    module,
+                msgs.make(
                     partition_cls,
                     partition_index=index,
                     committed_offset=hit.offset if hit else NO_OFFSET,
@@ -117,68 +141,62 @@ async def _fetch_group(
                     error_code=error(partition_code),
                 )
             )
-        answers.append(build(module, topic_cls, name=name, partitions=tuple(parts)))
+        answers.append(msgs.make(topic_cls, name=name, partitions=tuple(parts)))
     return code, tuple(answers)
 
 
-@api(9, "OffsetFetch", 1, 9)
+@api(ApiKey.OFFSET_FETCH, 1, 9)
 async def handle_offset_fetch(svc: Services, ctx: RequestContext, req: Any) -> Any:
-    module = response_module(9, ctx.api_version)
+    msgs = ctx.responses()
     v = ctx.api_version
     if v >= 8:
         groups = []
         for g in req.groups:
             code, topics = await _fetch_group(
                 svc,
-                module,
+                msgs,
                 g.group_id,
                 g.topics,
-                ("OffsetFetchResponseTopics", "OffsetFetchResponsePartitions"),
+                (OffsetFetchResponseTopics, OffsetFetchResponsePartitions),
                 v,
             )
             groups.append(
-                build(
-                    module,
-                    "OffsetFetchResponseGroup",
+                msgs.make(
+                    OffsetFetchResponseGroup,
                     group_id=g.group_id,
                     topics=topics,
                     error_code=error(code),
                 )
             )
-        return build(
-            module, "OffsetFetchResponse", throttle_time=ZERO_THROTTLE, groups=tuple(groups)
-        )
+        return msgs.make(OffsetFetchResponse, throttle_time=ZERO_THROTTLE, groups=tuple(groups))
     code, topics = await _fetch_group(
         svc,
-        module,
+        msgs,
         req.group_id,
         req.topics,
-        ("OffsetFetchResponseTopic", "OffsetFetchResponsePartition"),
+        (OffsetFetchResponseTopic, OffsetFetchResponsePartition),
         v,
     )
-    return build(
-        module,
-        "OffsetFetchResponse",
+    return msgs.make(
+        OffsetFetchResponse,
         throttle_time=ZERO_THROTTLE,
         topics=topics,
         error_code=error(code),
     )
 
 
-@api(47, "OffsetDelete", 0, 0)
+@api(ApiKey.OFFSET_DELETE, 0, 0)
 async def handle_offset_delete(svc: Services, ctx: RequestContext, req: Any) -> Any:
-    module = response_module(47, ctx.api_version)
+    msgs = ctx.responses()
     keys = [(t.name, int(p.partition_index)) for t in req.topics for p in t.partitions]
     code, results = await coordinator(svc).delete_offsets(req.group_id, keys)
     topics = tuple(
-        build(
-            module,
-            "OffsetDeleteResponseTopic",
+        msgs.make(
+            OffsetDeleteResponseTopic,
             name=t.name,
             partitions=tuple(
-                build(
-                    module,
-                    "OffsetDeleteResponsePartition",
+                msgs.make(
+                    OffsetDeleteResponsePartition,
                     partition_index=int(p.partition_index),
                     error_code=error(results.get((t.name, int(p.partition_index)), errors.NONE)),
                 )
@@ -187,9 +205,8 @@ async def handle_offset_delete(svc: Services, ctx: RequestContext, req: Any) -> 
         )
         for t in req.topics
     )
-    return build(
-        module,
-        "OffsetDeleteResponse",
+    return msgs.make(
+        OffsetDeleteResponse,
         error_code=error(code),
         throttle_time=ZERO_THROTTLE,
         topics=topics if code == errors.NONE else (),

@@ -17,8 +17,14 @@ from shoal.handlers.services import Services
 from shoal.handlers.topic_names import is_valid_topic_name
 from shoal.meta.store import MetadataError, TopicInfo
 from shoal.protocol import errors
+from shoal.protocol.apis import ApiKey
 from shoal.protocol.batch import BatchError, split_batches
-from shoal.protocol.encoders import ProducePartitionResult, encode_produce_response
+from shoal.protocol.encoders import (
+    PRODUCE_MAX_VERSION,
+    PRODUCE_MIN_VERSION,
+    ProducePartitionResult,
+    encode_produce_response,
+)
 from shoal.write.writer import AppendItem
 
 VALID_ACKS = (-1, 0, 1)
@@ -43,7 +49,8 @@ class _Topic:
     slots: list[_Slot] = field(default_factory=list)
 
 
-@api(0, "Produce", 3, 13)
+# The registry serves what the hand-written encoder encodes, so the two cannot disagree.
+@api(ApiKey.PRODUCE, PRODUCE_MIN_VERSION, PRODUCE_MAX_VERSION)
 async def handle_produce(svc: Services, ctx: RequestContext, req: Any) -> bytes | None:
     acks = int(req.acks)
     async with ctx.write_turn or contextlib.nullcontext():

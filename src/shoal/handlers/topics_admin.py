@@ -12,9 +12,18 @@ import uuid
 from collections import Counter
 from typing import Any
 
+from kio.schema.create_partitions.v3.response import (
+    CreatePartitionsResponse,
+    CreatePartitionsTopicResult,
+)
+from kio.schema.create_topics.v7.response import (
+    CreatableTopicConfigs,
+    CreatableTopicResult,
+    CreateTopicsResponse,
+)
+from kio.schema.delete_topics.v6.response import DeletableTopicResult, DeleteTopicsResponse
 from kio.schema.errors import ErrorCode
 
-from shoal.handlers.adapt import ZERO_THROTTLE, build, has_field, response_module
 from shoal.handlers.base import RequestContext, api
 from shoal.handlers.config_defaults import topic_config_entries, validate_topic_configs
 from shoal.handlers.services import Services
@@ -26,10 +35,8 @@ from shoal.meta.store import (
     TopicInfo,
     UnknownTopicError,
 )
-
-CREATE_TOPICS = 19
-DELETE_TOPICS = 20
-CREATE_PARTITIONS = 37
+from shoal.protocol.apis import ApiKey
+from shoal.protocol.messages import ZERO_THROTTLE, Messages
 
 # Every partition costs index rows and long-poll bookkeeping; a typo like 1000000 must not
 # create a topic that every Metadata response then has to list.
@@ -56,9 +63,9 @@ def _duplicates(names: list[Any]) -> set[Any]:
 # -- CreateTopics -----------------------------------------------------------------------------
 
 
-@api(CREATE_TOPICS, "CreateTopics", 2, 7)
+@api(ApiKey.CREATE_TOPICS, 2, 7)
 async def handle_create_topics(svc: Services, ctx: RequestContext, req: Any) -> Any:
-    module = response_module(CREATE_TOPICS, ctx.api_version)
+    msgs = ctx.responses()
     duplicates = _duplicates([t.name for t in req.topics])
     collisions = _Collisions(svc)
     results = []
@@ -68,14 +75,14 @@ async def handle_create_topics(svc: Services, ctx: RequestContext, req: Any) -> 
                 raise _Refused(ErrorCode.invalid_request, f"Duplicate topic name {topic.name!r}.")
             info = await _create_one(svc, topic, bool(req.validate_only), collisions)
         except _Refused as refused:
-            results.append(_create_error(module, topic.name, refused.code, refused.message))
+            results.append(_create_error(msgs, topic.name, refused.code, refused.message))
         except MetadataError as exc:
             results.append(
-                _create_error(module, topic.name, ErrorCode.unknown_server_error, str(exc))
+                _create_error(msgs, topic.name, ErrorCode.unknown_server_error, str(exc))
             )
         else:
-            results.append(_create_ok(module, svc, info, bool(req.validate_only)))
-    return build(module, "CreateTopicsResponse", throttle_time=ZERO_THROTTLE, topics=tuple(results))
+            results.append(_create_ok(msgs, svc, info, bool(req.validate_only)))
+    return msgs.make(CreateTopicsResponse, throttle_time=ZERO_THROTTLE, topics=tuple(results))
 
 
 async def _create_one(
@@ -182,14 +189,13 @@ def _partition_count(svc: Services, topic: Any) -> int:
     return partitions
 
 
-def _create_ok(module: Any, svc: Services, info: TopicInfo, validate_only: bool) -> Any:
-    if not has_field(module, "CreatableTopicResult", "configs"):  # before v5
-        return build(module, "CreatableTopicResult", name=info.name, error_code=ErrorCode.none,
+def _create_ok(msgs: Messages, svc: Services, info: TopicInfo, validate_only: bool) -> Any:
+    if not msgs.has(CreatableTopicResult, "configs"):  # before v5
+        return msgs.make(CreatableTopicResult, name=info.name, error_code=ErrorCode.none,
                      error_message=None)  # fmt: skip
     configs = tuple(
-        build(
-            module,
-            "CreatableTopicConfigs",
+        msgs.make(
+            CreatableTopicConfigs,
             name=entry.name,
             value=entry.value,
             read_only=entry.read_only,
@@ -198,9 +204,8 @@ def _create_ok(module: Any, svc: Services, info: TopicInfo, validate_only: bool)
         )
         for entry in topic_config_entries(info.configs, svc.settings)
     )
-    return build(
-        module,
-        "CreatableTopicResult",
+    return msgs.make(
+        CreatableTopicResult,
         name=info.name,
         topic_id=NO_TOPIC_ID if validate_only else info.topic_id,
         error_code=ErrorCode.none,
@@ -211,10 +216,9 @@ def _create_ok(module: Any, svc: Services, info: TopicInfo, validate_only: bool)
     )
 
 
-def _create_error(module: Any, name: str, code: ErrorCode, message: str) -> Any:
-    return build(
-        module,
-        "CreatableTopicResult",
+def _create_error(msgs: Messages, name: str, code: ErrorCode, message: str) -> Any:
+    return msgs.make(
+        CreatableTopicResult,
         name=name,
         topic_id=NO_TOPIC_ID,
         error_code=code,
@@ -228,9 +232,9 @@ def _create_error(module: Any, name: str, code: ErrorCode, message: str) -> Any:
 # -- DeleteTopics -----------------------------------------------------------------------------
 
 
-@api(DELETE_TOPICS, "DeleteTopics", 1, 6)
+@api(ApiKey.DELETE_TOPICS, 1, 6)
 async def handle_delete_topics(svc: Services, ctx: RequestContext, req: Any) -> Any:
-    module = response_module(DELETE_TOPICS, ctx.api_version)
+    msgs = ctx.responses()
     wanted: list[tuple[str | None, uuid.UUID | None]]
     if hasattr(req, "topics"):  # v6+: by name or by id
         wanted = [(t.name, t.topic_id if t.topic_id != ZERO_UUID else None) for t in req.topics]
@@ -258,16 +262,14 @@ async def handle_delete_topics(svc: Services, ctx: RequestContext, req: Any) -> 
             else:
                 raise _Refused(ErrorCode.invalid_request, "Neither topic name nor id was given.")
         except _Refused as refused:
-            results.append(_delete_result(module, shown, shown_id, refused.code, refused.message))
+            results.append(_delete_result(msgs, shown, shown_id, refused.code, refused.message))
         except MetadataError as exc:
             results.append(
-                _delete_result(module, shown, shown_id, ErrorCode.unknown_server_error, str(exc))
+                _delete_result(msgs, shown, shown_id, ErrorCode.unknown_server_error, str(exc))
             )
         else:
-            results.append(_delete_result(module, shown, shown_id, ErrorCode.none, None))
-    return build(
-        module, "DeleteTopicsResponse", throttle_time=ZERO_THROTTLE, responses=tuple(results)
-    )
+            results.append(_delete_result(msgs, shown, shown_id, ErrorCode.none, None))
+    return msgs.make(DeleteTopicsResponse, throttle_time=ZERO_THROTTLE, responses=tuple(results))
 
 
 async def _delete_by_name(svc: Services, name: str) -> uuid.UUID | None:
@@ -304,11 +306,14 @@ async def _delete_by_id(svc: Services, topic_id: uuid.UUID) -> str:
 
 
 def _delete_result(
-    module: Any, name: str | None, topic_id: uuid.UUID | None, code: ErrorCode, message: str | None
+    msgs: Messages,
+    name: str | None,
+    topic_id: uuid.UUID | None,
+    code: ErrorCode,
+    message: str | None,
 ) -> Any:
-    return build(
-        module,
-        "DeletableTopicResult",
+    return msgs.make(
+        DeletableTopicResult,
         name=name,
         topic_id=topic_id,
         error_code=code,
@@ -319,9 +324,9 @@ def _delete_result(
 # -- CreatePartitions -------------------------------------------------------------------------
 
 
-@api(CREATE_PARTITIONS, "CreatePartitions", 0, 3)
+@api(ApiKey.CREATE_PARTITIONS, 0, 3)
 async def handle_create_partitions(svc: Services, ctx: RequestContext, req: Any) -> Any:
-    module = response_module(CREATE_PARTITIONS, ctx.api_version)
+    msgs = ctx.responses()
     duplicates = _duplicates([t.name for t in req.topics])
     results = []
     for topic in req.topics:
@@ -335,17 +340,14 @@ async def handle_create_partitions(svc: Services, ctx: RequestContext, req: Any)
         except MetadataError as exc:
             code, message = ErrorCode.unknown_server_error, str(exc)
         results.append(
-            build(
-                module,
-                "CreatePartitionsTopicResult",
+            msgs.make(
+                CreatePartitionsTopicResult,
                 name=topic.name,
                 error_code=code,
                 error_message=message,
             )
         )
-    return build(
-        module, "CreatePartitionsResponse", throttle_time=ZERO_THROTTLE, results=tuple(results)
-    )
+    return msgs.make(CreatePartitionsResponse, throttle_time=ZERO_THROTTLE, results=tuple(results))
 
 
 async def _grow(svc: Services, topic: Any, validate_only: bool) -> None:

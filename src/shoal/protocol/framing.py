@@ -19,7 +19,7 @@ from typing import Any, Final
 from kio.index import KioIndexError, UnknownAPIKey, load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
 
-API_VERSIONS_KEY: Final = 18
+from shoal.protocol.apis import ApiKey
 
 _REQUEST_HEADER: Final = struct.Struct(">hhi")
 _SIZE: Final = struct.Struct(">i")
@@ -112,7 +112,7 @@ def decode_request(frame: bytes | bytearray | memoryview) -> tuple[Any, Any]:
 
 def response_header_flexible(api_key: int, api_version: int) -> bool:
     """Whether the response of (api_key, api_version) uses response header v1."""
-    if api_key == API_VERSIONS_KEY:
+    if api_key == ApiKey.API_VERSIONS:
         return False
     flexible = _response_flexible.get((api_key, api_version))
     if flexible is None:
@@ -169,7 +169,7 @@ def encode_body(response: Any) -> bytes:
 def encode_response(correlation_id: int, response: Any) -> bytes:
     """A whole response frame (size + header + body) for a kio response dataclass."""
     cls = type(response)
-    flexible = bool(cls.__flexible__) and cls.__api_key__ != API_VERSIONS_KEY
+    flexible = bool(cls.__flexible__) and cls.__api_key__ != ApiKey.API_VERSIONS
     buf = io.BytesIO()
     buf.write(_SIZE_AND_CORRELATION.pack(0, correlation_id))
     if flexible:

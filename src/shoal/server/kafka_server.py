@@ -19,10 +19,11 @@ from typing import Any
 
 from shoal import metrics
 from shoal.common.byte_budget import ByteBudget
-from shoal.handlers.api_versions import API_VERSIONS, api_versions_response
+from shoal.handlers.api_versions import api_versions_response
 from shoal.handlers.base import REGISTRY, ApiSpec, RequestContext
 from shoal.handlers.services import Services
 from shoal.protocol import errors
+from shoal.protocol.apis import ApiKey
 from shoal.protocol.framing import (
     decode_request,
     encode_response,
@@ -212,7 +213,7 @@ class _Connection:
         if spec is None:
             raise ConnectionClosed("unknown_api")
         if not spec.min_version <= version <= spec.max_version:
-            if api_key != API_VERSIONS:
+            if api_key != ApiKey.API_VERSIONS:
                 raise ConnectionClosed("unsupported_version")
             # KIP-511: answer v0 with the supported ranges so the client can retry.
             body = api_versions_response(0, errors.UNSUPPORTED_VERSION)
