@@ -10,6 +10,8 @@ from typing import Any
 from kio.index import load_response_schema
 from kio.serial import entity_reader, entity_writer
 
+from shoal.protocol.messages import keep_fields
+
 
 class RawConnection:
     def __init__(self, bootstrap: str, timeout_s: float = 10.0) -> None:
@@ -33,10 +35,7 @@ class RawConnection:
             "correlation_id": self._correlation,
             "client_id": client_id,
         }
-        names = {f for f in header_cls.__dataclass_fields__}
-        entity_writer(header_cls)(
-            buf, header_cls(**{k: v for k, v in kwargs.items() if k in names})
-        )
+        entity_writer(header_cls)(buf, header_cls(**keep_fields(header_cls, kwargs)))
         entity_writer(type(request))(buf, request)
         body = buf.getvalue()
         return self._correlation, struct.pack(">i", len(body)) + body

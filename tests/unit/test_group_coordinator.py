@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,6 +25,7 @@ from shoal.meta.sqlite import SqliteMetadataStore
 from shoal.meta.store import MetadataStore
 from shoal.meta.topic_cache import TopicCache
 from shoal.protocol import errors
+from shoal.protocol.messages import keep_fields
 from shoal.settings import Settings
 
 NODE = CoordinatorNode(7, "agent-7.example", 19092)
@@ -166,15 +166,12 @@ async def test_stop_answers_waiting_joins(store: SqliteMetadataStore) -> None:
 # -- handlers ----------------------------------------------------------------------------------
 def request(api_key: int, version: int, **kwargs: Any) -> Any:
     cls = load_request_schema(api_key, version)
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in kwargs.items() if k in names})
+    return cls(**keep_fields(cls, kwargs))
 
 
 def nested(api_key: int, version: int, class_name: str, **kwargs: Any) -> Any:
-    module = sys.modules[load_request_schema(api_key, version).__module__]
-    cls = getattr(module, class_name)
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in kwargs.items() if k in names})
+    cls = getattr(sys.modules[load_request_schema(api_key, version).__module__], class_name)
+    return cls(**keep_fields(cls, kwargs))
 
 
 def ctx(api_key: int, version: int) -> RequestContext:

@@ -7,7 +7,7 @@ import io
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import fields, replace
+from dataclasses import replace
 from typing import Any, cast
 
 import pytest
@@ -44,6 +44,7 @@ from shoal.meta.store import (
     UnknownTopicError,
 )
 from shoal.meta.topic_cache import TopicCache
+from shoal.protocol.messages import keep_fields
 from shoal.settings import Settings
 
 CREATE, DELETE, GROW, DESCRIBE, ALTER, INC_ALTER, CLUSTER = 19, 20, 37, 32, 33, 44, 60
@@ -138,8 +139,7 @@ async def svc(request: pytest.FixtureRequest) -> AsyncIterator[Services]:
 
 
 def _keep(cls: type, kwargs: dict[str, Any]) -> Any:
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in kwargs.items() if k in names})
+    return cls(**keep_fields(cls, kwargs))
 
 
 def request(api_key: int, version: int, **kwargs: Any) -> Any:

@@ -31,6 +31,7 @@ from shoal.protocol.encoders import (
     encode_fetch_response,
     encode_produce_response,
 )
+from shoal.protocol.messages import keep_fields
 from tests.unit.batchgen import make_batch
 
 PRODUCE_VERSIONS = range(PRODUCE_MIN_VERSION, PRODUCE_MAX_VERSION + 1)
@@ -45,8 +46,7 @@ def _module(api_key: int, version: int) -> ModuleType:
 
 def _build(module: ModuleType, class_name: str, **kwargs: Any) -> Any:
     cls = getattr(module, class_name)
-    names = set(cls.__dataclass_fields__)
-    return cls(**{k: v for k, v in kwargs.items() if k in names})
+    return cls(**keep_fields(cls, kwargs))
 
 
 def _kio_bytes(response: Any) -> bytes:

@@ -9,23 +9,41 @@ kio's dataclass of that version, keeping only the fields the version has.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
-from types import ModuleType
 from typing import Any, Final, NamedTuple
 
-from kio.index import load_request_schema
 from kio.schema.consumer_protocol_assignment.v0.data import ConsumerProtocolAssignment
+from kio.schema.delete_groups.v2.request import DeleteGroupsRequest
+from kio.schema.describe_groups.v6.request import DescribeGroupsRequest
+from kio.schema.find_coordinator.v6.request import FindCoordinatorRequest
+from kio.schema.list_groups.v5.request import ListGroupsRequest
+from kio.schema.list_offsets.v11.request import (
+    ListOffsetsPartition,
+    ListOffsetsRequest,
+    ListOffsetsTopic,
+)
+from kio.schema.metadata.v13.request import MetadataRequest, MetadataRequestTopic
+from kio.schema.offset_commit.v10.request import (
+    OffsetCommitRequest,
+    OffsetCommitRequestPartition,
+    OffsetCommitRequestTopic,
+)
+from kio.schema.offset_fetch.v7.request import OffsetFetchRequestTopic
+from kio.schema.offset_fetch.v10.request import (
+    OffsetFetchRequest,
+    OffsetFetchRequestGroup,
+    OffsetFetchRequestTopics,
+)
 from kio.serial import entity_reader
 from kio.static.primitive import i32Timedelta, i64Timedelta
 
 from shoal.client.connection import ClientError, KafkaConnection
 from shoal.protocol import errors
+from shoal.protocol.apis import ApiKey
+from shoal.protocol.messages import Messages, requests
 
 EARLIEST: Final = -2
 LATEST: Final = -1
@@ -33,15 +51,15 @@ NO_OFFSET: Final = -1
 GROUP_KEY_TYPE: Final = 0
 
 # Client version ranges (API key: (min, max)) whose request fields this module fills.
-CLIENT_VERSIONS: Final[dict[int, tuple[int, int]]] = {
-    3: (4, 12),  # Metadata (v4 lets us refuse auto-creation: a lookup must not create)
-    10: (1, 6),  # FindCoordinator
-    16: (0, 5),  # ListGroups
-    15: (0, 6),  # DescribeGroups
-    9: (1, 9),  # OffsetFetch (v10 names topics by id)
-    2: (1, 9),  # ListOffsets
-    8: (2, 9),  # OffsetCommit
-    42: (0, 2),  # DeleteGroups
+CLIENT_VERSIONS: Final[dict[ApiKey, tuple[int, int]]] = {
+    ApiKey.METADATA: (4, 12),  # v4 lets us refuse auto-creation: a lookup must not create
+    ApiKey.FIND_COORDINATOR: (1, 6),
+    ApiKey.LIST_GROUPS: (0, 5),
+    ApiKey.DESCRIBE_GROUPS: (0, 6),
+    ApiKey.OFFSET_FETCH: (1, 9),  # v10 names topics by id
+    ApiKey.LIST_OFFSETS: (1, 9),
+    ApiKey.OFFSET_COMMIT: (2, 9),
+    ApiKey.DELETE_GROUPS: (0, 2),
 }
 _COORDINATOR_RETRY: Final = frozenset(
     {errors.COORDINATOR_LOAD_IN_PROGRESS, errors.COORDINATOR_NOT_AVAILABLE, errors.NOT_COORDINATOR}
@@ -123,24 +141,6 @@ class ListedOffset:
     timestamp: int
 
 
-# -- kio request building ----
-@cache
-def _request_module(api_key: int, version: int) -> ModuleType:
-    return sys.modules[load_request_schema(api_key, version).__module__]
-
-
-@cache
-def _field_names(cls: type) -> frozenset[str]:
-    return frozenset(f.name for f in dataclasses.fields(cls))
-
-
-def make(api_key: int, version: int, class_name: str, **fields: Any) -> Any:
-    """kio's `class_name` of (api_key, version), with the given fields the version has."""
-    cls = getattr(_request_module(api_key, version), class_name)
-    names = _field_names(cls)
-    return cls(**{k: v for k, v in fields.items() if k in names})
-
-
 def decode_assignment(data: bytes) -> tuple[TP, ...]:
     """Partitions of a consumer-protocol assignment (any version: the fields we read are in all).
     Bytes that do not decode give no partitions: a describe must not fail on a foreign client."""
@@ -172,22 +172,19 @@ def parse_bootstrap(bootstrap: str) -> list[tuple[str, int]]:
 
 
 def _tree(
-    api_key: int,
-    v: int,
-    prefix: str,
+    msgs: Messages,
+    classes: tuple[type[Any], type[Any]],
     partitions: Iterable[TP],
     fields: Callable[[TP], dict[str, Any]],
 ) -> tuple[Any, ...]:
-    """The topics > partitions part of a request: `<prefix>Topic` holding `<prefix>Partition`s."""
+    """The topics > partitions part of a request: topic class holding partition class."""
+    topic_cls, partition_cls = classes
     return tuple(
-        make(
-            api_key,
-            v,
-            f"{prefix}Topic",
+        msgs.make(
+            topic_cls,
             name=topic,
             partitions=tuple(
-                make(api_key, v, f"{prefix}Partition", partition_index=p, **fields(TP(topic, p)))
-                for p in parts
+                msgs.make(partition_cls, partition_index=p, **fields(TP(topic, p))) for p in parts
             ),
         )
         for topic, parts in _by_topic(partitions).items()
@@ -260,7 +257,7 @@ class Admin:
             raise ClientError(f"broker {node_id} is not in the cluster metadata")
         return await self._connect(broker.host, broker.port)
 
-    async def _call(self, conn: KafkaConnection, api_key: int, build: Any) -> tuple[int, Any]:
+    async def _call(self, conn: KafkaConnection, api_key: ApiKey, build: Any) -> tuple[int, Any]:
         """Pick a version, build with `build(version)`, send; (version, response)."""
         lo, hi = CLIENT_VERSIONS[api_key]
         version = conn.pick_version(api_key, lo, hi)
@@ -274,15 +271,18 @@ class Admin:
             wanted = None
             if topics is not None:
                 wanted = tuple(
-                    make(3, v, "MetadataRequestTopic", name=t, topic_id=None) for t in topics
+                    requests(ApiKey.METADATA, v).make(MetadataRequestTopic, name=t, topic_id=None)
+                    for t in topics
                 )
-            return make(
-                3, v, "MetadataRequest", topics=wanted, allow_auto_topic_creation=False,
+            return requests(ApiKey.METADATA, v).make(
+                MetadataRequest,
+                topics=wanted,
+                allow_auto_topic_creation=False,
                 include_cluster_authorized_operations=False,
                 include_topic_authorized_operations=False,
-            )  # fmt: skip
+            )
 
-        _, resp = await self._call(await self._any(), 3, build)
+        _, resp = await self._call(await self._any(), ApiKey.METADATA, build)
         brokers = {
             int(b.node_id): Broker(int(b.node_id), str(b.host), int(b.port)) for b in resp.brokers
         }
@@ -297,13 +297,15 @@ class Admin:
 
     async def find_coordinator(self, group_id: str) -> Broker:
         def build(v: int) -> Any:
-            return make(
-                10, v, "FindCoordinatorRequest", key=group_id, key_type=GROUP_KEY_TYPE,
+            return requests(ApiKey.FIND_COORDINATOR, v).make(
+                FindCoordinatorRequest,
+                key=group_id,
+                key_type=GROUP_KEY_TYPE,
                 coordinator_keys=(group_id,),
-            )  # fmt: skip
+            )
 
         async def attempt() -> tuple[int, Any]:
-            version, resp = await self._call(await self._any(), 10, build)
+            version, resp = await self._call(await self._any(), ApiKey.FIND_COORDINATOR, build)
             found = resp.coordinators[0] if version >= 4 else resp
             return int(found.error_code), found
 
@@ -328,7 +330,7 @@ class Admin:
         node = await self.find_coordinator(group_id)
         return await self._connect(node.host, node.port)
 
-    async def _group_call(self, group_id: str, api_key: int, build: Any, code_of: Any) -> Any:
+    async def _group_call(self, group_id: str, api_key: ApiKey, build: Any, code_of: Any) -> Any:
         """Send to the group's coordinator; find it again while the answer says it moved."""
 
         async def attempt() -> tuple[int, Any]:
@@ -347,8 +349,10 @@ class Admin:
             conn = await self._node(node_id)
             _, resp = await self._call(
                 conn,
-                16,
-                lambda v: make(16, v, "ListGroupsRequest", states_filter=(), types_filter=()),
+                ApiKey.LIST_GROUPS,
+                lambda v: requests(ApiKey.LIST_GROUPS, v).make(
+                    ListGroupsRequest, states_filter=(), types_filter=()
+                ),
             )
             if int(resp.error_code) != errors.NONE:
                 raise KafkaApiError(int(resp.error_code), f"ListGroups on broker {node_id}")
@@ -359,16 +363,14 @@ class Admin:
 
     async def describe_group(self, group_id: str) -> GroupDescription:
         def build(v: int) -> Any:
-            return make(
-                15,
-                v,
-                "DescribeGroupsRequest",
+            return requests(ApiKey.DESCRIBE_GROUPS, v).make(
+                DescribeGroupsRequest,
                 groups=(group_id,),
                 include_authorized_operations=False,
             )
 
         _, resp = await self._group_call(
-            group_id, 15, build, lambda _v, r: int(r.groups[0].error_code)
+            group_id, ApiKey.DESCRIBE_GROUPS, build, lambda _v, r: int(r.groups[0].error_code)
         )
         g = resp.groups[0]
         consumer = str(g.protocol_type) == "consumer"
@@ -404,27 +406,31 @@ class Admin:
                 topics = None
                 if partitions is not None:
                     topics = tuple(
-                        make(9, v, "OffsetFetchRequestTopics", name=t, partition_indexes=tuple(ps))
+                        requests(ApiKey.OFFSET_FETCH, v).make(
+                            OffsetFetchRequestTopics, name=t, partition_indexes=tuple(ps)
+                        )
                         for t, ps in _by_topic(partitions).items()
                     )
-                group = make(
-                    9,
-                    v,
-                    "OffsetFetchRequestGroup",
+                group = requests(ApiKey.OFFSET_FETCH, v).make(
+                    OffsetFetchRequestGroup,
                     group_id=group_id,
                     member_id=None,
                     member_epoch=-1,
                     topics=topics,
                 )
-                return make(9, v, "OffsetFetchRequest", groups=(group,), require_stable=False)
+                return requests(ApiKey.OFFSET_FETCH, v).make(
+                    OffsetFetchRequest, groups=(group,), require_stable=False
+                )
             topics = None
             if partitions is not None:
                 topics = tuple(
-                    make(9, v, "OffsetFetchRequestTopic", name=t, partition_indexes=tuple(ps))
+                    requests(ApiKey.OFFSET_FETCH, v).make(
+                        OffsetFetchRequestTopic, name=t, partition_indexes=tuple(ps)
+                    )
                     for t, ps in _by_topic(partitions).items()
                 )
-            return make(
-                9, v, "OffsetFetchRequest", group_id=group_id, topics=topics, require_stable=False
+            return requests(ApiKey.OFFSET_FETCH, v).make(
+                OffsetFetchRequest, group_id=group_id, topics=topics, require_stable=False
             )
 
         def group_code(v: int, r: Any) -> int:
@@ -435,7 +441,7 @@ class Admin:
             codes = [int(p.error_code) for t in r.topics for p in t.partitions]
             return codes[0] if codes else errors.NONE
 
-        version, resp = await self._group_call(group_id, 9, build, group_code)
+        version, resp = await self._group_call(group_id, ApiKey.OFFSET_FETCH, build, group_code)
         code = group_code(version, resp)
         if code != errors.NONE:
             raise KafkaApiError(code, f"OffsetFetch for group {group_id!r}")
@@ -461,21 +467,30 @@ class Admin:
 
         def build(v: int) -> Any:
             topics = _tree(
-                8, v, "OffsetCommitRequest", offsets,
-                lambda tp: {"committed_offset": offsets[tp], "committed_leader_epoch": -1,
-                            "committed_metadata": ""},
-            )  # fmt: skip
-            return make(
-                8, v, "OffsetCommitRequest", group_id=group_id, generation_id_or_member_epoch=-1,
-                member_id="", group_instance_id=None, topics=topics,
+                requests(ApiKey.OFFSET_COMMIT, v),
+                (OffsetCommitRequestTopic, OffsetCommitRequestPartition),
+                offsets,
+                lambda tp: {
+                    "committed_offset": offsets[tp],
+                    "committed_leader_epoch": -1,
+                    "committed_metadata": "",
+                },
+            )
+            return requests(ApiKey.OFFSET_COMMIT, v).make(
+                OffsetCommitRequest,
+                group_id=group_id,
+                generation_id_or_member_epoch=-1,
+                member_id="",
+                group_instance_id=None,
+                topics=topics,
                 retention_time=i64Timedelta.parse(datetime.timedelta(milliseconds=-1)),
-            )  # fmt: skip
+            )
 
         def first_code(_v: int, r: Any) -> int:
             codes = [int(p.error_code) for t in r.topics for p in t.partitions]
             return codes[0] if codes else errors.NONE
 
-        _, resp = await self._group_call(group_id, 8, build, first_code)
+        _, resp = await self._group_call(group_id, ApiKey.OFFSET_COMMIT, build, first_code)
         return {
             TP(str(t.name), int(p.partition_index)): int(p.error_code)
             for t in resp.topics
@@ -488,8 +503,10 @@ class Admin:
         for group_id in group_ids:
             _, resp = await self._group_call(
                 group_id,
-                42,
-                lambda v, g=group_id: make(42, v, "DeleteGroupsRequest", groups_names=(g,)),
+                ApiKey.DELETE_GROUPS,
+                lambda v, g=group_id: requests(ApiKey.DELETE_GROUPS, v).make(
+                    DeleteGroupsRequest, groups_names=(g,)
+                ),
                 lambda _v, r: int(r.results[0].error_code),
             )
             for result in resp.results:
@@ -519,15 +536,20 @@ class Admin:
 
             def build(v: int, tps: list[TP] = tps) -> Any:
                 topics = _tree(
-                    2, v, "ListOffsets", tps,
+                    requests(ApiKey.LIST_OFFSETS, v),
+                    (ListOffsetsTopic, ListOffsetsPartition),
+                    tps,
                     lambda _tp: {"current_leader_epoch": -1, "timestamp": spec},
-                )  # fmt: skip
-                return make(
-                    2, v, "ListOffsetsRequest", replica_id=-1, isolation_level=0, topics=topics,
+                )
+                return requests(ApiKey.LIST_OFFSETS, v).make(
+                    ListOffsetsRequest,
+                    replica_id=-1,
+                    isolation_level=0,
+                    topics=topics,
                     timeout=timeout,
-                )  # fmt: skip
+                )
 
-            _, resp = await self._call(await self._node(leader), 2, build)
+            _, resp = await self._call(await self._node(leader), ApiKey.LIST_OFFSETS, build)
             for t in resp.topics:
                 for p in t.partitions:
                     out[TP(str(t.name), int(p.partition_index))] = ListedOffset(

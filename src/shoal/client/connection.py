@@ -22,8 +22,9 @@ from kio.index import KioIndexError, load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
 
 from shoal.protocol import errors
+from shoal.protocol.apis import ApiKey
+from shoal.protocol.messages import keep_fields
 
-API_VERSIONS: Final = 18
 _SIZE: Final = struct.Struct(">i")
 _INT16: Final = struct.Struct(">h")
 # The client side of ApiVersions: v3 carries our name; v0 is what a broker answers with when it
@@ -90,7 +91,6 @@ def _reader(cls: type[Any]) -> _Reader:
 def encode_request(request: Any, correlation_id: int, client_id: str | None) -> bytes:
     """Size prefix + request header (v1 or v2, as kio says for the class) + body."""
     header_cls = request.__header_schema__
-    names = set(header_cls.__dataclass_fields__)
     fields: dict[str, Any] = {
         "request_api_key": request.__api_key__,
         "request_api_version": request.__version__,
@@ -99,7 +99,7 @@ def encode_request(request: Any, correlation_id: int, client_id: str | None) -> 
     }
     buf = io.BytesIO()
     buf.write(b"\x00\x00\x00\x00")
-    entity_writer(header_cls)(buf, header_cls(**{k: v for k, v in fields.items() if k in names}))
+    entity_writer(header_cls)(buf, header_cls(**keep_fields(header_cls, fields)))
     entity_writer(type(request))(buf, request)
     view = buf.getbuffer()
     _SIZE.pack_into(view, 0, len(view) - 4)
@@ -197,10 +197,10 @@ class KafkaConnection:
             # The broker answered in v0 with its own range of ApiVersions; retry at its best
             # (v0-v2 requests have no fields).
             theirs = {int(k.api_key): int(k.max_version) for k in response.api_keys}
-            version = min(theirs.get(API_VERSIONS, 0), _API_VERSIONS_MAX)
+            version = min(theirs.get(ApiKey.API_VERSIONS, 0), _API_VERSIONS_MAX)
             if version >= _API_VERSIONS_MAX:
                 raise ProtocolViolation("ApiVersions v3 refused by a broker that claims v3")
-            response = await self.send(load_request_schema(API_VERSIONS, version)())
+            response = await self.send(load_request_schema(ApiKey.API_VERSIONS, version)())
         if int(response.error_code) != errors.NONE:
             raise ProtocolViolation(
                 f"ApiVersions failed: {errors.error_name(int(response.error_code))}"
@@ -234,7 +234,7 @@ class KafkaConnection:
         except KioIndexError as exc:
             raise UnsupportedApi(f"no response schema for API {api_key} v{version}") from exc
         header_cls = response_cls.__header_schema__
-        if api_key == API_VERSIONS and version > 0:
+        if api_key == ApiKey.API_VERSIONS and version > 0:
             # Our ApiVersions may be answered in v0 (unsupported version): decode by error code.
             body_reader = _api_versions_reader(response_cls)
         else:
@@ -346,7 +346,7 @@ class KafkaConnection:
 def _api_versions_reader(response_cls: type[Any]) -> _Reader:
     """Reads an ApiVersions answer: as `response_cls`, or as v0 when it carries
     UNSUPPORTED_VERSION (brokers answer an unknown ApiVersions version in v0)."""
-    v0 = load_response_schema(API_VERSIONS, 0)
+    v0 = load_response_schema(ApiKey.API_VERSIONS, 0)
     read_ours, read_v0 = _reader(response_cls), _reader(v0)
 
     def read(frame: Any, offset: int) -> tuple[Any, int]:
