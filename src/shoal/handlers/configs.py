@@ -9,7 +9,6 @@ message saying so, which is what Kafka answers for configs that cannot be update
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -41,11 +40,13 @@ from shoal.handlers.config_defaults import (
     validate_topic_config,
     validate_topic_configs,
 )
+from shoal.handlers.duplicates import duplicates
 from shoal.handlers.services import Services
 from shoal.handlers.topic_names import is_valid_topic_name
 from shoal.meta.store import MetadataError, TopicInfo, UnknownTopicError
 from shoal.protocol.apis import ApiKey
-from shoal.protocol.messages import ZERO_THROTTLE, Messages
+from shoal.protocol.errors import ApiError
+from shoal.protocol.messages import ZERO_THROTTLE, Messages, error
 
 OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
 
@@ -56,31 +57,19 @@ STATIC_BROKER_MESSAGE = (
 Alter = Callable[[Services, Any, bool], Awaitable[None]]
 
 
-class _Refused(Exception):
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 async def _topic(svc: Services, name: str) -> TopicInfo:
     if not is_valid_topic_name(name):
-        raise _Refused(ErrorCode.invalid_topic_exception, f"Topic name {name!r} is illegal.")
+        raise ApiError(ErrorCode.invalid_topic_exception, f"Topic name {name!r} is illegal.")
     # Straight from the store, not the cache: a describe right after an alter on another agent
     # must see the new values.
     info = await svc.meta.get_topic(name)
     if info is None:
-        raise _Refused(ErrorCode.unknown_topic_or_partition, f"Topic '{name}' does not exist.")
+        raise ApiError(ErrorCode.unknown_topic_or_partition, f"Topic '{name}' does not exist.")
     return info
 
 
-def _unsupported(resource_type: int) -> _Refused:
-    return _Refused(ErrorCode.invalid_request, f"Unsupported resource type {resource_type}.")
-
-
-def _duplicates(resources: Any) -> set[tuple[int, str]]:
-    keys = Counter((int(r.resource_type), r.resource_name) for r in resources)
-    return {key for key, n in keys.items() if n > 1}
+def _unsupported(resource_type: int) -> ApiError:
+    return ApiError(ErrorCode.invalid_request, f"Unsupported resource type {resource_type}.")
 
 
 # -- DescribeConfigs --------------------------------------------------------------------------
@@ -101,8 +90,8 @@ async def handle_describe_configs(svc: Services, ctx: RequestContext, req: Any) 
                 wanted = set(keys)
                 entries = [e for e in entries if e.name in wanted]
             configs = tuple(_entry(msgs, e, synonyms, documentation) for e in entries)
-        except _Refused as refused:
-            code, message = refused.code, refused.message
+        except ApiError as refused:
+            code, message = error(refused.code), refused.message
         except MetadataError as exc:
             code, message = ErrorCode.unknown_server_error, str(exc)
         results.append(
@@ -134,11 +123,11 @@ def _check_broker_name(svc: Services, name: str) -> None:
     try:
         broker_id = int(name)
     except ValueError:
-        raise _Refused(
+        raise ApiError(
             ErrorCode.invalid_request, f"Broker id must be an integer, but it is: {name}"
         ) from None
     if broker_id != svc.node_id:
-        raise _Refused(
+        raise ApiError(
             ErrorCode.invalid_request,
             f"Unexpected broker id, expected {svc.node_id} or empty string, but received {name}",
         )
@@ -186,22 +175,22 @@ async def _alter_legacy(svc: Services, resource: Any, validate_only: bool) -> No
     configs = {c.name: c.value for c in resource.configs if c.value is not None}
     problem = validate_topic_configs(configs)
     if problem is not None:
-        raise _Refused(ErrorCode.invalid_config, problem)
+        raise ApiError(ErrorCode.invalid_config, problem)
     if validate_only:
         return
     try:
         await svc.meta.replace_topic_configs(info.name, configs)
     except UnknownTopicError:
-        raise _Refused(
+        raise ApiError(
             ErrorCode.unknown_topic_or_partition, f"Topic '{info.name}' does not exist."
         ) from None
     finally:
         svc.topics.invalidate(info.name)
 
 
-def _alter_refusal(resource_type: int) -> _Refused:
+def _alter_refusal(resource_type: int) -> ApiError:
     if resource_type in (ResourceType.BROKER, ResourceType.BROKER_LOGGER):
-        return _Refused(ErrorCode.invalid_request, STATIC_BROKER_MESSAGE)
+        return ApiError(ErrorCode.invalid_request, STATIC_BROKER_MESSAGE)
     return _unsupported(resource_type)
 
 
@@ -223,10 +212,10 @@ async def _alter_incremental(svc: Services, resource: Any, validate_only: bool) 
     if int(resource.resource_type) != ResourceType.TOPIC:
         raise _alter_refusal(int(resource.resource_type))
     info = await _topic(svc, resource.resource_name)
-    names = Counter(c.name for c in resource.configs)
-    if any(n > 1 for n in names.values()):
-        duplicated = sorted(k for k, n in names.items() if n > 1)
-        raise _Refused(
+    repeated = duplicates(c.name for c in resource.configs)
+    if repeated:
+        duplicated = sorted(repeated)
+        raise ApiError(
             ErrorCode.invalid_request, f"Error due to duplicate config keys: {duplicated}"
         )
     defaults = topic_defaults(svc.settings)
@@ -235,18 +224,18 @@ async def _alter_incremental(svc: Services, resource: Any, validate_only: bool) 
         name, value, op = config.name, config.value, int(config.config_operation)
         definition = TOPIC_CONFIGS.get(name)
         if definition is None:
-            raise _Refused(ErrorCode.invalid_config, f"Unknown topic config name: {name}")
+            raise ApiError(ErrorCode.invalid_config, f"Unknown topic config name: {name}")
         if op == OP_DELETE:
             changes[name] = None
             continue
         if op not in (OP_SET, OP_APPEND, OP_SUBTRACT):
-            raise _Refused(ErrorCode.invalid_request, f"Unknown config operation {op} for {name}.")
+            raise ApiError(ErrorCode.invalid_request, f"Unknown config operation {op} for {name}.")
         if value is None:
-            raise _Refused(ErrorCode.invalid_request, f"Null value not supported for : {name}")
+            raise ApiError(ErrorCode.invalid_request, f"Null value not supported for : {name}")
         if op != OP_SET:
             if definition.type != ConfigType.LIST:
                 verb = "append" if op == OP_APPEND else "subtract"
-                raise _Refused(
+                raise ApiError(
                     ErrorCode.invalid_config,
                     f"Config value {verb} is not allowed for config key: {name}",
                 )
@@ -256,14 +245,14 @@ async def _alter_incremental(svc: Services, resource: Any, validate_only: bool) 
             )
         problem = validate_topic_config(name, value)
         if problem is not None:
-            raise _Refused(ErrorCode.invalid_config, problem)
+            raise ApiError(ErrorCode.invalid_config, problem)
         changes[name] = value
     if validate_only or not changes:
         return
     try:
         await svc.meta.set_topic_configs(info.name, changes)
     except UnknownTopicError:
-        raise _Refused(
+        raise ApiError(
             ErrorCode.unknown_topic_or_partition, f"Topic '{info.name}' does not exist."
         ) from None
     finally:
@@ -284,18 +273,18 @@ async def _alter_all(
     classes (both APIs name the latter AlterConfigsResourceResponse)."""
     msgs = ctx.responses()
     response, resource_response = classes
-    duplicates = _duplicates(req.resources)
+    repeated = duplicates((int(r.resource_type), r.resource_name) for r in req.resources)
     results = []
     for resource in req.resources:
         code, message = ErrorCode.none, None
         try:
-            if (int(resource.resource_type), resource.resource_name) in duplicates:
-                raise _Refused(
+            if (int(resource.resource_type), resource.resource_name) in repeated:
+                raise ApiError(
                     ErrorCode.invalid_request, f"Duplicate resource {resource.resource_name!r}."
                 )
             await alter(svc, resource, bool(req.validate_only))
-        except _Refused as refused:
-            code, message = refused.code, refused.message
+        except ApiError as refused:
+            code, message = error(refused.code), refused.message
         except MetadataError as exc:
             code, message = ErrorCode.unknown_server_error, str(exc)
         results.append(

@@ -9,7 +9,6 @@ replication factor is reported as 1, the same as the single replica that Metadat
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from typing import Any
 
 from kio.schema.create_partitions.v3.response import (
@@ -26,6 +25,7 @@ from kio.schema.errors import ErrorCode
 
 from shoal.handlers.base import RequestContext, api
 from shoal.handlers.config_defaults import topic_config_entries, validate_topic_configs
+from shoal.handlers.duplicates import duplicates
 from shoal.handlers.services import Services
 from shoal.handlers.topic_names import is_valid_topic_name
 from shoal.meta.store import (
@@ -36,7 +36,8 @@ from shoal.meta.store import (
     UnknownTopicError,
 )
 from shoal.protocol.apis import ApiKey
-from shoal.protocol.messages import ZERO_THROTTLE, Messages
+from shoal.protocol.errors import ApiError
+from shoal.protocol.messages import ZERO_THROTTLE, Messages, error
 
 # Every partition costs index rows and long-poll bookkeeping; a typo like 1000000 must not
 # create a topic that every Metadata response then has to list.
@@ -47,35 +48,22 @@ ZERO_UUID = uuid.UUID(int=0)
 NO_TOPIC_ID = None
 
 
-class _Refused(Exception):
-    """A per-topic error: the topic gets this code and message, the others go on."""
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def _duplicates(names: list[Any]) -> set[Any]:
-    return {name for name, n in Counter(names).items() if n > 1}
-
-
 # -- CreateTopics -----------------------------------------------------------------------------
 
 
 @api(ApiKey.CREATE_TOPICS, 2, 7)
 async def handle_create_topics(svc: Services, ctx: RequestContext, req: Any) -> Any:
     msgs = ctx.responses()
-    duplicates = _duplicates([t.name for t in req.topics])
+    repeated = duplicates([t.name for t in req.topics])
     collisions = _Collisions(svc)
     results = []
     for topic in req.topics:
         try:
-            if topic.name in duplicates:
-                raise _Refused(ErrorCode.invalid_request, f"Duplicate topic name {topic.name!r}.")
+            if topic.name in repeated:
+                raise ApiError(ErrorCode.invalid_request, f"Duplicate topic name {topic.name!r}.")
             info = await _create_one(svc, topic, bool(req.validate_only), collisions)
-        except _Refused as refused:
-            results.append(_create_error(msgs, topic.name, refused.code, refused.message))
+        except ApiError as refused:
+            results.append(_create_error(msgs, topic.name, error(refused.code), refused.message))
         except MetadataError as exc:
             results.append(
                 _create_error(msgs, topic.name, ErrorCode.unknown_server_error, str(exc))
@@ -90,26 +78,26 @@ async def _create_one(
 ) -> TopicInfo:
     name: str = topic.name
     if not is_valid_topic_name(name):
-        raise _Refused(
+        raise ApiError(
             ErrorCode.invalid_topic_exception,
             f"Topic name {name!r} is illegal: it must be 1-249 characters of [a-zA-Z0-9._-], "
             "and not '.' or '..'.",
         )
     if await svc.meta.get_topic(name) is not None:
-        raise _Refused(ErrorCode.topic_already_exists, f"Topic '{name}' already exists.")
+        raise ApiError(ErrorCode.topic_already_exists, f"Topic '{name}' already exists.")
     await collisions.check(name)
     partitions = _partition_count(svc, topic)
     configs: dict[str, str | None] = {c.name: c.value for c in topic.configs}
     problem = validate_topic_configs(configs)
     if problem is not None:
-        raise _Refused(ErrorCode.invalid_config, problem)
+        raise ApiError(ErrorCode.invalid_config, problem)
     checked = {k: v for k, v in configs.items() if v is not None}
     if validate_only:
         return TopicInfo(name=name, topic_id=ZERO_UUID, partitions=partitions, configs=checked)
     try:
         info = await svc.meta.create_topic(name, partitions, checked)
     except TopicExistsError:
-        raise _Refused(ErrorCode.topic_already_exists, f"Topic '{name}' already exists.") from None
+        raise ApiError(ErrorCode.topic_already_exists, f"Topic '{name}' already exists.") from None
     finally:
         svc.topics.invalidate(name)
     collisions.add(name)
@@ -133,7 +121,7 @@ class _Collisions:
             self._unified = {_unify(t.name): t.name for t in topics}
         other = self._unified.get(_unify(name))
         if other is not None and other != name:
-            raise _Refused(
+            raise ApiError(
                 ErrorCode.invalid_topic_exception,
                 f"Topic '{name}' collides with existing topic: {other}",
             )
@@ -151,25 +139,25 @@ def _partition_count(svc: Services, topic: Any) -> int:
     rf = int(topic.replication_factor)
     if topic.assignments:
         if topic.num_partitions != -1 or rf != -1:
-            raise _Refused(
+            raise ApiError(
                 ErrorCode.invalid_request,
                 "Both numPartitions or replicationFactor and replicasAssignments were set. "
                 "Both cannot be used at the same time.",
             )
         indexes = sorted(int(a.partition_index) for a in topic.assignments)
         if indexes != list(range(len(indexes))):
-            raise _Refused(
+            raise ApiError(
                 ErrorCode.invalid_replica_assignment,
                 "Partitions should be numbered consecutively from 0 in the replica assignment.",
             )
         if any(not a.broker_ids for a in topic.assignments):
-            raise _Refused(
+            raise ApiError(
                 ErrorCode.invalid_replica_assignment, "A replica assignment has no brokers."
             )
         partitions = len(indexes)
     else:
         if rf == 0 or rf < -1:
-            raise _Refused(
+            raise ApiError(
                 ErrorCode.invalid_replication_factor,
                 "Replication factor must be larger than 0, or -1 to use the default value.",
             )
@@ -177,12 +165,12 @@ def _partition_count(svc: Services, topic: Any) -> int:
         if partitions == -1:
             partitions = svc.settings.default_partitions
         elif partitions <= 0:
-            raise _Refused(
+            raise ApiError(
                 ErrorCode.invalid_partitions,
                 "Number of partitions must be larger than 0, or -1 to use the default value.",
             )
     if partitions > PARTITIONS_MAX:
-        raise _Refused(
+        raise ApiError(
             ErrorCode.invalid_partitions,
             f"Number of partitions {partitions} is above the limit of {PARTITIONS_MAX}.",
         )
@@ -216,7 +204,7 @@ def _create_ok(msgs: Messages, svc: Services, info: TopicInfo, validate_only: bo
     )
 
 
-def _create_error(msgs: Messages, name: str, code: ErrorCode, message: str) -> Any:
+def _create_error(msgs: Messages, name: str, code: ErrorCode, message: str | None) -> Any:
     return msgs.make(
         CreatableTopicResult,
         name=name,
@@ -240,29 +228,31 @@ async def handle_delete_topics(svc: Services, ctx: RequestContext, req: Any) -> 
         wanted = [(t.name, t.topic_id if t.topic_id != ZERO_UUID else None) for t in req.topics]
     else:
         wanted = [(name, None) for name in req.topic_names]
-    dup_names = _duplicates([n for n, i in wanted if i is None and n is not None])
-    dup_ids = _duplicates([i for _, i in wanted if i is not None])
+    dup_names = duplicates([n for n, i in wanted if i is None and n is not None])
+    dup_ids = duplicates([i for _, i in wanted if i is not None])
 
     results = []
     for name, topic_id in wanted:
         shown, shown_id = name, topic_id
         try:
             if name is not None and topic_id is not None:
-                raise _Refused(
+                raise ApiError(
                     ErrorCode.invalid_request, "You may not specify both topic name and topic id."
                 )
             if topic_id is not None:
                 if topic_id in dup_ids:
-                    raise _Refused(ErrorCode.invalid_request, "Duplicate topic id.")
+                    raise ApiError(ErrorCode.invalid_request, "Duplicate topic id.")
                 shown = await _delete_by_id(svc, topic_id)
             elif name is not None:
                 if name in dup_names:
-                    raise _Refused(ErrorCode.invalid_request, "Duplicate topic name.")
+                    raise ApiError(ErrorCode.invalid_request, "Duplicate topic name.")
                 shown_id = await _delete_by_name(svc, name)
             else:
-                raise _Refused(ErrorCode.invalid_request, "Neither topic name nor id was given.")
-        except _Refused as refused:
-            results.append(_delete_result(msgs, shown, shown_id, refused.code, refused.message))
+                raise ApiError(ErrorCode.invalid_request, "Neither topic name nor id was given.")
+        except ApiError as refused:
+            results.append(
+                _delete_result(msgs, shown, shown_id, error(refused.code), refused.message)
+            )
         except MetadataError as exc:
             results.append(
                 _delete_result(msgs, shown, shown_id, ErrorCode.unknown_server_error, str(exc))
@@ -274,7 +264,7 @@ async def handle_delete_topics(svc: Services, ctx: RequestContext, req: Any) -> 
 
 async def _delete_by_name(svc: Services, name: str) -> uuid.UUID | None:
     """Returns the deleted topic's id, which v6+ responses carry."""
-    unknown = _Refused(
+    unknown = ApiError(
         ErrorCode.unknown_topic_or_partition, "This server does not host this topic-partition."
     )
     info = await svc.meta.get_topic(name)
@@ -291,7 +281,7 @@ async def _delete_by_name(svc: Services, name: str) -> uuid.UUID | None:
 
 
 async def _delete_by_id(svc: Services, topic_id: uuid.UUID) -> str:
-    unknown = _Refused(ErrorCode.unknown_topic_id, "This server does not host this topic ID.")
+    unknown = ApiError(ErrorCode.unknown_topic_id, "This server does not host this topic ID.")
     info = await svc.topics.get_by_id(topic_id)
     if info is None:
         raise unknown
@@ -327,16 +317,16 @@ def _delete_result(
 @api(ApiKey.CREATE_PARTITIONS, 0, 3)
 async def handle_create_partitions(svc: Services, ctx: RequestContext, req: Any) -> Any:
     msgs = ctx.responses()
-    duplicates = _duplicates([t.name for t in req.topics])
+    repeated = duplicates([t.name for t in req.topics])
     results = []
     for topic in req.topics:
         code, message = ErrorCode.none, None
         try:
-            if topic.name in duplicates:
-                raise _Refused(ErrorCode.invalid_request, "Duplicate topic in request.")
+            if topic.name in repeated:
+                raise ApiError(ErrorCode.invalid_request, "Duplicate topic in request.")
             await _grow(svc, topic, bool(req.validate_only))
-        except _Refused as refused:
-            code, message = refused.code, refused.message
+        except ApiError as refused:
+            code, message = error(refused.code), refused.message
         except MetadataError as exc:
             code, message = ErrorCode.unknown_server_error, str(exc)
         results.append(
@@ -353,28 +343,28 @@ async def handle_create_partitions(svc: Services, ctx: RequestContext, req: Any)
 async def _grow(svc: Services, topic: Any, validate_only: bool) -> None:
     name: str = topic.name
     count = int(topic.count)
-    unknown = _Refused(ErrorCode.unknown_topic_or_partition, f"The topic '{name}' does not exist.")
+    unknown = ApiError(ErrorCode.unknown_topic_or_partition, f"The topic '{name}' does not exist.")
     info = await svc.meta.get_topic(name) if is_valid_topic_name(name) else None
     if info is None:
         raise unknown
     if count < info.partitions:
-        raise _Refused(
+        raise ApiError(
             ErrorCode.invalid_partitions,
             f"Topic currently has {info.partitions} partitions, which is higher than the "
             f"requested {count}.",
         )
     if count == info.partitions:
-        raise _Refused(
+        raise ApiError(
             ErrorCode.invalid_partitions, f"Topic already has {info.partitions} partitions."
         )
     if count > PARTITIONS_MAX:
-        raise _Refused(
+        raise ApiError(
             ErrorCode.invalid_partitions,
             f"Number of partitions {count} is above the limit of {PARTITIONS_MAX}.",
         )
     added = count - info.partitions
     if topic.assignments is not None and len(topic.assignments) != added:
-        raise _Refused(
+        raise ApiError(
             ErrorCode.invalid_replica_assignment,
             f"Increasing the number of partitions by {added} but {len(topic.assignments)} "
             "assignments provided.",
@@ -386,7 +376,7 @@ async def _grow(svc: Services, topic: Any, validate_only: bool) -> None:
     except UnknownTopicError:
         raise unknown from None
     except InvalidPartitionsError as exc:
-        raise _Refused(
+        raise ApiError(
             ErrorCode.invalid_partitions, str(exc) or "Invalid partition count."
         ) from None
     finally:

@@ -48,11 +48,11 @@ _BASE_OFFSET: Final = struct.Struct(">q")
 assert HEADER_BYTES == 61
 
 
-class BatchError(Exception):
+class BatchError(errors.ApiError):
     """A record batch that must be refused, with the Kafka error code to answer."""
 
     def __init__(self, error_code: int, message: str) -> None:
-        super().__init__(message)
+        super().__init__(error_code, message)
         self.error_code = error_code
 
 

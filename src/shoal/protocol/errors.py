@@ -104,3 +104,16 @@ def is_retriable(code: int) -> bool:
         return bool(ErrorCode(code).retriable)
     except ValueError:
         return False
+
+
+class ApiError(Exception):
+    """A request (or part of one) refused with a Kafka error code and an optional message.
+
+    The one error type handlers raise and catch to put a code on a per-item answer; record
+    batch validation raises its subclass `BatchError`.
+    """
+
+    def __init__(self, code: int, message: str | None = None) -> None:
+        super().__init__(message or error_name(code))
+        self.code = code
+        self.message = message
