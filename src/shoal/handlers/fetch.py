@@ -15,7 +15,7 @@ from shoal import metrics
 from shoal.cluster.client_zone import client_zone
 from shoal.handlers.base import RequestContext, api
 from shoal.handlers.services import Services
-from shoal.meta.store import TopicInfo
+from shoal.handlers.topic_lookup import find_topic
 from shoal.protocol import errors
 from shoal.protocol.apis import ApiKey
 from shoal.protocol.encoders import (
@@ -42,13 +42,7 @@ async def handle_fetch(svc: Services, ctx: RequestContext, req: Any) -> list[Buf
     for topic in req.topics:
         name = getattr(topic, "topic", None)
         topic_id = getattr(topic, "topic_id", None)
-        info: TopicInfo | None
-        if name is not None:
-            info = await svc.topics.get(name)
-            missing = errors.UNKNOWN_TOPIC_OR_PARTITION
-        else:
-            info = await svc.topics.get_by_id(topic_id) if topic_id is not None else None
-            missing = errors.UNKNOWN_TOPIC_ID
+        missing, info = await find_topic(svc.topics, name, topic_id)
         parts: list[tuple[int, int]] = []
         for p in topic.partitions:
             index = int(p.partition)

@@ -20,7 +20,7 @@ from shoal.cluster.model import AgentInfo
 from shoal.cluster.routing import brokers_for, client_hash, leader_for, serving_for
 from shoal.handlers.base import RequestContext, api
 from shoal.handlers.services import Services, cluster_view
-from shoal.handlers.topic_names import is_valid_topic_name
+from shoal.handlers.topic_lookup import auto_create_partitions, find_or_create_topic
 from shoal.meta.store import TopicInfo
 from shoal.protocol import errors
 from shoal.protocol.apis import ApiKey
@@ -35,36 +35,27 @@ async def handle_metadata(svc: Services, ctx: RequestContext, req: Any) -> Any:
     view = cluster_view(svc)
     serving = serving_for(view, ctx.client_id)
     seed = client_hash(ctx.client_id, ctx.peer)
-    # v0-v3 have no flag: Kafka auto-creates for them whenever the broker allows it.
-    auto_create = svc.settings.auto_create_topics and bool(
-        getattr(req, "allow_auto_topic_creation", True)
-    )
-
     results: list[Any] = []
     if req.topics is None or (ctx.api_version == 0 and not req.topics):
         for listed in sorted(await svc.meta.list_topics(), key=lambda t: t.name):
             results.append(_topic(msgs, listed, serving, seed))
     else:
+        create = auto_create_partitions(
+            # v0-v3 have no flag: Kafka auto-creates for them whenever the broker allows it.
+            svc.settings,
+            bool(getattr(req, "allow_auto_topic_creation", True)),
+        )
         for wanted in req.topics:
             name = getattr(wanted, "name", None)
             topic_id = getattr(wanted, "topic_id", None)
-            info: TopicInfo | None = None
-            if name is None and topic_id is not None and topic_id.int != 0:
-                info = await svc.topics.get_by_id(topic_id)
-                if info is None:
-                    results.append(_missing(msgs, None, topic_id, errors.UNKNOWN_TOPIC_ID))
-                    continue
-            elif not is_valid_topic_name(name):
-                results.append(_missing(msgs, name, None, errors.INVALID_TOPIC_EXCEPTION))
+            code, info = await find_or_create_topic(
+                svc.topics, name, topic_id, create_partitions=create
+            )
+            if info is None:
+                shown_id = topic_id if code == errors.UNKNOWN_TOPIC_ID else None
+                shown = None if code == errors.UNKNOWN_TOPIC_ID else name
+                results.append(_missing(msgs, shown, shown_id, code))
                 continue
-            else:
-                assert name is not None
-                info = await svc.topics.get(name)
-                if info is None and auto_create:
-                    info = await svc.topics.get_or_create(name, svc.settings.default_partitions)
-                if info is None:
-                    results.append(_missing(msgs, name, None, errors.UNKNOWN_TOPIC_OR_PARTITION))
-                    continue
             results.append(_topic(msgs, info, serving, seed))
 
     listed_brokers = tuple(

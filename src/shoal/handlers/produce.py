@@ -14,7 +14,11 @@ from typing import Any
 from shoal import metrics
 from shoal.handlers.base import RequestContext, api
 from shoal.handlers.services import Services
-from shoal.handlers.topic_names import is_valid_topic_name
+from shoal.handlers.topic_lookup import (
+    auto_create_partitions,
+    find_or_create_topic,
+    find_topic,
+)
 from shoal.meta.store import MetadataError, TopicInfo
 from shoal.protocol import errors
 from shoal.protocol.apis import ApiKey
@@ -110,7 +114,12 @@ async def _validate(
         out = _Topic(key=topic_id if name is None and topic_id is not None else (name or ""))
         topics.append(out)
         try:
-            code, info = await _resolve_topic(svc, name, topic_id)
+            if name is None:  # v13 names topics by id
+                code, info = await find_topic(svc.topics, None, topic_id)
+            else:
+                code, info = await find_or_create_topic(
+                    svc.topics, name, None, create_partitions=auto_create_partitions(svc.settings)
+                )
         except MetadataError:
             # The metadata store is unreachable: retriable, nothing was written.
             code, info = errors.KAFKA_STORAGE_ERROR, None
@@ -139,24 +148,6 @@ async def _validate(
                 items.append(AppendItem(info.name, slot.index, data, header))
                 record_count += header.record_count
     return topics, items, record_count
-
-
-async def _resolve_topic(
-    svc: Services, name: str | None, topic_id: uuid.UUID | None
-) -> tuple[int, TopicInfo | None]:
-    if name is None:
-        if topic_id is None:
-            return errors.UNKNOWN_TOPIC_OR_PARTITION, None
-        info = await svc.topics.get_by_id(topic_id)
-        return (errors.UNKNOWN_TOPIC_ID, None) if info is None else (errors.NONE, info)
-    if not is_valid_topic_name(name):
-        return errors.INVALID_TOPIC_EXCEPTION, None
-    info = await svc.topics.get(name)
-    if info is None and svc.settings.auto_create_topics:
-        info = await svc.topics.get_or_create(name, svc.settings.default_partitions)
-    if info is None:
-        return errors.UNKNOWN_TOPIC_OR_PARTITION, None
-    return errors.NONE, info
 
 
 def _max_message_bytes(svc: Services, info: TopicInfo) -> int:
