@@ -4,6 +4,10 @@ agent as controller.
 Shoal has no controller quorum; every agent can do what a controller does (topic changes go
 through the metadata store), so each agent names itself. The broker list is every live agent
 (admin tools want the whole cluster), as in Metadata, which picks leaders in the client's zone.
+
+Versions served: 0-2 (flexible from v0).
+- v1: endpoint type (brokers or controllers; controllers get UNSUPPORTED_ENDPOINT_TYPE).
+- v2: include fenced brokers (no agent is ever fenced).
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ Broker configs are reported but cannot be altered: Kafka brokers accept a set of
 configs through these APIs, but a Shoal agent takes its settings from flags at start and keeps
 them frozen, so an alter of a BROKER (or BROKER_LOGGER) resource gets INVALID_REQUEST with a
 message saying so, which is what Kafka answers for configs that cannot be updated dynamically.
+
+Versions served: DescribeConfigs 1-4, AlterConfigs 0-2, IncrementalAlterConfigs 0-1.
+- DescribeConfigs v1: synonyms; v3: config type and documentation; v4: flexible.
+- AlterConfigs v2 and IncrementalAlterConfigs v1: flexible.
 """
 
 from __future__ import annotations

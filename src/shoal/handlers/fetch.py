@@ -4,6 +4,19 @@ this module maps the request onto it and encodes the answer by hand (hot path).
 Fetch sessions (KIP-227) are not kept: session id 0 tells clients to send full requests.
 There are no transactions yet, so the last stable offset is the high watermark and
 read_committed clients see everything.
+
+Versions served: 4-17 (the encoder also knows 18).
+- v4: isolation level, last stable offset, aborted transactions.
+- v5: log start offset.
+- v7: fetch sessions (KIP-227): not kept, session id 0 is answered.
+- v9: current leader epoch in the request (not checked: there is no leader).
+- v11: rack id in the request (KIP-392); the client's zone comes from its client id instead.
+- v12: flexible; diverging epoch and snapshot id (replication only).
+- v13: topics named by id (KIP-516).
+- v15: replica state replaces replica id (consumers send -1).
+- v16: node endpoints (KIP-951), never needed.
+- v17: replica directory id (replication only).
+- v18 (not served): the follower's high watermark, for replication only.
 """
 
 from __future__ import annotations

@@ -2,6 +2,18 @@
 
 The handlers translate between kio's per-version messages and `GroupCoordinator`; every
 decision is the coordinator's (groups/). ConsumerGroupHeartbeat (KIP-848) is not served.
+
+Versions served: FindCoordinator 0-6, JoinGroup 0-9, SyncGroup 0-5, Heartbeat 0-4,
+LeaveGroup 0-5.
+- FindCoordinator v1: key type (group or transaction), error message; v3: flexible; v4: several
+  keys per request (KIP-699); v5-6: same shape (transaction and share-group keys).
+- JoinGroup v1: rebalance timeout; v4: member id required (MEMBER_ID_REQUIRED, KIP-394);
+  v5: group instance id (static membership, KIP-345); v6: flexible; v7: protocol type in the
+  answer; v8: a reason (KIP-800, not kept); v9: skip_assignment (always false here).
+- SyncGroup v3: group instance id; v4: flexible; v5: protocol type and name checked.
+- Heartbeat v3: group instance id; v4: flexible.
+- LeaveGroup v3: several members per request (batch leave, KIP-345); v4: flexible;
+  v5: a reason per member (not kept).
 """
 
 from __future__ import annotations

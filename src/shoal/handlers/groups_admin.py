@@ -1,4 +1,12 @@
-"""Group administration: ListGroups, DescribeGroups, DeleteGroups."""
+"""Group administration: ListGroups, DescribeGroups, DeleteGroups.
+
+Versions served: ListGroups 0-5, DescribeGroups 0-6, DeleteGroups 0-2.
+- ListGroups v3: flexible; v4: states filter (KIP-518); v5: types filter (KIP-848), every
+  group here is of type "classic".
+- DescribeGroups v3: authorized operations (not computed); v4: group instance id; v5: flexible;
+  v6: an unknown group gets GROUP_ID_NOT_FOUND (before it, it is described as Dead).
+- DeleteGroups v2: flexible.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,12 @@
 """InitProducerId: producer ids and epochs come from the metadata store.
 
 Idempotence is on by default in current clients, so every producer starts here.
+
+Versions served: 0-6.
+- v2: flexible.
+- v3: producer id and epoch in the request, so a producer can bump its epoch (KIP-360).
+- v6: two-phase commit fields (KIP-939): ignored (known gap: a request asking for 2PC is
+  answered as a plain InitProducerId; transactions are not served yet).
 """
 
 from __future__ import annotations

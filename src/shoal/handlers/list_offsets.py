@@ -4,6 +4,18 @@ Timestamp lookups are exact, as in Kafka: the index finds the first batch whose 
 reaches the target, then that one batch is read (through the block cache) and its records'
 timestamps are scanned. This is the only place the agent looks inside batches, and it is off the
 produce and fetch paths.
+
+Versions served: 1-10.
+- v1: one timestamp per partition, one offset answered.
+- v2: isolation level (read_committed answers the last stable offset: the high watermark, as
+  there are no transactions yet).
+- v4: leader epoch in request and answer.
+- v6: flexible.
+- v7: max timestamp lookup (-3, KIP-734).
+- v8: earliest local offset (-4, KIP-405): the earliest offset, as nothing is tiered.
+- v9: latest tiered offset (-5, KIP-1005): the latest offset, as nothing is tiered.
+- v10: a timeout in the request (KIP-1075).
+- v11 (not served): earliest pending upload offset (-6, tiered storage).
 """
 
 from __future__ import annotations

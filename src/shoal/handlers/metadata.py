@@ -3,6 +3,20 @@ leader (cluster/routing.py says which and why).
 
 Any agent serves any partition (DESIGN.md §2.5), so there is no real leadership; the leader
 epoch is constant because clients (librdkafka) compare epochs and refresh on changes.
+
+Versions served: 0-12.
+- v0: an empty topic list means every topic.
+- v1: controller id, rack, is_internal; a null list means every topic.
+- v2: cluster id.
+- v3: throttle time.
+- v4: allow_auto_topic_creation (before it, topics are auto-created when the broker allows).
+- v5: offline replicas.
+- v7: leader epoch.
+- v8: authorized operations (not computed: INT32_MIN, "not requested").
+- v9: flexible.
+- v10: topic ids in request and answer.
+- v11: cluster authorized operations removed.
+- v13 (not served): a top-level error code for rebootstrapping (KIP-1102).
 """
 
 from __future__ import annotations

@@ -3,6 +3,15 @@
 Offsets live in the metadata store (one transaction per OffsetCommit); the coordinator checks
 membership and generation first. Topic ids (OffsetCommit/OffsetFetch v10) are not served:
 clients of the classic protocol do not need them.
+
+Versions served: OffsetCommit 2-9, OffsetFetch 1-9, OffsetDelete 0.
+- OffsetCommit v2-4: retention time (ignored, as by Kafka since 2.1); v3: throttle time;
+  v6: leader epoch; v7: group instance id (static members); v8: flexible; v9: KIP-848 member
+  epochs (classic groups send -1); v10 (not served): topics by id.
+- OffsetFetch v2: group-level error code (before it, the error goes on every partition);
+  v3: throttle time; v5: leader epoch; v6: flexible; v7: require_stable; v8: several groups
+  per request; v9: member id and epoch (KIP-848); v10 (not served): topics by id.
+- OffsetDelete v0: delete a group's offsets for partitions it no longer consumes.
 """
 
 from __future__ import annotations

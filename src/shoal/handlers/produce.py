@@ -2,6 +2,16 @@
 the segment file is in the object store and its batches are committed (acks 1 and -1 alike).
 
 Batches stay bytes: only headers and CRCs are checked (DESIGN.md §2.4).
+
+Versions served: 3-13 (the hand-written encoder's range, protocol/encoders.py).
+- v3: record batches of magic 2 only (older formats are refused); transactional id.
+- v5: log start offset in the answer.
+- v7: zstd batches accepted.
+- v8: per-batch record errors and an error message in the answer (KIP-467).
+- v9: flexible (compact strings, tagged fields).
+- v10-12: current leader and node endpoints may be tagged on NOT_LEADER answers (KIP-951);
+  never needed, as any agent serves any partition.
+- v13: topics named by id (KIP-516).
 """
 
 from __future__ import annotations

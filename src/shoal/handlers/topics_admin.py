@@ -4,6 +4,12 @@ There is no replication and no partition placement: a topic is a row in the meta
 any agent serves any partition. Replication factors and replica assignments are therefore
 checked for shape (so that client mistakes still get Kafka's errors) and otherwise ignored; the
 replication factor is reported as 1, the same as the single replica that Metadata shows.
+
+Versions served: CreateTopics 2-7, DeleteTopics 1-6, CreatePartitions 0-3.
+- CreateTopics v5: flexible; the answer carries the topic's configs, partitions and replication
+  factor (KIP-525); v7: the topic id.
+- DeleteTopics v4: flexible; v5: an error message; v6: topics by name or id.
+- CreatePartitions v2: flexible.
 """
 
 from __future__ import annotations
