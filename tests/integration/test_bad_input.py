@@ -6,12 +6,19 @@ from __future__ import annotations
 import datetime
 import struct
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Message, Producer
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
+from kio.schema.list_offsets.v9.request import (
+    ListOffsetsPartition,
+    ListOffsetsRequest,
+    ListOffsetsTopic,
+)
 from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
 from kio.static.primitive import i32Timedelta
 
@@ -19,7 +26,7 @@ from tests.agent_process import AgentProcess
 from tests.backends import open_backend
 from tests.integration.test_clients_roundtrip import create_topic
 from tests.rawkafka import RawConnection
-from tests.unit.batchgen import make_batch
+from tests.unit.batchgen import batch_of_payload, make_batch, zstd_bomb
 
 TOPIC = "bad-input"
 
@@ -42,18 +49,32 @@ def strict_agent(
             assert proc.stop() == 0, proc.log_tail()
 
 
+@dataclass
+class Healthy:
+    """What a producer saw that kept producing on its own connection while a test misbehaved."""
+
+    delivered: list[int] = field(default_factory=list)
+    waits_s: list[float] = field(default_factory=list)  # produce() to acknowledgement
+
+    def max_wait_s(self) -> float:
+        return max(self.waits_s, default=0.0)
+
+
 @pytest.fixture
-def healthy(strict_agent: AgentProcess) -> Iterator[list[int]]:
-    """A producer that keeps producing on its own connection while a test misbehaves."""
-    delivered: list[int] = []
+def healthy(strict_agent: AgentProcess) -> Iterator[Healthy]:
+    seen = Healthy()
     failed: list[str] = []
     stop = threading.Event()
 
     def run() -> None:
         p = Producer({"bootstrap.servers": strict_agent.bootstrap, "linger.ms": 1})
 
-        def cb(err: object, msg: object) -> None:
-            (failed if err else delivered).append(str(err) if err else 1)  # type: ignore[arg-type]
+        def cb(err: object, msg: Message) -> None:
+            if err:
+                failed.append(str(err))
+            else:
+                seen.delivered.append(1)
+                seen.waits_s.append(msg.latency() or 0.0)
 
         while not stop.is_set():
             p.produce(TOPIC, b"healthy", partition=0, on_delivery=cb)
@@ -62,14 +83,16 @@ def healthy(strict_agent: AgentProcess) -> Iterator[list[int]]:
 
     t = threading.Thread(target=run, daemon=True)
     t.start()
-    yield delivered
+    yield seen
     stop.set()
     t.join(60)
     assert not failed, failed[:3]
-    assert len(delivered) > 0
+    assert len(seen.delivered) > 0
 
 
-def produce_request(records: bytes, acks: int = -1, topic: str = TOPIC) -> ProduceRequest:
+def produce_request(
+    records: bytes, acks: int = -1, topic: str = TOPIC, partition: int = 0
+) -> ProduceRequest:
     return ProduceRequest(
         transactional_id=None,
         acks=acks,  # type: ignore[arg-type]
@@ -77,7 +100,7 @@ def produce_request(records: bytes, acks: int = -1, topic: str = TOPIC) -> Produ
         topic_data=(
             TopicProduceData(
                 name=topic,  # type: ignore[arg-type]
-                partition_data=(PartitionProduceData(index=0, records=records),),  # type: ignore[arg-type]
+                partition_data=(PartitionProduceData(index=partition, records=records),),  # type: ignore[arg-type]
             ),
         ),
     )
@@ -95,17 +118,17 @@ def produce_error(agent: AgentProcess, request: ProduceRequest) -> int:
 GOOD = make_batch([(b"k", b"v")])
 
 
-def test_good_batch_is_accepted(strict_agent: AgentProcess, healthy: list[int]) -> None:
+def test_good_batch_is_accepted(strict_agent: AgentProcess, healthy: Healthy) -> None:
     assert produce_error(strict_agent, produce_request(GOOD)) == 0
 
 
-def test_bad_crc(strict_agent: AgentProcess, healthy: list[int]) -> None:
+def test_bad_crc(strict_agent: AgentProcess, healthy: Healthy) -> None:
     bad = bytearray(GOOD)
     bad[-1] ^= 0xFF  # payload byte covered by the CRC
     assert produce_error(strict_agent, produce_request(bytes(bad))) == 2  # CORRUPT_MESSAGE
 
 
-def test_corrupt_batch_header(strict_agent: AgentProcess, healthy: list[int]) -> None:
+def test_corrupt_batch_header(strict_agent: AgentProcess, healthy: Healthy) -> None:
     bad = bytearray(GOOD)
     bad[16] = 1  # magic byte: v1 message sets are not accepted in a v9 request
     code = produce_error(strict_agent, produce_request(bytes(bad)))
@@ -114,23 +137,23 @@ def test_corrupt_batch_header(strict_agent: AgentProcess, healthy: list[int]) ->
     assert produce_error(strict_agent, produce_request(truncated)) in (2, 87)
 
 
-def test_bad_acks(strict_agent: AgentProcess, healthy: list[int]) -> None:
+def test_bad_acks(strict_agent: AgentProcess, healthy: Healthy) -> None:
     assert produce_error(strict_agent, produce_request(GOOD, acks=2)) == 21
 
 
-def test_unknown_topic_without_auto_create(strict_agent: AgentProcess, healthy: list[int]) -> None:
+def test_unknown_topic_without_auto_create(strict_agent: AgentProcess, healthy: Healthy) -> None:
     assert produce_error(strict_agent, produce_request(GOOD, topic="no-such-topic")) == 3
 
 
 @pytest.mark.parametrize("size", [-1, -2_000_000_000, 2_000_000_000, 100 * 1024 * 1024 + 1])
-def test_bad_frame_sizes_close(strict_agent: AgentProcess, healthy: list[int], size: int) -> None:
+def test_bad_frame_sizes_close(strict_agent: AgentProcess, healthy: Healthy, size: int) -> None:
     conn = RawConnection(strict_agent.bootstrap)
     conn.send_raw(struct.pack(">i", size) + b"\x00" * 16)
     assert conn.is_closed_by_peer()
     conn.close()
 
 
-def test_truncated_frame_then_hangup(strict_agent: AgentProcess, healthy: list[int]) -> None:
+def test_truncated_frame_then_hangup(strict_agent: AgentProcess, healthy: Healthy) -> None:
     _, frame = RawConnection(strict_agent.bootstrap).request_bytes(produce_request(GOOD))
     for cut in (2, 6, len(frame) // 2, len(frame) - 1):
         conn = RawConnection(strict_agent.bootstrap)
@@ -140,21 +163,21 @@ def test_truncated_frame_then_hangup(strict_agent: AgentProcess, healthy: list[i
     assert produce_error(strict_agent, produce_request(GOOD)) == 0
 
 
-def test_garbage_body_closes(strict_agent: AgentProcess, healthy: list[int]) -> None:
+def test_garbage_body_closes(strict_agent: AgentProcess, healthy: Healthy) -> None:
     conn = RawConnection(strict_agent.bootstrap)
     body = struct.pack(">hhi", 0, 9, 1) + b"\xff" * 50  # Produce v9 header, then junk
     conn.send_raw(struct.pack(">i", len(body)) + body)
     assert conn.is_closed_by_peer()
 
 
-def test_unknown_api_key_closes(strict_agent: AgentProcess, healthy: list[int]) -> None:
+def test_unknown_api_key_closes(strict_agent: AgentProcess, healthy: Healthy) -> None:
     conn = RawConnection(strict_agent.bootstrap)
     body = struct.pack(">hhih", 9999, 0, 7, -1)
     conn.send_raw(struct.pack(">i", len(body)) + body)
     assert conn.is_closed_by_peer()
 
 
-def test_unsupported_version(strict_agent: AgentProcess, healthy: list[int]) -> None:
+def test_unsupported_version(strict_agent: AgentProcess, healthy: Healthy) -> None:
     # ApiVersions at an unknown version: answered in v0 with UNSUPPORTED_VERSION and the ranges.
     conn = RawConnection(strict_agent.bootstrap)
     body = struct.pack(">hhih", 18, 99, 5, -1)
@@ -174,14 +197,12 @@ def test_unsupported_version(strict_agent: AgentProcess, healthy: list[int]) -> 
 
 def test_api_versions_v3(strict_agent: AgentProcess) -> None:
     conn = RawConnection(strict_agent.bootstrap)
-    resp = conn.call(
-        ApiVersionsRequest(client_software_name="raw", client_software_version="1")
-    )
+    resp = conn.call(ApiVersionsRequest(client_software_name="raw", client_software_version="1"))
     assert resp.error_code == 0
     assert any(k.api_key == 0 for k in resp.api_keys)
 
 
-def test_memory_bounded_under_abuse(strict_agent: AgentProcess, healthy: list[int]) -> None:
+def test_memory_bounded_under_abuse(strict_agent: AgentProcess, healthy: Healthy) -> None:
     before = strict_agent.rss_bytes()
     for _ in range(50):
         conn = RawConnection(strict_agent.bootstrap)
@@ -195,3 +216,54 @@ def test_memory_bounded_under_abuse(strict_agent: AgentProcess, healthy: list[in
     assert produce_error(strict_agent, produce_request(GOOD)) == 0
     grown = strict_agent.rss_bytes() - before
     assert grown < 64 * 1024 * 1024, f"RSS grew by {grown / 2**20:.1f} MiB"
+
+
+BOMB_BYTES = 2 * 1024 * 1024 * 1024  # one record of 2 GiB of zeros: about 65 KB of zstd
+
+
+def list_offset_at(agent: AgentProcess, timestamp: int, partition: int = 1) -> tuple[int, int]:
+    request = ListOffsetsRequest(
+        replica_id=-1,  # type: ignore[arg-type]
+        isolation_level=0,  # type: ignore[arg-type]
+        topics=(
+            ListOffsetsTopic(
+                name=TOPIC,  # type: ignore[arg-type]
+                partitions=(
+                    ListOffsetsPartition(
+                        partition_index=partition,  # type: ignore[arg-type]
+                        current_leader_epoch=-1,  # type: ignore[arg-type]
+                        timestamp=timestamp,  # type: ignore[arg-type]
+                    ),
+                ),
+            ),
+        ),
+    )
+    conn = RawConnection(agent.bootstrap)
+    try:
+        part = conn.call(request).topics[0].partitions[0]
+        return int(part.error_code), int(part.offset)
+    finally:
+        conn.close()
+
+
+def test_decompression_bomb_is_refused_in_bounded_memory(
+    strict_agent: AgentProcess, healthy: Healthy
+) -> None:
+    bomb = batch_of_payload(zstd_bomb(BOMB_BYTES), 4, 1, timestamp_ms=1, max_timestamp_ms=2**62)
+    assert len(bomb) < 100_000
+    # Produce keeps batches as bytes (only the header and CRC are checked): accepted.
+    request = produce_request(bomb, partition=1)
+    assert produce_error(strict_agent, request) == 0
+    before = strict_agent.rss_bytes()
+    waits_before = len(healthy.waits_s)
+    # A timestamp lookup must look inside the batch: it refuses to inflate it past the limit
+    # and answers with the batch's own offset.
+    for _ in range(3):
+        code, offset = list_offset_at(strict_agent, 2)
+        assert code == 0
+        assert offset >= 0
+    time.sleep(1)  # the healthy producer's answers during the lookups arrive
+    grown = strict_agent.rss_bytes() - before
+    assert grown < 512 * 1024 * 1024, f"RSS grew by {grown / 2**20:.0f} MiB"
+    assert len(healthy.waits_s) > waits_before
+    assert max(healthy.waits_s[waits_before:]) < 2.0

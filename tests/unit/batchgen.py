@@ -121,3 +121,47 @@ def recrc(batch: bytes | bytearray) -> bytes:
     buf = bytearray(batch)
     struct.pack_into(">I", buf, 17, crc32c(bytes(buf[21:])))
     return bytes(buf)
+
+
+def batch_of_payload(
+    payload: bytes,
+    compression: int,
+    record_count: int,
+    timestamp_ms: int = DEFAULT_TIMESTAMP_MS,
+    max_timestamp_ms: int | None = None,
+) -> bytes:
+    """A v2 batch around an already compressed records payload (hostile-input tests)."""
+    post_crc = (
+        _POST_CRC.pack(
+            compression & 0x07,
+            record_count - 1,
+            timestamp_ms,
+            timestamp_ms if max_timestamp_ms is None else max_timestamp_ms,
+            -1,
+            -1,
+            -1,
+            record_count,
+        )
+        + payload
+    )
+    pre_crc = _PRE_CRC.pack(0, len(post_crc) + 9, -1, 2, crc32c(post_crc))
+    return pre_crc + post_crc
+
+
+def zstd_bomb(value_bytes: int, chunk_bytes: int = 16 * 1024 * 1024) -> bytes:
+    """The zstd-compressed records of one record whose value is `value_bytes` zero bytes,
+    built chunk by chunk so the test itself never holds the decompressed size."""
+    value_len = zigzag_varint(value_bytes)
+    # attributes, timestamp delta 0, offset delta 0, null key, value length ... value, 0 headers
+    head = b"\x00" + zigzag_varint(0) + zigzag_varint(0) + zigzag_varint(-1) + value_len
+    body_len = len(head) + value_bytes + 1
+    compressor = cramjam.zstd.Compressor(level=3)
+    compressor.compress(zigzag_varint(body_len) + head)
+    zeros = bytes(chunk_bytes)
+    left = value_bytes
+    while left > 0:
+        n = min(left, chunk_bytes)
+        compressor.compress(zeros if n == chunk_bytes else zeros[:n])
+        left -= n
+    compressor.compress(zigzag_varint(0))
+    return bytes(compressor.finish())

@@ -1,13 +1,20 @@
 from __future__ import annotations
 
 import struct
+import tracemalloc
 
 import cramjam
 import pytest
 
 from shoal.protocol.batch import BatchError
-from shoal.protocol.records import first_at_or_after, max_timestamp_record, record_timestamps
-from tests.unit.batchgen import make_batch, recrc
+from shoal.protocol.records import (
+    DECOMPRESSED_BYTES_MAX,
+    decompress,
+    first_at_or_after,
+    max_timestamp_record,
+    record_timestamps,
+)
+from tests.unit.batchgen import batch_of_payload, make_batch, recrc, zstd_bomb
 
 RECORDS: list[tuple[bytes | None, bytes | None]] = [
     (f"k{i}".encode(), b"v" * (i * 13 % 200)) for i in range(50)
@@ -42,3 +49,54 @@ def test_garbage_payload_is_a_batch_error() -> None:
     batch[70:90] = b"\x00" * 20
     with pytest.raises(BatchError):
         list(record_timestamps(recrc(bytes(batch))))
+
+
+@pytest.mark.parametrize("codec", [1, 3, 4])
+def test_a_bomb_is_refused_without_inflating_past_the_limit(codec: int) -> None:
+    limit = 1024 * 1024
+    records = make_batch([(None, bytes(16 * limit))], compression=codec)
+    payload = records[61:]
+    tracemalloc.start()
+    try:
+        with pytest.raises(BatchError, match="within"):
+            decompress(codec, payload, limit)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * limit, f"peak {peak} bytes"
+
+
+def test_a_zstd_bomb_claiming_gigabytes_is_refused_at_the_default_limit() -> None:
+    payload = zstd_bomb(1024 * 1024 * 1024)  # 1 GiB of zeros in about 32 KB
+    assert len(payload) < 100_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(BatchError):
+            list(record_timestamps(batch_of_payload(payload, 4, 1)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * DECOMPRESSED_BYTES_MAX
+
+
+def test_within_the_limit_decompression_is_exact() -> None:
+    batch = make_batch(RECORDS, compression=4, timestamp_step_ms=1)
+    records = make_batch(RECORDS, timestamp_step_ms=1)[61:]
+    assert decompress(4, batch[61:], len(records)) == records
+    with pytest.raises(BatchError):
+        decompress(4, batch[61:], len(records) - 1)
+
+
+def test_snappy_blocks_state_their_size_and_are_checked_first() -> None:
+    block = bytes(cramjam.snappy.compress_raw(bytes(4096)))
+    assert decompress(2, block, 4096) == bytes(4096)
+    with pytest.raises(BatchError, match="exceeds"):
+        decompress(2, block, 4095)
+
+
+@pytest.mark.parametrize("cut", [1, 3, 5, 9])
+def test_truncated_xerial_snappy_is_a_batch_error(cut: int) -> None:
+    block = bytes(cramjam.snappy.compress_raw(b"x" * 100))
+    framed = b"\x82SNAPPY\x00" + struct.pack(">ii", 1, 1) + struct.pack(">i", len(block)) + block
+    with pytest.raises(BatchError):
+        decompress(2, framed[: 16 + cut])

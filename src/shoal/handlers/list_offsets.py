@@ -20,6 +20,8 @@ Versions served: 1-10.
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kio.schema.list_offsets.v11.response import (
@@ -42,6 +44,10 @@ EARLIEST = -2
 MAX_TIMESTAMP = -3
 EARLIEST_LOCAL = -4
 LATEST_TIERED = -5
+# Record scans decompress a batch (up to records.DECOMPRESSED_BYTES_MAX each): they run on
+# their own threads, off the event loop, and at most this many at once bound their memory.
+RECORD_SCANS_IN_FLIGHT_MAX = 2
+_SCANS = ThreadPoolExecutor(RECORD_SCANS_IN_FLIGHT_MAX, thread_name_prefix="record-scan")
 
 
 @api(ApiKey.LIST_OFFSETS, 1, 10)
@@ -103,12 +109,19 @@ async def _exact(
     if read.error_code != errors.NONE or not read.batches:
         return found
     data = b"".join(read.batches)
+    scanned = await asyncio.get_running_loop().run_in_executor(_SCANS, _scan, data, target)
+    if scanned is None:
+        return found
+    base_offset, (delta, timestamp) = scanned
+    return OffsetAtTime(base_offset + delta, timestamp)
+
+
+def _scan(data: bytes, target: int | None) -> tuple[int, tuple[int, int]] | None:
+    """(base offset, (offset delta, timestamp)) of the wanted record of the batch, or None."""
     try:
         header = parse_header(data)
         batch = memoryview(data)[: header.size]
         hit = max_timestamp_record(batch) if target is None else first_at_or_after(batch, target)
     except (BatchError, ValueError):
-        return found
-    if hit is None:
-        return found
-    return OffsetAtTime(header.base_offset + hit[0], hit[1])
+        return None
+    return None if hit is None else (header.base_offset, hit)
