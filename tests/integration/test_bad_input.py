@@ -267,3 +267,31 @@ def test_decompression_bomb_is_refused_in_bounded_memory(
     assert grown < 512 * 1024 * 1024, f"RSS grew by {grown / 2**20:.0f} MiB"
     assert len(healthy.waits_s) > waits_before
     assert max(healthy.waits_s[waits_before:]) < 2.0
+
+
+def test_an_acks_0_produce_that_fails_closes_the_connection(
+    strict_agent: AgentProcess, healthy: Healthy
+) -> None:
+    # acks=0 gets no answer, so an error can only be signalled as Kafka does: by closing.
+    conn = RawConnection(strict_agent.bootstrap)
+    conn.send(produce_request(GOOD, acks=0, topic="no-such-topic"))
+    assert conn.is_closed_by_peer()
+    conn.close()
+    # A good acks=0 produce keeps its connection, which still answers the next request.
+    conn = RawConnection(strict_agent.bootstrap)
+    conn.send(produce_request(GOOD, acks=0))
+    assert not conn.is_closed_by_peer(timeout_s=1.0)
+    resp = conn.call(produce_request(GOOD))
+    assert int(resp.responses[0].partition_responses[0].error_code) == 0
+    conn.close()
+
+
+def test_transactional_batches_are_refused_until_transactions_exist(
+    strict_agent: AgentProcess, healthy: Healthy
+) -> None:
+    # Without transactions nothing would ever commit or abort these records, and
+    # read_committed consumers would be shown them.
+    batch = make_batch(
+        [(b"k", b"v")], producer_id=4242, producer_epoch=0, base_sequence=0, transactional=True
+    )
+    assert produce_error(strict_agent, produce_request(batch)) == 48  # INVALID_TXN_STATE

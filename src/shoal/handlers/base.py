@@ -4,7 +4,8 @@ A handler is `async def handle(svc, ctx, request) -> response`. It receives the 
 request dataclass and returns either
 - a kio response dataclass of the same API and version (the server encodes it),
 - `bytes`: an already-encoded response body (hot paths: Produce, Fetch), or
-- `None`: no response is sent (Produce with acks=0).
+- `None`: no response is sent (Produce with acks=0),
+or raises `CloseConnection`.
 ApiVersions answers from this registry, so advertising and serving can never disagree.
 """
 
@@ -39,6 +40,16 @@ class RequestContext:
     def responses(self) -> Messages:
         """The response classes of this request's API and version."""
         return responses(ApiKey(self.api_key), self.api_version)
+
+
+class CloseConnection(Exception):
+    """Raised by a handler to close the client's connection instead of answering, as Kafka
+    does where it has no way to answer (an error on a Produce with acks=0). Responses to the
+    earlier requests of the connection still go out first."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 Handler = Callable[["Services", RequestContext, Any], Awaitable[Any]]

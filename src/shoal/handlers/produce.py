@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shoal import metrics
-from shoal.handlers.base import RequestContext, api
+from shoal.handlers.base import CloseConnection, RequestContext, api
 from shoal.handlers.services import Services
 from shoal.handlers.topic_lookup import (
     auto_create_partitions,
@@ -88,6 +88,10 @@ async def handle_produce(svc: Services, ctx: RequestContext, req: Any) -> bytes 
                     slot.log_start_offset = mine[0].log_start_offset
 
     if acks == 0:
+        if any(s.error_code != errors.NONE for t in topics for s in t.slots):
+            # The client asked for no answer, so it cannot be told: Kafka closes the
+            # connection, and the client refreshes its metadata and reconnects.
+            raise CloseConnection("produce_error_acks_0")
         return None
     return encode_produce_response(
         ctx.api_version,
@@ -151,6 +155,12 @@ async def _validate(
             except BatchError as exc:
                 slot.error_code = exc.error_code
                 slot.error_message = str(exc) or None
+                continue
+            if any(header.is_transactional for _, header in batches):
+                # No transactions yet: a read_committed consumer would see these records
+                # although no transaction ever commits them.
+                slot.error_code = errors.INVALID_TXN_STATE
+                slot.error_message = "transactions are not supported yet"
                 continue
             slot.first_item = len(items)
             slot.item_count = len(batches)

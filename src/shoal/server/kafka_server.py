@@ -20,7 +20,7 @@ from typing import Any
 from shoal import metrics
 from shoal.common.byte_budget import ByteBudget
 from shoal.handlers.api_versions import api_versions_response
-from shoal.handlers.base import REGISTRY, ApiSpec, RequestContext
+from shoal.handlers.base import REGISTRY, ApiSpec, CloseConnection, RequestContext
 from shoal.handlers.services import Services
 from shoal.protocol import errors
 from shoal.protocol.apis import ApiKey
@@ -246,6 +246,9 @@ class _Connection:
         metrics.REQUESTS.labels(api=spec.name).inc()
         try:
             result = await spec.handler(self._svc, ctx, request)
+        except CloseConnection as close:
+            log.debug("closing %s after %s: %s", self._peer, spec.name, close.reason)
+            raise
         except Exception:
             metrics.REQUEST_ERRORS.labels(api=spec.name).inc()
             log.exception("%s v%d from %s failed", spec.name, ctx.api_version, self._peer)
