@@ -52,19 +52,22 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteMetadataStore]:
     await s.close()
 
 
-def coordinator(store: SqliteMetadataStore, clock: Clock) -> GroupCoordinator:
+def coordinator(store: SqliteMetadataStore, clock: Clock, **kwargs: Any) -> GroupCoordinator:
     return GroupCoordinator(
         store,
         OtherOwner(),
         NODE.node_id,
         GroupConfig(initial_rebalance_delay_ms=0),
         clock=clock,
+        **kwargs,
     )
 
 
-def jreq(member_id: str = "", instance: str | None = None) -> JoinRequest:
+def jreq(
+    member_id: str = "", instance: str | None = None, require_known_member_id: bool = False
+) -> JoinRequest:
     return JoinRequest(member_id, instance, "c", "/127.0.0.1", 10_000, 20_000, "consumer",
-                       (("range", b"sub"),), False)  # fmt: skip
+                       (("range", b"sub"),), require_known_member_id)  # fmt: skip
 
 
 async def settle() -> None:
@@ -255,3 +258,30 @@ async def test_offset_fetch_multi_group_and_unknown_partitions(svc: Services) ->
                                                   partition_indexes=(0,)),)),
     )  # fmt: skip
     assert old.topics[0].partitions[0].committed_offset == 3
+
+
+async def test_made_up_group_ids_cannot_grow_memory_without_bound(
+    store: SqliteMetadataStore,
+) -> None:
+    c = coordinator(store, Clock(), groups_in_memory_max=8)
+    await c.start()
+    try:
+        # JoinGroup v4+ with no member id: each leaves a group holding one pending member
+        # (KIP-394) that would otherwise stay for its whole session.
+        for i in range(100):
+            made_up = await c.join(f"made-up-{i}", jreq(require_known_member_id=True))
+            assert made_up.error == errors.MEMBER_ID_REQUIRED
+            assert len(c.loaded_groups()) <= 8
+        # Groups with joined members are kept; when every slot holds one, a new group is
+        # refused with a retriable error rather than growing memory.
+        real = []
+        for i in range(8):
+            joined = await c.join(f"real-{i}", jreq())
+            assert joined.error == errors.NONE
+            real.append(joined)
+        assert {g.group_id for g in c.loaded_groups()} == {f"real-{i}" for i in range(8)}
+        assert (await c.join("one-more", jreq())).error == errors.COORDINATOR_NOT_AVAILABLE
+        for i, joined in enumerate(real):
+            assert await c.heartbeat(f"real-{i}", joined.member_id, None, 1) == errors.NONE
+    finally:
+        await c.stop()

@@ -34,6 +34,11 @@ from shoal.protocol import errors
 log = logging.getLogger(__name__)
 
 GROUPS_IN_MEMORY_MAX = 10_000
+
+
+class GroupsFullError(Exception):
+    """No room for a new group: every group in memory has members (JoinGroup answers
+    COORDINATOR_NOT_AVAILABLE, which clients retry)."""
 R = TypeVar("R")
 
 
@@ -147,6 +152,9 @@ class GroupCoordinator:
         if group is None and create:
             group = self._groups.get(group_id)
             if group is None:
+                self._make_room()
+                if len(self._groups) >= self._groups_max:
+                    raise GroupsFullError(f"{len(self._groups)} groups in memory")
                 group = self._new_group(group_id, None)
         return group
 
@@ -160,7 +168,8 @@ class GroupCoordinator:
         return self._new_group(group_id, stored)
 
     def _new_group(self, group_id: str, stored: StoredGroup | None) -> Group:
-        self._evict_idle()
+        # A stored group is loaded even past the limit: it has state a client is waiting on.
+        self._make_room()
         args = (
             self.config,
             self._clock,
@@ -172,20 +181,24 @@ class GroupCoordinator:
         self._groups[group_id] = group
         return group
 
-    def _evict_idle(self) -> None:
-        """Bound memory: Empty groups are fully in the store and reload on demand."""
+    def _make_room(self) -> None:
+        """Bound memory: evict Empty groups (fully in the store, they reload on demand), then
+        groups whose only members are pending (KIP-394 member ids handed out but never used:
+        what JoinGroups with made-up group ids leave behind), down to half the limit."""
         if len(self._groups) < self._groups_max:
             return
-        for gid, group in list(self._groups.items()):
-            save = self._saves.get(gid)
-            if (
-                group.state is GroupState.EMPTY
-                and not group.pending_members
-                and (save is None or save.done())
-            ):
-                del self._groups[gid]
-                if len(self._groups) < self._groups_max // 2:
-                    break
+        for pending_too in (False, True):
+            for gid, group in list(self._groups.items()):
+                save = self._saves.get(gid)
+                if (
+                    group.state is GroupState.EMPTY
+                    and not group.members
+                    and (pending_too or not group.pending_members)
+                    and (save is None or save.done())
+                ):
+                    del self._groups[gid]
+                    if len(self._groups) < self._groups_max // 2:
+                        return
 
     def loaded_groups(self) -> list[Group]:
         return list(self._groups.values())
@@ -267,7 +280,7 @@ class GroupCoordinator:
             return JoinResult(code, req.member_id)
         try:
             group = await self._get(group_id, create=req.member_id == "")
-        except MetadataError:
+        except (MetadataError, GroupsFullError):
             return JoinResult(errors.COORDINATOR_NOT_AVAILABLE, req.member_id)
         if group is None:
             return JoinResult(errors.UNKNOWN_MEMBER_ID, req.member_id)
