@@ -126,7 +126,6 @@ class Agent:
         self.groups = GroupCoordinator(
             group_store,
             RingOwnership(self.membership),
-            settings.node_id,
             GroupConfig(
                 initial_rebalance_delay_ms=settings.group_initial_rebalance_delay_ms,
                 min_session_timeout_ms=settings.group_min_session_timeout_ms,
@@ -209,7 +208,6 @@ class Agent:
         # The node id is the store's choice (and may change if this agent had to register
         # again after an outage); groups another agent now owns are handed over.
         self.services.node_id = view.me.node_id
-        self.groups.node_id = view.me.node_id
         # A lone agent (and one that never had peers) has no previous owner to wait for, and
         # agents that only joined take groups from the others but give this one none.
         # Keyed by node id too: the ring is, and a re-registered agent may get another one.

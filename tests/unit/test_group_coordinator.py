@@ -40,6 +40,8 @@ class Clock:
 
 
 class OtherOwner:
+    node_id = NODE.node_id
+
     def owner_of(self, group_id: str) -> CoordinatorNode | None:
         return CoordinatorNode(8, "elsewhere", 1) if group_id.startswith("x-") else NODE
 
@@ -56,7 +58,6 @@ def coordinator(store: SqliteMetadataStore, clock: Clock) -> GroupCoordinator:
     return GroupCoordinator(
         store,
         OtherOwner(),
-        NODE.node_id,
         GroupConfig(initial_rebalance_delay_ms=0),
         clock=clock,
     )
@@ -185,7 +186,7 @@ def ctx(api_key: int, version: int) -> RequestContext:
 async def svc(store: SqliteMetadataStore) -> AsyncIterator[Services]:
     settings = Settings(advertised_host="agent-7.example", kafka_port=19092, node_id=7)
     meta = cast(MetadataStore, store)
-    c = GroupCoordinator(store, SingleAgentOwnership(NODE), 7, GroupConfig(0))
+    c = GroupCoordinator(store, SingleAgentOwnership(NODE), GroupConfig(0))
     await c.start()
     yield Services(settings=settings, meta=meta, topics=TopicCache(meta),
                    writer=cast(Any, None), reader=cast(Any, None), cluster_id="c", node_id=7,

@@ -59,8 +59,8 @@ async def test_groups_move_to_the_new_owner_with_their_state(
     a0, a1 = agent(0), agent(1)
     View.agents = [a0]
     config = GroupConfig(initial_rebalance_delay_ms=0)
-    c0 = GroupCoordinator(store, RingOwnership(View(a0)), 0, config)
-    c1 = GroupCoordinator(store, RingOwnership(View(a1)), 1, config)
+    c0 = GroupCoordinator(store, RingOwnership(View(a0)), config)
+    c1 = GroupCoordinator(store, RingOwnership(View(a1)), config)
     await c0.start()
     await c1.start()
     try:
@@ -104,7 +104,7 @@ async def test_new_owner_holds_moved_groups_for_the_handover_time(
     View.agents = [a0, a1]
     config = GroupConfig(initial_rebalance_delay_ms=0)
     c1 = GroupCoordinator(
-        store, RingOwnership(View(a1)), 1, config, clock=lambda: now[0], handover_ms=2_000
+        store, RingOwnership(View(a1)), config, clock=lambda: now[0], handover_ms=2_000
     )
     await c1.start()
     try:
@@ -137,7 +137,7 @@ async def test_end_hold_serves_new_groups_at_once(store: SqliteMetadataStore) ->
     a0, a1 = agent(0), agent(1)
     View.agents = [a0, a1]
     c1 = GroupCoordinator(
-        store, RingOwnership(View(a1)), 1, GroupConfig(initial_rebalance_delay_ms=0),
+        store, RingOwnership(View(a1)), GroupConfig(initial_rebalance_delay_ms=0),
         clock=lambda: now[0], handover_ms=2_000,
     )  # fmt: skip
     await c1.start()
@@ -150,5 +150,26 @@ async def test_end_hold_serves_new_groups_at_once(store: SqliteMetadataStore) ->
         assert (await c1.join(group, jreq())).error == errors.COORDINATOR_LOAD_IN_PROGRESS
         c1.end_hold()
         assert (await c1.join(group, jreq())).error == errors.NONE
+    finally:
+        await c1.stop()
+
+
+async def test_coordinator_follows_the_node_id_of_its_view(store: SqliteMetadataStore) -> None:
+    """An agent that registers again may get another node id: the coordinator reads its own
+    from the view (through its ownership) each time, so it needs no copy updated."""
+    a0, a1 = agent(0), agent(1)
+    View.agents = [a0, a1]
+    view = View(a1)
+    c1 = GroupCoordinator(store, RingOwnership(view), GroupConfig(initial_rebalance_delay_ms=0))
+    await c1.start()
+    try:
+        groups = [f"group-{i}" for i in range(40)]
+        owner = {g: c1.coordinator_for(g) for g in groups}
+        on_0 = next(g for g in groups if (n := owner[g]) is not None and n.node_id == 0)
+        assert (await c1.fetch_offsets(on_0, None))[0] == errors.NOT_COORDINATOR
+        # Re-registered as node 0 (node 0's agent having gone): the same ring key is now mine.
+        view.me = AgentInfo("a1", 0, "127.0.0.1", 9001, 0, "z", "g", (), 0, 0)
+        View.agents = [view.me]
+        assert (await c1.fetch_offsets(on_0, None))[0] == errors.NONE
     finally:
         await c1.stop()

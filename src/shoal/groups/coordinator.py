@@ -46,7 +46,6 @@ class GroupCoordinator:
         self,
         store: GroupStore,
         ownership: Ownership,
-        node_id: int,
         config: GroupConfig | None = None,
         clock: Callable[[], int] = monotonic_ms,
         groups_in_memory_max: int = GROUPS_IN_MEMORY_MAX,
@@ -54,7 +53,6 @@ class GroupCoordinator:
     ) -> None:
         self.store = store
         self.ownership = ownership
-        self.node_id = node_id
         self.config = config or GroupConfig()
         self._clock = clock
         self._groups_max = groups_in_memory_max
@@ -121,7 +119,7 @@ class GroupCoordinator:
 
     def _owns(self, group_id: str) -> bool:
         owner = self.ownership.owner_of(group_id)
-        return owner is not None and owner.node_id == self.node_id
+        return owner is not None and owner.node_id == self.ownership.node_id
 
     def _status(self, group_id: str) -> int:
         """Kafka's validateGroupStatus: is this agent the coordinator, and ready."""
