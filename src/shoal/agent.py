@@ -31,6 +31,7 @@ from shoal.cluster.peer_client import PeerClient
 from shoal.cluster.peer_server import PeerServer
 from shoal.cluster.ring_source import RingBlockSource
 from shoal.groups.coordinator import GroupCoordinator
+from shoal.groups.handover import GroupHandover
 from shoal.groups.lag import GroupCollector, LagTracker, register, status_section, unregister
 from shoal.groups.model import GroupConfig
 from shoal.handlers.base import REGISTRY
@@ -134,8 +135,7 @@ class Agent:
             ),
             handover_ms=2 * settings.heartbeat_interval_ms,
         )
-        self._peers_seen = False
-        self._live_ids: set[tuple[str, int]] | None = None
+        self.handover = GroupHandover(self.groups)
         self.group_lag = LagTracker(group_store, self.meta)
         self._group_collector = GroupCollector(self.groups, self.group_lag)
         self.services.groups = self.groups
@@ -183,12 +183,9 @@ class Agent:
         self._on_view_change(self.membership)
         self.membership.add_listener(self._on_view_change)
         # Peers list this agent to clients only once they see it; tell them now, so no client
-        # gets broker lists that differ by agent (docs/cluster.md). A peer answers after it
-        # has dropped the groups this agent now owns: when all answered, none is left to wait
-        # for before serving them.
+        # gets broker lists that differ by agent (docs/cluster.md).
         peers = [a for a in self.membership.live() if a.agent_id != self.membership.me.agent_id]
-        if await self.membership_notify.announce(peers) == len(peers):
-            self.groups.end_hold()
+        self.handover.announced(len(peers), await self.membership_notify.announce(peers))
         await self.writer.start()
         await self.groups.start()
         register(self._group_collector)
@@ -205,21 +202,8 @@ class Agent:
         )
 
     def _on_view_change(self, view: ClusterView) -> None:
-        # The node id is the store's choice (and may change if this agent had to register
-        # again after an outage); groups another agent now owns are handed over.
         self.services.node_id = view.me.node_id
-        # A lone agent (and one that never had peers) has no previous owner to wait for, and
-        # agents that only joined take groups from the others but give this one none.
-        # Keyed by node id too: the ring is, and a re-registered agent may get another one.
-        live = {(a.agent_id, a.node_id) for a in view.live()}
-        only_joined = self._live_ids is not None and self._live_ids <= live
-        self._live_ids = live
-        self._peers_seen = self._peers_seen or len(live) > 1
-        if self._peers_seen and not only_joined:
-            self.groups.hold_new_groups()
-        released = self.groups.release_unowned()
-        if released:
-            log.info("membership changed: %d groups now coordinated elsewhere", len(released))
+        self.handover.on_view_change(view)
 
     async def stop(self) -> None:
         """Graceful: leave the cluster at once (peers stop sending clients here), stop
