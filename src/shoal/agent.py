@@ -113,16 +113,6 @@ class Agent:
             self.waiters,
             poll_interval_s=settings.hwm_poll_interval_ms / 1000,
         )
-        self.services = Services(
-            settings=settings,
-            meta=self.meta,
-            topics=TopicCache(self.meta),
-            writer=self.writer,
-            reader=self.reader,
-            cluster_id=cluster_id_for(settings.metadata_url),
-            node_id=settings.node_id,
-            cluster=self.membership,
-        )
         group_store = cast(GroupStore, self.meta)
         self.groups = GroupCoordinator(
             group_store,
@@ -138,7 +128,16 @@ class Agent:
         self.handover = GroupHandover(self.groups)
         self.group_lag = LagTracker(group_store, self.meta)
         self._group_collector = GroupCollector(self.groups, self.group_lag)
-        self.services.groups = self.groups
+        self.services = Services(
+            settings=settings,
+            meta=self.meta,
+            topics=TopicCache(self.meta),
+            writer=self.writer,
+            reader=self.reader,
+            cluster_id=cluster_id_for(settings.metadata_url),
+            groups=self.groups,
+            cluster=self.membership,
+        )
         self.kafka = KafkaServer(self.services)
         self.membership_notify = MembershipNotifier(self.membership)
         self.http = HttpServer(
@@ -202,7 +201,6 @@ class Agent:
         )
 
     def _on_view_change(self, view: ClusterView) -> None:
-        self.services.node_id = view.me.node_id
         self.handover.on_view_change(view)
 
     async def stop(self) -> None:

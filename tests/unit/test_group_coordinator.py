@@ -24,9 +24,9 @@ from shoal.handlers.services import Services
 from shoal.meta.group_store import CommittedOffset
 from shoal.meta.sqlite import SqliteMetadataStore
 from shoal.meta.store import MetadataStore
-from shoal.meta.topic_cache import TopicCache
 from shoal.protocol import errors
 from shoal.settings import Settings
+from tests.unit.handler_services import handler_services
 
 NODE = CoordinatorNode(7, "agent-7.example", 19092)
 
@@ -188,9 +188,7 @@ async def svc(store: SqliteMetadataStore) -> AsyncIterator[Services]:
     meta = cast(MetadataStore, store)
     c = GroupCoordinator(store, SingleAgentOwnership(NODE), GroupConfig(0))
     await c.start()
-    yield Services(settings=settings, meta=meta, topics=TopicCache(meta),
-                   writer=cast(Any, None), reader=cast(Any, None), cluster_id="c", node_id=7,
-                   groups=c)  # fmt: skip
+    yield handler_services(settings, meta, groups=c, cluster_id="c")
     await c.stop()
 
 
