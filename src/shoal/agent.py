@@ -7,7 +7,7 @@ import base64
 import logging
 import time
 import uuid
-from typing import Any, cast
+from typing import cast
 
 # Importing the handler modules registers them.
 import shoal.handlers.api_versions
@@ -32,11 +32,11 @@ from shoal.cluster.peer_server import PeerServer
 from shoal.cluster.ring_source import RingBlockSource
 from shoal.groups.coordinator import GroupCoordinator
 from shoal.groups.handover import GroupHandover
-from shoal.groups.lag import GroupCollector, LagTracker, register, status_section, unregister
+from shoal.groups.lag import GroupCollector, LagTracker, register, unregister
 from shoal.groups.model import GroupConfig
-from shoal.handlers.base import REGISTRY
 from shoal.handlers.services import Services
 from shoal.http.app import HttpServer
+from shoal.http.status import AgentSection, fixed, merged, redact
 from shoal.jobs.gc import GarbageCollector
 from shoal.meta.agent_store import AgentStore
 from shoal.meta.group_store import GroupStore
@@ -140,10 +140,25 @@ class Agent:
         )
         self.kafka = KafkaServer(self.services)
         self.membership_notify = MembershipNotifier(self.membership)
+        # Each component supplies its own section of /v1/status; the order is the document's.
         self.http = HttpServer(
             settings.http_host,
             settings.http_port,
-            self.status,
+            [
+                ("agent", AgentSection(settings, self.membership, self.started_at).status),
+                ("cluster_id", fixed(self.services.cluster_id)),
+                ("cluster", self.membership.status),
+                ("object_store", self.store.status),
+                ("metadata_store", fixed({"url": redact(settings.metadata_url)})),
+                ("block_cache", self.blocks.stats),
+                ("peers", merged(
+                    self.ring_source.stats,
+                    server=self.peer_server.stats,
+                    membership_notices=self.membership_notify.stats,
+                )),
+                ("groups", self._group_collector.status),
+                ("apis", self.kafka.status),
+            ],
             extra_routes=[*self.peer_server.routes(), *self.membership_notify.routes()],
         )
         self.gc: GarbageCollector | None = None
@@ -221,42 +236,6 @@ class Agent:
         await self.http.stop()
         await self.peer_client.close()
         await self.meta.close()
-
-    def status(self) -> dict[str, Any]:
-        s = self.settings
-        return {
-            "agent": {
-                "version": __version__,
-                "node_id": self.membership.me.node_id,
-                "az": s.az,
-                "agent_group": s.agent_group,
-                "roles": list(s.roles),
-                "kafka": f"{s.advertised}:{s.kafka_port}",
-                "http": f"{s.http_host}:{s.http_port}",
-                "flush_interval_ms": s.flush_interval_effective_ms,
-                "started_at": self.started_at,
-                "uptime_s": round(time.time() - self.started_at, 1),
-            },
-            "cluster_id": self.services.cluster_id,
-            "cluster": self.membership.status(),
-            "object_store": {"url": s.bucket_url, "requests": dict(self.store.counts)},
-            "metadata_store": {"url": _redact(s.metadata_url)},
-            "block_cache": self.blocks.stats(),
-            "peers": {
-                **self.ring_source.stats(),
-                "server": self.peer_server.stats(),
-                "membership_notices": self.membership_notify.stats(),
-            },
-            "groups": status_section(self.groups, self.group_lag),
-            "apis": {spec.name: [spec.min_version, spec.max_version] for spec in REGISTRY.values()},
-        }
-
-
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
 
 
 async def run_agent(settings: Settings, stop: asyncio.Event) -> None:
