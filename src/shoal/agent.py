@@ -1,12 +1,15 @@
-"""One agent process: wires stores, write path, read path, handlers and servers together."""
+"""One agent process: wires stores, write path, read path, groups, handlers and servers together.
+
+Only wiring: `Agent` builds each component once, complete, from the ones it depends on (in that
+order), and starts and stops them in the order written down in `start` and `stop`; what the
+components decide lives in their own modules (group handover: `groups/handover.py`; the
+status document's sections: each component's `status`/`stats`). `cli._serve` runs it.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import logging
 import time
-import uuid
 from typing import cast
 
 # Importing the handler modules registers them.
@@ -23,9 +26,10 @@ import shoal.handlers.offsets
 import shoal.handlers.produce
 import shoal.handlers.topics_admin  # noqa: F401
 from shoal import __version__
+from shoal.cluster.cluster_id import cluster_id_for
 from shoal.cluster.membership import Membership, new_agent_id
 from shoal.cluster.membership_notify import MembershipNotifier
-from shoal.cluster.model import AgentInfo, ClusterView
+from shoal.cluster.model import AgentInfo
 from shoal.cluster.ownership import RingOwnership
 from shoal.cluster.peer_client import PeerClient
 from shoal.cluster.peer_server import PeerServer
@@ -52,12 +56,6 @@ from shoal.write import crash_points
 from shoal.write.writer import SegmentWriter
 
 log = logging.getLogger(__name__)
-
-
-def cluster_id_for(metadata_url: str) -> str:
-    """Kafka cluster ids are 22 url-safe base64 characters of a UUID; derive a stable one."""
-    raw = uuid.uuid5(uuid.NAMESPACE_URL, metadata_url).bytes
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 class Agent:
@@ -92,7 +90,7 @@ class Agent:
                 started_at_ms=int(self.started_at * 1000),
                 heartbeat_at_ms=0,
             ),
-            settings.node_id,
+            requested_node_id=settings.node_id,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
         )
@@ -194,8 +192,8 @@ class Agent:
         await self.http.start()
         # Before the Kafka listener: Metadata and FindCoordinator answer from the live list.
         await self.membership.start()
-        self._on_view_change(self.membership)
-        self.membership.add_listener(self._on_view_change)
+        self.handover.on_view_change(self.membership)
+        self.membership.add_listener(self.handover.on_view_change)
         # Peers list this agent to clients only once they see it; tell them now, so no client
         # gets broker lists that differ by agent (docs/cluster.md).
         peers = [a for a in self.membership.live() if a.agent_id != self.membership.me.agent_id]
@@ -215,9 +213,6 @@ class Agent:
             self.settings.http_port,
         )
 
-    def _on_view_change(self, view: ClusterView) -> None:
-        self.handover.on_view_change(view)
-
     async def stop(self) -> None:
         """Graceful: leave the cluster at once (peers stop sending clients here), stop
         accepting, flush and commit what is buffered, answer, close."""
@@ -236,12 +231,3 @@ class Agent:
         await self.http.stop()
         await self.peer_client.close()
         await self.meta.close()
-
-
-async def run_agent(settings: Settings, stop: asyncio.Event) -> None:
-    agent = Agent(settings)
-    await agent.start()
-    try:
-        await stop.wait()
-    finally:
-        await agent.stop()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shoal.agent import Agent, cluster_id_for
+from shoal.agent import Agent
+from shoal.cluster.cluster_id import cluster_id_for
 from shoal.handlers.base import REGISTRY
 from shoal.http.status import document, fixed, merged, redact
 from shoal.settings import Settings
