@@ -1,13 +1,16 @@
-"""One agent process: wires stores, write path, read path, handlers and servers together."""
+"""One agent process: wires stores, write path, read path, groups, handlers and servers together.
+
+Only wiring: `Agent` builds each component once, complete, from the ones it depends on (in that
+order), and starts and stops them in the order written down in `start` and `stop`; what the
+components decide lives in their own modules (group handover: `groups/handover.py`; the
+status document's sections: each component's `status`/`stats`). `cli._serve` runs it.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import logging
 import time
-import uuid
-from typing import Any, cast
+from typing import cast
 
 # Importing the handler modules registers them.
 import shoal.handlers.api_versions
@@ -23,16 +26,18 @@ import shoal.handlers.offsets
 import shoal.handlers.produce
 import shoal.handlers.topics_admin  # noqa: F401
 from shoal import __version__
+from shoal.cluster.cluster_id import cluster_id_for
 from shoal.cluster.membership import Membership, new_agent_id
 from shoal.cluster.membership_notify import MembershipNotifier
-from shoal.cluster.model import AgentInfo, ClusterView
+from shoal.cluster.model import AgentInfo
 from shoal.cluster.ownership import RingOwnership
 from shoal.groups.coordinator import GroupCoordinator
-from shoal.groups.lag import GroupCollector, LagTracker, register, status_section, unregister
+from shoal.groups.handover import GroupHandover
+from shoal.groups.lag import GroupCollector, LagTracker, register, unregister
 from shoal.groups.model import GroupConfig
-from shoal.handlers.base import REGISTRY
 from shoal.handlers.services import Services
 from shoal.http.app import HttpServer
+from shoal.http.status import AgentSection, fixed, merged, redact
 from shoal.jobs.gc import GarbageCollector
 from shoal.meta.agent_store import AgentStore
 from shoal.meta.group_store import GroupStore
@@ -51,12 +56,6 @@ from shoal.write import crash_points
 from shoal.write.writer import SegmentWriter
 
 log = logging.getLogger(__name__)
-
-
-def cluster_id_for(metadata_url: str) -> str:
-    """Kafka cluster ids are 22 url-safe base64 characters of a UUID; derive a stable one."""
-    raw = uuid.uuid5(uuid.NAMESPACE_URL, metadata_url).bytes
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 class Agent:
@@ -91,7 +90,7 @@ class Agent:
                 started_at_ms=int(self.started_at * 1000),
                 heartbeat_at_ms=0,
             ),
-            settings.node_id,
+            requested_node_id=settings.node_id,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
         )
@@ -112,21 +111,10 @@ class Agent:
             self.waiters,
             poll_interval_s=settings.hwm_poll_interval_ms / 1000,
         )
-        self.services = Services(
-            settings=settings,
-            meta=self.meta,
-            topics=TopicCache(self.meta),
-            writer=self.writer,
-            reader=self.reader,
-            cluster_id=cluster_id_for(settings.metadata_url),
-            node_id=settings.node_id,
-            cluster=self.membership,
-        )
         group_store = cast(GroupStore, self.meta)
         self.groups = GroupCoordinator(
             group_store,
             RingOwnership(self.membership),
-            settings.node_id,
             GroupConfig(
                 initial_rebalance_delay_ms=settings.group_initial_rebalance_delay_ms,
                 min_session_timeout_ms=settings.group_min_session_timeout_ms,
@@ -135,17 +123,40 @@ class Agent:
             ),
             handover_ms=2 * settings.heartbeat_interval_ms,
         )
-        self._peers_seen = False
-        self._live_ids: set[tuple[str, int]] | None = None
+        self.handover = GroupHandover(self.groups)
         self.group_lag = LagTracker(group_store, self.meta)
         self._group_collector = GroupCollector(self.groups, self.group_lag)
-        self.services.groups = self.groups
+        self.services = Services(
+            settings=settings,
+            meta=self.meta,
+            topics=TopicCache(self.meta),
+            writer=self.writer,
+            reader=self.reader,
+            cluster_id=cluster_id_for(settings.metadata_url),
+            groups=self.groups,
+            cluster=self.membership,
+        )
         self.kafka = KafkaServer(self.services)
         self.membership_notify = MembershipNotifier(self.membership)
+        # Each component supplies its own section of /v1/status; the order is the document's.
         self.http = HttpServer(
             settings.http_host,
             settings.http_port,
-            self.status,
+            [
+                ("agent", AgentSection(settings, self.membership, self.started_at).status),
+                ("cluster_id", fixed(self.services.cluster_id)),
+                ("cluster", self.membership.status),
+                ("object_store", self.store.status),
+                ("metadata_store", fixed({"url": redact(settings.metadata_url)})),
+                ("block_cache", self.blocks.stats),
+                ("peers", merged(
+                    self.ring_source.stats,
+                    server=self.peer_server.stats,
+                    membership_notices=self.membership_notify.stats,
+                )),
+                ("groups", self._group_collector.status),
+                ("apis", self.kafka.status),
+            ],
             extra_routes=[*self.peer_server.routes(), *self.membership_notify.routes()],
         )
         self.gc: GarbageCollector | None = None
@@ -181,15 +192,12 @@ class Agent:
         await self.http.start()
         # Before the Kafka listener: Metadata and FindCoordinator answer from the live list.
         await self.membership.start()
-        self._on_view_change(self.membership)
-        self.membership.add_listener(self._on_view_change)
+        self.handover.on_view_change(self.membership)
+        self.membership.add_listener(self.handover.on_view_change)
         # Peers list this agent to clients only once they see it; tell them now, so no client
-        # gets broker lists that differ by agent (docs/cluster.md). A peer answers after it
-        # has dropped the groups this agent now owns: when all answered, none is left to wait
-        # for before serving them.
+        # gets broker lists that differ by agent (docs/cluster.md).
         peers = [a for a in self.membership.live() if a.agent_id != self.membership.me.agent_id]
-        if await self.membership_notify.announce(peers) == len(peers):
-            self.groups.end_hold()
+        self.handover.announced(len(peers), await self.membership_notify.announce(peers))
         await self.writer.start()
         await self.groups.start()
         register(self._group_collector)
@@ -204,24 +212,6 @@ class Agent:
             self.settings.http_host,
             self.settings.http_port,
         )
-
-    def _on_view_change(self, view: ClusterView) -> None:
-        # The node id is the store's choice (and may change if this agent had to register
-        # again after an outage); groups another agent now owns are handed over.
-        self.services.node_id = view.me.node_id
-        self.groups.node_id = view.me.node_id
-        # A lone agent (and one that never had peers) has no previous owner to wait for, and
-        # agents that only joined take groups from the others but give this one none.
-        # Keyed by node id too: the ring is, and a re-registered agent may get another one.
-        live = {(a.agent_id, a.node_id) for a in view.live()}
-        only_joined = self._live_ids is not None and self._live_ids <= live
-        self._live_ids = live
-        self._peers_seen = self._peers_seen or len(live) > 1
-        if self._peers_seen and not only_joined:
-            self.groups.hold_new_groups()
-        released = self.groups.release_unowned()
-        if released:
-            log.info("membership changed: %d groups now coordinated elsewhere", len(released))
 
     async def stop(self) -> None:
         """Graceful: leave the cluster at once (peers stop sending clients here), stop
@@ -241,48 +231,3 @@ class Agent:
         await self.http.stop()
         await self.peer_client.close()
         await self.meta.close()
-
-    def status(self) -> dict[str, Any]:
-        s = self.settings
-        return {
-            "agent": {
-                "version": __version__,
-                "node_id": self.membership.me.node_id,
-                "az": s.az,
-                "agent_group": s.agent_group,
-                "roles": list(s.roles),
-                "kafka": f"{s.advertised}:{s.kafka_port}",
-                "http": f"{s.http_host}:{s.http_port}",
-                "flush_interval_ms": s.flush_interval_effective_ms,
-                "started_at": self.started_at,
-                "uptime_s": round(time.time() - self.started_at, 1),
-            },
-            "cluster_id": self.services.cluster_id,
-            "cluster": self.membership.status(),
-            "object_store": {"url": s.bucket_url, "requests": dict(self.store.counts)},
-            "metadata_store": {"url": _redact(s.metadata_url)},
-            "block_cache": self.blocks.stats(),
-            "peers": {
-                **self.ring_source.stats(),
-                "server": self.peer_server.stats(),
-                "membership_notices": self.membership_notify.stats(),
-            },
-            "groups": status_section(self.groups, self.group_lag),
-            "apis": {spec.name: [spec.min_version, spec.max_version] for spec in REGISTRY.values()},
-        }
-
-
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
-
-
-async def run_agent(settings: Settings, stop: asyncio.Event) -> None:
-    agent = Agent(settings)
-    await agent.start()
-    try:
-        await stop.wait()
-    finally:
-        await agent.stop()

@@ -3,6 +3,7 @@ handlers/cluster.py) and ring ownership of groups (cluster/ownership.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,8 +22,8 @@ from shoal.handlers.metadata import handle_metadata
 from shoal.handlers.services import Services
 from shoal.meta.open import open_metadata_store
 from shoal.meta.store import MetadataStore
-from shoal.meta.topic_cache import TopicCache
 from shoal.settings import Settings
+from tests.unit.handler_services import handler_services
 
 
 def agent(node: int, az: str) -> AgentInfo:
@@ -118,10 +119,7 @@ async def services(tmp_path: Any) -> AsyncIterator[Services]:
     store: MetadataStore = open_metadata_store(f"sqlite:///{tmp_path}/m.db")
     await store.start()
     await store.create_topic("t", 6, {})
-    svc = Services(
-        settings=Settings(), meta=store, topics=TopicCache(store), writer=None,  # type: ignore[arg-type]
-        reader=None, cluster_id="c", node_id=0, cluster=view(2),  # type: ignore[arg-type]
-    )
+    svc = handler_services(Settings(), store, cluster=view(2), cluster_id="c")
     yield svc
     await store.close()
 
@@ -174,3 +172,11 @@ async def test_describe_cluster_lists_every_live_agent(services: Services) -> No
     assert [(b.broker_id, b.rack) for b in resp.brokers] == [
         (0, "z1"), (1, "z2"), (2, "z1"), (3, "z2"), (4, "z3")]
     assert resp.controller_id == 2
+
+
+async def test_services_are_frozen_and_take_the_node_id_from_the_view(
+    services: Services,
+) -> None:
+    assert services.node_id == services.cluster.me.node_id == 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        services.cluster_id = "other"  # type: ignore[misc]

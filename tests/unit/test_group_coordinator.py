@@ -23,10 +23,10 @@ from shoal.handlers.services import Services
 from shoal.meta.group_store import CommittedOffset
 from shoal.meta.sqlite import SqliteMetadataStore
 from shoal.meta.store import MetadataStore
-from shoal.meta.topic_cache import TopicCache
 from shoal.protocol import errors
 from shoal.protocol.messages import keep_fields
 from shoal.settings import Settings
+from tests.unit.handler_services import handler_services
 
 NODE = CoordinatorNode(7, "agent-7.example", 19092)
 
@@ -40,6 +40,8 @@ class Clock:
 
 
 class OtherOwner:
+    node_id = NODE.node_id
+
     def owner_of(self, group_id: str) -> CoordinatorNode | None:
         return CoordinatorNode(8, "elsewhere", 1) if group_id.startswith("x-") else NODE
 
@@ -56,7 +58,6 @@ def coordinator(store: SqliteMetadataStore, clock: Clock, **kwargs: Any) -> Grou
     return GroupCoordinator(
         store,
         OtherOwner(),
-        NODE.node_id,
         GroupConfig(initial_rebalance_delay_ms=0),
         clock=clock,
         **kwargs,
@@ -185,11 +186,9 @@ def ctx(api_key: int, version: int) -> RequestContext:
 async def svc(store: SqliteMetadataStore) -> AsyncIterator[Services]:
     settings = Settings(advertised_host="agent-7.example", kafka_port=19092, node_id=7)
     meta = cast(MetadataStore, store)
-    c = GroupCoordinator(store, SingleAgentOwnership(NODE), 7, GroupConfig(0))
+    c = GroupCoordinator(store, SingleAgentOwnership(NODE), GroupConfig(0))
     await c.start()
-    yield Services(settings=settings, meta=meta, topics=TopicCache(meta),
-                   writer=cast(Any, None), reader=cast(Any, None), cluster_id="c", node_id=7,
-                   groups=c)  # fmt: skip
+    yield handler_services(settings, meta, groups=c, cluster_id="c")
     await c.stop()
 
 

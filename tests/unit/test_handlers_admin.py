@@ -43,9 +43,9 @@ from shoal.meta.store import (
     TopicInfo,
     UnknownTopicError,
 )
-from shoal.meta.topic_cache import TopicCache
 from shoal.protocol.messages import keep_fields
 from shoal.settings import Settings
+from tests.unit.handler_services import handler_services
 
 CREATE, DELETE, GROW, DESCRIBE, ALTER, INC_ALTER, CLUSTER = 19, 20, 37, 32, 33, 44, 60
 TOPIC, BROKER = 2, 4
@@ -128,9 +128,7 @@ async def svc(request: pytest.FixtureRequest) -> AsyncIterator[Services]:
     store = cast(MetadataStore, meta)
     settings = Settings(advertised_host="agent-1.example", kafka_port=19092, az="zone-a",
                         default_partitions=3, node_id=7)  # fmt: skip
-    yield Services(settings=settings, meta=store, topics=TopicCache(store),
-                   writer=cast(Any, None), reader=cast(Any, ForgettingReader()),
-                   cluster_id="shoal-test", node_id=7)  # fmt: skip
+    yield handler_services(settings, store, reader=ForgettingReader())
     if request.param == "sqlite":
         await meta.close()
 

@@ -27,6 +27,10 @@ class RingOwnership:
         self._ring = Ring(())
         self._nodes: dict[str, AgentInfo] = {}
 
+    @property
+    def node_id(self) -> int:
+        return self.view.me.node_id
+
     def _current(self) -> tuple[Ring, dict[str, AgentInfo]]:
         live = self.view.live()
         members = tuple((a.node_id, a.host, a.kafka_port) for a in live)

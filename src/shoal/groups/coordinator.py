@@ -51,7 +51,6 @@ class GroupCoordinator:
         self,
         store: GroupStore,
         ownership: Ownership,
-        node_id: int,
         config: GroupConfig | None = None,
         clock: Callable[[], int] = monotonic_ms,
         groups_in_memory_max: int = GROUPS_IN_MEMORY_MAX,
@@ -59,7 +58,6 @@ class GroupCoordinator:
     ) -> None:
         self.store = store
         self.ownership = ownership
-        self.node_id = node_id
         self.config = config or GroupConfig()
         self._clock = clock
         self._groups_max = groups_in_memory_max
@@ -126,7 +124,7 @@ class GroupCoordinator:
 
     def _owns(self, group_id: str) -> bool:
         owner = self.ownership.owner_of(group_id)
-        return owner is not None and owner.node_id == self.node_id
+        return owner is not None and owner.node_id == self.ownership.node_id
 
     def _status(self, group_id: str) -> int:
         """Kafka's validateGroupStatus: is this agent the coordinator, and ready."""

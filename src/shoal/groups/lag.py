@@ -111,11 +111,35 @@ class LagTracker:
 
 
 class GroupCollector(Collector):
-    """Prometheus collector: groups by state, members, and lag per group and partition."""
+    """Prometheus collector (groups by state, members, and lag per group and partition) and
+    the `groups` section of `/v1/status`."""
 
     def __init__(self, coordinator: GroupCoordinator, lag: LagTracker) -> None:
         self._coordinator = coordinator
         self._lag = lag
+
+    def status(self, rows_max: int = 200) -> dict[str, Any]:
+        """The `groups` section of `/v1/status`: loaded groups by state, members, rebalances
+        and lag (the largest `rows_max` partition lags, and the total per group)."""
+        snap = self._lag.snapshot()
+        top = sorted(snap.rows, key=lambda r: r.lag, reverse=True)[:rows_max]
+        return {
+            **self._coordinator.summary(),
+            "lag_taken_at": snap.taken_at or None,
+            "lag_truncated": snap.truncated,
+            "lag_by_group": dict(sorted(snap.by_group.items())),
+            "lag": [
+                {
+                    "group": r.group,
+                    "topic": r.topic,
+                    "partition": r.partition,
+                    "committed": r.committed,
+                    "high_watermark": r.high_watermark,
+                    "lag": r.lag,
+                }
+                for r in top
+            ],
+        }
 
     def collect(self) -> Iterator[Any]:
         summary = self._coordinator.summary()
@@ -149,32 +173,6 @@ class GroupCollector(Collector):
             committed.add_metric(labels, row.committed)
         yield lag
         yield committed
-
-
-def status_section(
-    coordinator: GroupCoordinator, lag: LagTracker, rows_max: int = 200
-) -> dict[str, Any]:
-    """The `groups` part of `/v1/status`: loaded groups by state, members, rebalances and
-    lag (the largest `rows_max` partition lags, and the total per group)."""
-    snap = lag.snapshot()
-    top = sorted(snap.rows, key=lambda r: r.lag, reverse=True)[:rows_max]
-    return {
-        **coordinator.summary(),
-        "lag_taken_at": snap.taken_at or None,
-        "lag_truncated": snap.truncated,
-        "lag_by_group": dict(sorted(snap.by_group.items())),
-        "lag": [
-            {
-                "group": r.group,
-                "topic": r.topic,
-                "partition": r.partition,
-                "committed": r.committed,
-                "high_watermark": r.high_watermark,
-                "lag": r.lag,
-            }
-            for r in top
-        ],
-    }
 
 
 def register(collector: GroupCollector) -> None:

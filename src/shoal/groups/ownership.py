@@ -15,6 +15,14 @@ class CoordinatorNode:
 
 
 class Ownership(Protocol):
+    """Who coordinates what, and who this agent is: the one place its node id is read from
+    (in an agent, the cluster view's; the metadata store assigns it at registration and may
+    assign another after an outage)."""
+
+    @property
+    def node_id(self) -> int:
+        """This agent's node id."""
+
     def owner_of(self, group_id: str) -> CoordinatorNode | None:
         """The agent that coordinates `group_id`, None when no agent is available."""
 
@@ -22,6 +30,10 @@ class Ownership(Protocol):
 class SingleAgentOwnership:
     def __init__(self, node: CoordinatorNode) -> None:
         self.node = node
+
+    @property
+    def node_id(self) -> int:
+        return self.node.node_id
 
     def owner_of(self, group_id: str) -> CoordinatorNode | None:
         return self.node

@@ -1,12 +1,16 @@
-"""What handlers may use: the agent's stores, write and read paths, and identity."""
+"""What handlers may use: the agent's stores, write and read paths, groups, and identity.
+
+Built once, complete, by the agent (`agent.py`) and never changed after: whatever moves while
+the agent runs (the live agents, this agent's node id) is read from the component that owns
+it. Handler tests build one with `tests/unit/handler_services.py`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from shoal.cluster.model import AgentInfo, ClusterView
-from shoal.cluster.static_view import StaticView
+from shoal.cluster.model import ClusterView
 from shoal.settings import Settings
 
 if TYPE_CHECKING:
@@ -17,7 +21,7 @@ if TYPE_CHECKING:
     from shoal.write.writer import SegmentWriter
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Services:
     settings: Settings
     meta: MetadataStore
@@ -25,26 +29,17 @@ class Services:
     writer: SegmentWriter
     reader: FetchReader
     cluster_id: str
-    node_id: int
-    groups: GroupCoordinator | None = None
-    # The live agents (cluster.membership.Membership in an agent); None: this agent alone.
-    cluster: ClusterView | None = None
+    groups: GroupCoordinator
+    # The live agents and this agent among them (cluster.membership.Membership in an agent).
+    cluster: ClusterView
+
+    @property
+    def node_id(self) -> int:
+        """This agent's node id: the cluster view's (the metadata store assigns it, and may
+        assign another when the agent registers again after an outage)."""
+        return self.cluster.me.node_id
 
 
 def cluster_view(svc: Services) -> ClusterView:
-    if svc.cluster is not None:
-        return svc.cluster
-    s = svc.settings
-    me = AgentInfo(
-        agent_id="local",
-        node_id=svc.node_id,
-        host=s.advertised,
-        kafka_port=s.kafka_port,
-        http_port=s.http_port,
-        az=s.az,
-        agent_group=s.agent_group,
-        roles=s.roles,
-        started_at_ms=0,
-        heartbeat_at_ms=0,
-    )
-    return StaticView([me])
+    """The live agents: `svc.cluster` (the handlers that call this predate the field)."""
+    return svc.cluster

@@ -1,13 +1,16 @@
-"""The agent HTTP port: Prometheus metrics, a JSON status document, and routes other parts of
-the agent add (the agent-to-agent block endpoint)."""
+"""The agent HTTP port: Prometheus metrics, a JSON status document assembled from the sections
+the agent's components supply (`http/status.py`), and routes other parts of the agent add (the
+agent-to-agent block endpoint, membership notices)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shoal.http.status import Section, document
 
 
 class HttpServer:
@@ -15,12 +18,12 @@ class HttpServer:
         self,
         host: str,
         port: int,
-        status: Callable[[], dict[str, Any]],
+        sections: Sequence[tuple[str, Section]],
         extra_routes: Sequence[web.RouteDef] = (),
     ) -> None:
         self._host = host
         self._port = port
-        self._status = status
+        self._sections = list(sections)
         self._extra_routes = list(extra_routes)
         self._runner: web.AppRunner | None = None
 
@@ -35,6 +38,10 @@ class HttpServer:
         site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
         await site.start()
 
+    def status(self) -> dict[str, Any]:
+        """The `/v1/status` document: every section, in the order given."""
+        return document(self._sections)
+
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
@@ -44,7 +51,7 @@ class HttpServer:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _status_json(self, request: web.Request) -> web.Response:
-        return web.json_response(self._status())
+        return web.json_response(self.status())
 
     async def _index(self, request: web.Request) -> web.Response:
         return web.Response(

@@ -111,6 +111,10 @@ class ObjectStore:
         self.bytes: dict[str, int] = dict.fromkeys(OPS, 0)
         self.errors: dict[str, int] = dict.fromkeys(OPS, 0)
 
+    def status(self) -> dict[str, Any]:
+        """The `object_store` section of `/v1/status`: the URL and requests by operation."""
+        return {"url": self.url, "requests": dict(self.counts)}
+
     @classmethod
     def from_url(cls, url: str, timeout_ms: int) -> ObjectStore:
         """`file:///abs/dir`, `memory://`, or any obstore URL (`s3://bucket/prefix?endpoint=

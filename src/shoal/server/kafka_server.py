@@ -57,6 +57,11 @@ class KafkaServer:
         self._budget = ByteBudget(svc.settings.requests_bytes_max)
         self._connections: dict[asyncio.Task[None], _Connection] = {}
 
+    def status(self) -> dict[str, list[int]]:
+        """The `apis` section of `/v1/status`: each API served, with its lowest and highest
+        version (the registry's, as ApiVersions advertises them)."""
+        return {spec.name: [spec.min_version, spec.max_version] for spec in REGISTRY.values()}
+
     @property
     def port(self) -> int:
         assert self._server is not None
