@@ -14,9 +14,14 @@ from shoal.protocol.messages import keep_fields
 
 
 class RawConnection:
-    def __init__(self, bootstrap: str, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, bootstrap: str, timeout_s: float = 10.0, source_ip: str | None = None
+    ) -> None:
         host, port = bootstrap.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=timeout_s)
+        source = None if source_ip is None else (source_ip, 0)
+        self.sock = socket.create_connection(
+            (host, int(port)), timeout=timeout_s, source_address=source
+        )
         self._correlation = 0
 
     def close(self) -> None:

@@ -85,6 +85,43 @@ AGENT_OPTIONS: tuple[_Opt, ...] = (
         int,
         "request bytes all connections may hold at once",
     ),
+    _Opt(
+        "--small-frame-bytes-max",
+        "small_frame_bytes_max",
+        int,
+        "frames up to this size use the small-request reserve",
+    ),
+    _Opt(
+        "--small-requests-bytes-max",
+        "small_requests_bytes_max",
+        int,
+        "the reserve of request bytes for small frames",
+    ),
+    _Opt("--connections-max", "connections_max", int, "open client connections in all"),
+    _Opt(
+        "--connections-per-ip-max",
+        "connections_per_ip_max",
+        int,
+        "open client connections from one IP address",
+    ),
+    _Opt(
+        "--connection-idle-ms",
+        "connection_idle_ms",
+        int,
+        "close a connection that sends no request for this long",
+    ),
+    _Opt(
+        "--frame-body-timeout-ms",
+        "frame_body_timeout_ms",
+        int,
+        "time for a frame body (each 4 MiB of it) to arrive",
+    ),
+    _Opt(
+        "--response-write-timeout-ms",
+        "response_write_timeout_ms",
+        int,
+        "time for a client to take a response before it is disconnected",
+    ),
     _Opt("--fetch-bytes-max", "fetch_bytes_max", int, "largest Fetch response"),
     _Opt(
         "--connection-inflight-max",

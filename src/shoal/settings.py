@@ -44,8 +44,19 @@ class Settings:
     requests_bytes_max: int = 256 * 1024 * 1024
     # Broker-side cap on one Fetch response (Kafka's fetch.max.bytes default, 55 MiB).
     fetch_bytes_max: int = 55 * 1024 * 1024
+    # Frames up to this size (Heartbeat, OffsetCommit, Metadata, ApiVersions, small produces)
+    # draw on a reserve of their own, so they never wait behind large ones.
+    small_frame_bytes_max: int = 64 * 1024
+    small_requests_bytes_max: int = 16 * 1024 * 1024
     connection_inflight_max: int = 16
     connection_idle_ms: int = 10 * 60 * 1000
+    # A frame body (each 4 MiB piece of a larger one) must arrive within this; a client must
+    # take each response within this.
+    frame_body_timeout_ms: int = 30_000
+    response_write_timeout_ms: int = 30_000
+    # Kafka's max.connections and max.connections.per.ip (unbounded there by default).
+    connections_max: int = 10_000
+    connections_per_ip_max: int = 1_000
     message_bytes_max: int = 1024 * 1024 + 12
     # Topics.
     auto_create_topics: bool = True

@@ -3,6 +3,7 @@ connection), the agent's memory stays bounded, and a healthy client keeps workin
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import struct
 import threading
@@ -295,3 +296,28 @@ def test_transactional_batches_are_refused_until_transactions_exist(
         [(b"k", b"v")], producer_id=4242, producer_epoch=0, base_sequence=0, transactional=True
     )
     assert produce_error(strict_agent, produce_request(batch)) == 48  # INVALID_TXN_STATE
+
+
+def test_slow_loris_frames_do_not_stall_other_clients(
+    strict_agent: AgentProcess, healthy: Healthy
+) -> None:
+    # Three connections each announce a ~100 MB frame, then send one byte a second: together
+    # they claim more than the agent's request budget (256 MiB).
+    announced = 100 * 1024 * 1024 - 1
+    conns = [RawConnection(strict_agent.bootstrap) for _ in range(3)]
+    for conn in conns:
+        conn.send_raw(struct.pack(">i", announced) + struct.pack(">hhi", 0, 9, 1))
+    before = strict_agent.rss_bytes()
+    waits_before = len(healthy.waits_s)
+    for _ in range(8):
+        time.sleep(1)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.send_raw(b"\x00")
+    waits = healthy.waits_s[waits_before:]
+    assert len(waits) > 100, len(waits)  # it kept producing throughout
+    assert max(waits) < 2.0, f"a healthy produce waited {max(waits):.1f} s"
+    grown = strict_agent.rss_bytes() - before
+    assert grown < 512 * 1024 * 1024, f"RSS grew by {grown / 2**20:.0f} MiB"
+    for conn in conns:
+        conn.close()

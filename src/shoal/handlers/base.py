@@ -36,6 +36,10 @@ class RequestContext:
     # look like a sequence gap); OffsetCommit holds it until stored (async commits pipeline:
     # an older commit stored last would move the group's offset backwards).
     write_turn: asyncio.Lock | None = None
+    # Hands the request's bytes back to the server's budget before the answer is sent, for a
+    # handler whose data another budget counts from then on (Produce, once in the write
+    # buffer); otherwise they are handed back when the request is answered.
+    release_request_bytes: Callable[[], None] | None = None
 
     def responses(self) -> Messages:
         """The response classes of this request's API and version."""

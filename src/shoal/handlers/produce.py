@@ -70,6 +70,10 @@ async def handle_produce(svc: Services, ctx: RequestContext, req: Any) -> bytes 
     async with ctx.write_turn or contextlib.nullcontext():
         topics, items, record_count = await _validate(svc, req, acks)
         pending = await svc.writer.submit(items) if items else None
+    if pending is not None and ctx.release_request_bytes is not None:
+        # The batches are in the write buffer, whose budget counts them from here on: a
+        # slow commit must not keep the server from reading other connections' requests.
+        ctx.release_request_bytes()
 
     if pending is not None:
         outcomes = await pending

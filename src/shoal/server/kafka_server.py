@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import struct
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from shoal import metrics
@@ -36,11 +37,16 @@ log = logging.getLogger(__name__)
 
 _SIZE = struct.Struct(">i")
 _HEADER = struct.Struct(">hhi")
-# A client that started a frame must finish it within this time.
-FRAME_BODY_TIMEOUT_S = 30.0
-WRITE_TIMEOUT_S = 30.0
 MIN_FRAME_BYTES = 8
+# Frame bodies larger than this are read, and budgeted, in pieces of this size as they arrive.
+BODY_PIECE_BYTES = 4 * 1024 * 1024
 JOIN_BELOW_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Body:
+    frame: bytes | memoryview
+    held: _Held
 
 
 class ConnectionClosed(Exception):
@@ -55,7 +61,9 @@ class KafkaServer:
         self._settings = svc.settings
         self._server: asyncio.Server | None = None
         self._budget = ByteBudget(svc.settings.requests_bytes_max)
+        self._small = ByteBudget(svc.settings.small_requests_bytes_max)
         self._connections: dict[asyncio.Task[None], _Connection] = {}
+        self._per_ip: dict[str, int] = {}
 
     def status(self) -> dict[str, list[int]]:
         """The `apis` section of `/v1/status`: each API served, with its lowest and highest
@@ -100,9 +108,21 @@ class KafkaServer:
         task = asyncio.current_task()
         assert task is not None
         peer = stream.get_extra_info("peername")
+        ip = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         peer_s = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        conn = _Connection(self._svc, self._budget, stream, stream, peer_s)
+        refused = None
+        if len(self._connections) >= self._settings.connections_max:
+            refused = "connections_max"
+        elif self._per_ip.get(ip, 0) >= self._settings.connections_per_ip_max:
+            refused = "connections_per_ip_max"
+        if refused is not None:
+            # As Kafka does over max.connections(.per.ip): close before reading anything.
+            metrics.CONNECTIONS_CLOSED.labels(reason=refused).inc()
+            stream.close()
+            return
+        conn = _Connection(self._svc, _Budgets(self._budget, self._small), stream, stream, peer_s)
         self._connections[task] = conn
+        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
         metrics.CONNECTIONS.inc()
         try:
             await conn.run()
@@ -111,24 +131,56 @@ class KafkaServer:
         finally:
             metrics.CONNECTIONS.dec()
             self._connections.pop(task, None)
+            left = self._per_ip.pop(ip, 1) - 1
+            if left > 0:
+                self._per_ip[ip] = left
+
+
+@dataclass(frozen=True, slots=True)
+class _Budgets:
+    """Request bytes held by all connections: large frames share `large`; frames up to
+    `small_frame_bytes_max` draw on `small`, so a Heartbeat never waits behind large ones."""
+
+    large: ByteBudget
+    small: ByteBudget
+
+
+class _Held:
+    """One request's bytes in a budget, released once: when it is answered, or earlier by a
+    handler whose data another budget counts from then on (Produce, in the write buffer)."""
+
+    __slots__ = ("_budget", "_size")
+
+    def __init__(self, budget: ByteBudget, size: int) -> None:
+        self._budget: ByteBudget | None = budget
+        self._size = size
+
+    def release(self, *_: object) -> None:
+        if self._budget is not None:
+            self._budget.release(self._size)
+            self._budget = None
 
 
 class _Connection:
     def __init__(
         self,
         svc: Services,
-        budget: ByteBudget,
+        budgets: _Budgets,
         reader: FrameStream,
         writer: FrameStream,
         peer: str,
     ) -> None:
         self._svc = svc
-        self._budget = budget
+        self._budgets = budgets
         self._reader = reader
         self._writer = writer
         self._peer = peer
         settings = svc.settings
         self._frame_max = settings.frame_bytes_max
+        self._small_max = settings.small_frame_bytes_max
+        self._body_timeout_s = settings.frame_body_timeout_ms / 1000.0
+        self._write_timeout_s = settings.response_write_timeout_ms / 1000.0
+        self._write_end = ""  # why the write loop ended early, if it did
         self._idle_s = settings.connection_idle_ms / 1000.0
         self._pending: asyncio.Queue[asyncio.Task[list[bytes] | None] | None] = asyncio.Queue(
             maxsize=max(1, settings.connection_inflight_max)
@@ -143,20 +195,26 @@ class _Connection:
 
     async def run(self) -> None:
         write_loop = asyncio.create_task(self._write_loop())
+        read_loop = asyncio.create_task(self._read_loop())
         reason = "eof"
         try:
-            await self._read_loop()
-        except ConnectionClosed as exc:
-            reason = exc.reason
-        except (asyncio.IncompleteReadError, ConnectionError):
-            reason = "shutdown" if self._shutting_down else "eof"
-        except TimeoutError:
-            reason = "timeout"
+            await asyncio.wait({read_loop, write_loop}, return_when=asyncio.FIRST_COMPLETED)
+            if not read_loop.done():
+                # The write loop ended first (the client does not read its answers, the
+                # socket broke, or a handler failed): nothing more can be answered in order,
+                # so stop reading too; the read loop may be waiting for room in the queue
+                # that nobody empties any more.
+                reason = self._write_end or "write_error"
+                read_loop.cancel()
+                await asyncio.wait({read_loop})
+            else:
+                reason = self._read_end(read_loop.exception())
         finally:
+            read_loop.cancel()
             # Let responses already in flight go out, then close.
             with contextlib.suppress(asyncio.QueueFull):
                 self._pending.put_nowait(None)
-            if reason in ("eof", "timeout"):
+            if reason in ("eof", "timeout") or write_loop.done():
                 write_loop.cancel()
             else:
                 with contextlib.suppress(Exception):
@@ -171,6 +229,18 @@ class _Connection:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
                     await self._writer.wait_closed()
+
+    def _read_end(self, exc: BaseException | None) -> str:
+        """Why the read loop ended, as the closed-connections metric names it."""
+        if isinstance(exc, ConnectionClosed):
+            return exc.reason
+        if isinstance(exc, asyncio.IncompleteReadError | ConnectionError):
+            return "shutdown" if self._shutting_down else "eof"
+        if isinstance(exc, TimeoutError):
+            return "timeout"
+        if exc is not None:
+            log.error("connection from %s: read loop failed", self._peer, exc_info=exc)
+        return "error"
 
     def _drain_pending(self) -> None:
         while not self._pending.empty():
@@ -189,31 +259,53 @@ class _Connection:
             if size < MIN_FRAME_BYTES or size > self._frame_max:
                 # Kafka closes without reading on an invalid size; never allocate for it.
                 raise ConnectionClosed("frame_size")
-            await self._budget.acquire(size)
+            budget = self._budgets.small if size <= self._small_max else self._budgets.large
+            body = await self._read_body(budget, size)
             try:
-                ctx, spec, request = await self._read_request(size)
+                ctx, spec, request = self._parse(body.frame, body.held.release)
             except BaseException:
-                self._budget.release(size)
+                body.held.release()
                 raise
             if spec is None:
-                self._budget.release(size)
+                body.held.release()
+                await self._pending.put(self._done(request))
                 continue
             task = asyncio.create_task(self._dispatch(spec, ctx, request))
             # A callback, not a finally: a task cancelled before it ever ran skips its body.
-            task.add_done_callback(functools.partial(self._release_frame, size))
+            task.add_done_callback(body.held.release)
             await self._pending.put(task)
 
-    def _release_frame(self, size: int, _task: object) -> None:
-        self._budget.release(size)
+    async def _read_body(self, budget: ByteBudget, size: int) -> _Body:
+        """Read a frame body, holding its size in `budget`. A body larger than one piece is
+        read (and its budget taken) piece by piece as it arrives, so announcing a large frame
+        and sending it slowly holds one piece, not the announced size."""
+        pieces: list[bytes | memoryview] = []
+        taken = 0
+        try:
+            while taken < size:
+                n = min(BODY_PIECE_BYTES, size - taken)
+                await budget.acquire(n)
+                taken += n
+                # Each piece must arrive in time; a trickling body is dropped with its
+                # connection after one piece's timeout, holding at most one piece meanwhile.
+                async with asyncio.timeout(self._body_timeout_s):
+                    pieces.append(await self._reader.readexactly(n))
+        except BaseException:
+            budget.release(taken)
+            raise
+        frame = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        return _Body(frame, _Held(budget, size))
 
-    async def _read_request(self, size: int) -> tuple[RequestContext, ApiSpec | None, Any]:
-        """Read one frame body; spec None means it was answered already (KIP-511)."""
-        async with asyncio.timeout(FRAME_BODY_TIMEOUT_S):
-            frame = await self._reader.readexactly(size)
+    def _parse(
+        self, frame: bytes | memoryview, release: Callable[[], None]
+    ) -> tuple[RequestContext, ApiSpec | None, Any]:
+        """Decode one frame body. Spec None: the request is answered at once with the frame
+        returned in its place (ApiVersions at a version not served, KIP-511)."""
         api_key, version, correlation_id = _HEADER.unpack_from(frame)
         ctx = RequestContext(
-            api_key, version, correlation_id, self._client_id, self._peer, self._write_turn
-        )
+            api_key, version, correlation_id, self._client_id, self._peer, self._write_turn,
+            release,
+        )  # fmt: skip
         spec = REGISTRY.get(api_key)
         if spec is None:
             raise ConnectionClosed("unknown_api")
@@ -221,9 +313,8 @@ class _Connection:
             if api_key != ApiKey.API_VERSIONS:
                 raise ConnectionClosed("unsupported_version")
             # KIP-511: answer v0 with the supported ranges so the client can retry.
-            body = api_versions_response(0, errors.UNSUPPORTED_VERSION)
-            await self._pending.put(self._done(encode_response(correlation_id, body)))
-            return ctx, None, None
+            answer = api_versions_response(0, errors.UNSUPPORTED_VERSION)
+            return ctx, None, encode_response(correlation_id, answer)
         try:
             header, request = decode_request(frame)
         except Exception as exc:
@@ -233,8 +324,9 @@ class _Connection:
         if client_id is not None and client_id != self._client_id:
             self._client_id = client_id
             ctx = RequestContext(
-                api_key, version, correlation_id, client_id, self._peer, self._write_turn
-            )
+                api_key, version, correlation_id, client_id, self._peer, self._write_turn,
+                release,
+            )  # fmt: skip
         return ctx, spec, request
 
     @staticmethod
@@ -289,11 +381,19 @@ class _Connection:
             except Exception:
                 # A failed handler cannot be answered in order: close like Kafka would on an
                 # unexpected server error, so the client retries on a fresh connection.
-                self._reader.feed_eof()
+                self._write_end = "handler_error"
                 writer.close()
                 return
             if parts is None:
                 continue
             writer.writelines(parts)
-            async with asyncio.timeout(WRITE_TIMEOUT_S):
-                await writer.drain()
+            try:
+                async with asyncio.timeout(self._write_timeout_s):
+                    await writer.drain()
+            except TimeoutError:
+                self._write_end = "write_timeout"
+                writer.close()
+                return
+            except ConnectionError:
+                self._write_end = "write_error"
+                return
