@@ -205,3 +205,20 @@ async def test_warm_caches_only_owned_blocks_of_a_written_object(
     assert store.calls == [("f", 1000, 2000)]  # only the block it did not own
     assert cache.stats()["warmed_on_write"] == 3
     assert cache.warm("f", data, lambda index: True) == 0  # all cached now
+
+
+async def test_a_caller_naming_a_short_file_size_cannot_truncate_others_reads(
+    store: FakeStore, data: bytes
+) -> None:
+    # A peer request names the file size; a wrong (short) one must not put a short last block
+    # under the key that callers with the real size read.
+    cache = BlockCache(store, BB, 10 * BB)
+    lying = await cache.read_ranges("f", 3200, [(3000, 200)])
+    assert bytes(lying[0]) == data[3000:3200]
+    honest = await cache.read_ranges("f", len(data), [(3000, 500)])
+    assert bytes(honest[0]) == data[3000:3500]
+    assert await cache.read("f", len(data), 3400, 100) == data[3400:3500]
+    # Blocks whose length does not depend on the size named are shared as before.
+    await cache.read_ranges("f", 3200, [(0, 10)])
+    await cache.read_ranges("f", len(data), [(0, 10)])
+    assert store.calls.count(("f", 0, BB)) == 1

@@ -26,7 +26,11 @@ from shoal.metrics import (
 
 log = logging.getLogger(__name__)
 
-BlockKey = tuple[str, int]
+# (object key, block index, block length). The length is the caller's: every block but an
+# object's last is `block_bytes` long, and the last one's length follows from the file size the
+# caller names. Keying by it means a caller (a peer) that names a wrong size gets a block of
+# its own, never one served to the callers that name the right size.
+BlockKey = tuple[str, int, int]
 # Range bytes handed out without copying: a view into a cached block, valid while held. Holding
 # one keeps its whole block in memory, so callers drop them once the response is encoded.
 Chunk = bytes | memoryview
@@ -121,7 +125,7 @@ class BlockCache:
         blocks: dict[int, bytes] = {}
         missing: list[int] = []
         for i in sorted(needed):
-            block = self._hit((key, i))
+            block = self._hit(self._bkey(key, file_size, i))
             if block is None:
                 missing.append(i)
             else:
@@ -158,9 +162,14 @@ class BlockCache:
         }
 
     def __contains__(self, item: object) -> bool:
-        return item in self._blocks
+        """`(key, index)` is cached, at any length (for tests and status)."""
+        return any(bkey[:2] == item for bkey in self._blocks)
 
     # -- internals -----------------------------------------------------------------------------
+    def _bkey(self, key: str, file_size: int, index: int) -> BlockKey:
+        start = index * self.block_bytes
+        return key, index, min(self.block_bytes, file_size - start)
+
     def _span(self, pos: int, length: int) -> tuple[int, int]:
         return pos // self.block_bytes, (pos + length - 1) // self.block_bytes
 
@@ -186,7 +195,7 @@ class BlockCache:
         return block
 
     async def _get_block(self, key: str, file_size: int, index: int) -> bytes:
-        bkey = (key, index)
+        bkey = self._bkey(key, file_size, index)
         block = self._hit(bkey)
         if block is not None:
             return block
@@ -194,7 +203,7 @@ class BlockCache:
         if task is None:
             self._misses += 1
             BLOCK_CACHE_MISSES.inc()
-            task = asyncio.get_running_loop().create_task(self._load(bkey, file_size))
+            task = asyncio.get_running_loop().create_task(self._load(bkey))
             task.add_done_callback(self._load_done)
             self._loading[bkey] = task
         else:
@@ -203,10 +212,10 @@ class BlockCache:
         # shield: cancelling this waiter must not cancel the load other waiters share.
         return await asyncio.shield(task)
 
-    async def _load(self, bkey: BlockKey, file_size: int) -> bytes:
-        key, index = bkey
+    async def _load(self, bkey: BlockKey) -> bytes:
+        key, index, length = bkey
         start = index * self.block_bytes
-        end = min(start + self.block_bytes, file_size)
+        end = start + length
         try:
             async with asyncio.timeout(self._get_timeout_s):
                 data = await self._store.get_range(key, start, end)
@@ -236,7 +245,7 @@ class BlockCache:
         added = 0
         bb = self.block_bytes
         for index in range((len(data) + bb - 1) // bb):
-            bkey = (key, index)
+            bkey = self._bkey(key, len(data), index)
             if bkey in self._blocks or bkey in self._loading or not owns(index):
                 continue
             self._insert(bkey, data[index * bb : (index + 1) * bb])
