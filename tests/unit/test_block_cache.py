@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tracemalloc
 
 import pytest
 
@@ -222,3 +223,23 @@ async def test_a_caller_naming_a_short_file_size_cannot_truncate_others_reads(
     await cache.read_ranges("f", 3200, [(0, 10)])
     await cache.read_ranges("f", len(data), [(0, 10)])
     assert store.calls.count(("f", 0, BB)) == 1
+
+
+async def test_small_ranges_do_not_pin_evicted_blocks() -> None:
+    # 200 blocks, a cache of 2: a reader keeping a 10-byte range of each must hold about
+    # 2 KB, not the 200 blocks its views would keep alive after eviction.
+    block = 64 * 1024
+    # Two blocks per object, so each load is a new bytes object (allocated while traced).
+    objects = {f"f{i}": os.urandom(2 * block) for i in range(200)}
+    cache = BlockCache(FakeStore(objects), block, 2 * block)
+    tracemalloc.start()
+    try:
+        kept = [await cache.read_ranges(f"f{i}", 2 * block, [(100, 10)]) for i in range(200)]
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [bytes(k[0]) for k in kept] == [objects[f"f{i}"][100:110] for i in range(200)]
+    assert held < 20 * block, f"{held} bytes held"
+    # A large range is still a view: no copy on the hot path.
+    big = await cache.read_ranges("f0", 2 * block, [(0, block // 2)])
+    assert isinstance(big[0], memoryview)

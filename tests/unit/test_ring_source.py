@@ -19,7 +19,7 @@ from shoal.read import peer_wire
 from shoal.read.block_cache import BlockCache
 from shoal.read.fetcher import FetchReader, PartitionFetch
 from shoal.read.peer_client import PeerClient
-from shoal.read.peer_server import PeerServer
+from shoal.read.peer_server import FILES_IN_FLIGHT_MAX, PeerServer
 from shoal.read.peer_wire import FileRanges
 from shoal.read.ring import Ring, block_key
 from shoal.read.ring_source import RingBlockSource
@@ -448,3 +448,42 @@ async def test_reads_past_the_request_limit_are_split_and_rejoined(cluster: Clus
         [d2[p : p + n] for p, n in files[1].ranges],
     ]
     assert client.requests == owner.server.requests == 3
+
+
+class CountingSource:
+    """A BlockSource that counts the files being read at once."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.most = 0
+
+    async def read_ranges(
+        self, key: str, file_size: int, ranges: list[tuple[int, int]]
+    ) -> list[bytes]:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        await asyncio.sleep(0.01)
+        self.now -= 1
+        return [b"x" * n for _, n in ranges]
+
+
+async def test_one_peer_request_reads_a_bounded_number_of_files_at_once() -> None:
+    # A request may name 2,000 files; loading all their blocks at once would hold them all.
+    source = CountingSource()
+    server = PeerServer(source, "az-1")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    app = web.Application()
+    app.router.add_routes(server.routes())
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    client = PeerClient("agent-0", "az-1", timeout_ms=5000)
+    try:
+        files = [FileRanges(f"f{i}", 100, [(0, 1)]) for i in range(200)]
+        answers = await client.read(agent_info(1, sock.getsockname()[1]), files)
+        assert answers == [[b"x"]] * 200
+        assert source.most <= FILES_IN_FLIGHT_MAX
+    finally:
+        await client.close()
+        await runner.cleanup()

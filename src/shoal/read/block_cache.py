@@ -34,6 +34,8 @@ BlockKey = tuple[str, int, int]
 # Range bytes handed out without copying: a view into a cached block, valid while held. Holding
 # one keeps its whole block in memory, so callers drop them once the response is encoded.
 Chunk = bytes | memoryview
+# Ranges smaller than 1/8 of their block are copied out rather than viewed (read_ranges).
+VIEW_FRACTION_MIN = 8
 
 
 class RangeReader(Protocol):
@@ -113,8 +115,11 @@ class BlockCache:
     ) -> list[Chunk]:
         """Bytes of each `(pos, length)` range; every block needed is loaded once for the call.
 
-        A range inside one block comes as a memoryview of the cached block (no copy); a range
-        across blocks is joined into new bytes."""
+        A range inside one block comes as a memoryview of the cached block (no copy) when it
+        is at least 1/VIEW_FRACTION_MIN of the block; a smaller one is copied, so that what the
+        caller holds pins at most VIEW_FRACTION_MIN times its own size of blocks (a fetch of
+        1 KiB from each of 1,000 blocks must not keep 4 GiB alive after the cache evicted
+        them). A range across blocks is joined into new bytes."""
         needed: set[int] = set()
         for pos, length in ranges:
             _check_range(file_size, pos, length)
@@ -139,7 +144,9 @@ class BlockCache:
             first = pos // bb
             if length and (pos + length - 1) // bb == first:
                 start = pos - first * bb
-                out.append(memoryview(blocks[first])[start : start + length])
+                block = blocks[first]
+                view = memoryview(block)[start : start + length]
+                out.append(view if length * VIEW_FRACTION_MIN >= len(block) else bytes(view))
             else:
                 out.append(self._assemble(blocks, pos, length) if length else b"")
         return out

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 # Small pieces are gathered into writes of about this size: one write per range would cost an
 # await each, one write of everything a copy of up to 64 MiB.
 _WRITE_BYTES = 256 * 1024
+# Files of one request read at once: a request may name 2,000 files, and the blocks being
+# loaded for them are held outside the cache's budget until they land.
+FILES_IN_FLIGHT_MAX = 16
 
 
 class PeerServer:
@@ -78,14 +81,17 @@ class PeerServer:
         await self._budget.acquire(total)
         try:
             deadline = asyncio.get_running_loop().time() + self._timeout_s
-            results = await asyncio.gather(*(self._read_file(f, deadline) for f in files))
+            room = asyncio.Semaphore(FILES_IN_FLIGHT_MAX)
+            results = await asyncio.gather(*(self._read_file(f, deadline, room) for f in files))
             return await self._respond(request, files, results)
         finally:
             self._budget.release(total)
 
-    async def _read_file(self, f: FileRanges, deadline: float) -> Sequence[Chunk] | None:
+    async def _read_file(
+        self, f: FileRanges, deadline: float, room: asyncio.Semaphore
+    ) -> Sequence[Chunk] | None:
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout_at(deadline), room:
                 return await self._cache.read_ranges(f.key, f.file_size, f.ranges)
         except Exception as exc:
             self.read_errors += 1
