@@ -18,7 +18,7 @@ from kio.schema.describe_cluster.v2.response import DescribeClusterBroker, Descr
 from kio.schema.errors import ErrorCode
 
 from shoal.handlers.base import RequestContext, api
-from shoal.handlers.services import Services, cluster_view
+from shoal.handlers.services import Services
 from shoal.protocol.apis import ApiKey
 from shoal.protocol.messages import UNKNOWN_AUTHORIZED_OPERATIONS, ZERO_THROTTLE
 
@@ -44,7 +44,7 @@ async def handle_describe_cluster(svc: Services, ctx: RequestContext, req: Any) 
             brokers=(),
             cluster_authorized_operations=UNKNOWN_AUTHORIZED_OPERATIONS,
         )
-    view = cluster_view(svc)
+    view = svc.cluster
     brokers = tuple(
         msgs.make(
             DescribeClusterBroker,

@@ -27,7 +27,6 @@ from kio.schema.join_group.v9.response import JoinGroupResponse, JoinGroupRespon
 from kio.schema.leave_group.v5.response import LeaveGroupResponse, MemberResponse
 from kio.schema.sync_group.v5.response import SyncGroupResponse
 
-from shoal.groups.coordinator import GroupCoordinator
 from shoal.groups.model import JoinRequest
 from shoal.handlers.base import RequestContext, api
 from shoal.handlers.services import Services
@@ -37,12 +36,6 @@ from shoal.protocol.messages import ZERO_THROTTLE, error
 
 GROUP_KEY, TRANSACTION_KEY = 0, 1
 _ONE_MS = datetime.timedelta(milliseconds=1)
-
-
-def coordinator(svc: Services) -> GroupCoordinator:
-    if svc.groups is None:
-        raise RuntimeError("this agent runs no group coordinator")
-    return svc.groups
 
 
 def ms(value: datetime.timedelta) -> int:
@@ -66,7 +59,7 @@ async def handle_find_coordinator(svc: Services, ctx: RequestContext, req: Any) 
         if key_type not in (GROUP_KEY, TRANSACTION_KEY):
             code = errors.INVALID_REQUEST
         else:
-            node = coordinator(svc).coordinator_for(key)
+            node = svc.groups.coordinator_for(key)
             if node is None:
                 code = errors.COORDINATOR_NOT_AVAILABLE
         found.append(
@@ -97,7 +90,7 @@ async def handle_join_group(svc: Services, ctx: RequestContext, req: Any) -> Any
     rebalance = getattr(req, "rebalance_timeout", None)
     # v0 has no rebalance timeout: Kafka uses the session timeout for it.
     rebalance_ms = session_ms if rebalance is None or ms(rebalance) < 0 else ms(rebalance)
-    result = await coordinator(svc).join(
+    result = await svc.groups.join(
         req.group_id,
         JoinRequest(
             member_id=req.member_id,
@@ -140,7 +133,7 @@ async def handle_join_group(svc: Services, ctx: RequestContext, req: Any) -> Any
 @api(ApiKey.SYNC_GROUP, 0, 5)
 async def handle_sync_group(svc: Services, ctx: RequestContext, req: Any) -> Any:
     msgs = ctx.responses()
-    result = await coordinator(svc).sync(
+    result = await svc.groups.sync(
         req.group_id,
         req.member_id,
         getattr(req, "group_instance_id", None),
@@ -162,7 +155,7 @@ async def handle_sync_group(svc: Services, ctx: RequestContext, req: Any) -> Any
 @api(ApiKey.HEARTBEAT, 0, 4)
 async def handle_heartbeat(svc: Services, ctx: RequestContext, req: Any) -> Any:
     msgs = ctx.responses()
-    code = await coordinator(svc).heartbeat(
+    code = await svc.groups.heartbeat(
         req.group_id,
         req.member_id,
         getattr(req, "group_instance_id", None),
@@ -178,7 +171,7 @@ async def handle_leave_group(svc: Services, ctx: RequestContext, req: Any) -> An
         identities = [(m.member_id, m.group_instance_id) for m in req.members]
     else:
         identities = [(req.member_id, None)]
-    top, per_member = await coordinator(svc).leave(req.group_id, identities)
+    top, per_member = await svc.groups.leave(req.group_id, identities)
     if ctx.api_version < 3:
         # One member, no per-member list: its error is the answer.
         code = top if top != errors.NONE or not per_member else per_member[0]

@@ -21,7 +21,6 @@ from kio.schema.describe_groups.v6.response import (
 from kio.schema.list_groups.v5.response import ListedGroup, ListGroupsResponse
 
 from shoal.handlers.base import RequestContext, api
-from shoal.handlers.group_coordination import coordinator
 from shoal.handlers.services import Services
 from shoal.meta.store import MetadataError
 from shoal.protocol import errors
@@ -38,7 +37,7 @@ async def handle_list_groups(svc: Services, ctx: RequestContext, req: Any) -> An
     types = {t.lower() for t in getattr(req, "types_filter", ())}
     code = errors.NONE
     try:
-        listed = await coordinator(svc).list_groups()
+        listed = await svc.groups.list_groups()
     except MetadataError:
         listed, code = [], errors.COORDINATOR_NOT_AVAILABLE
     groups = tuple(
@@ -65,7 +64,7 @@ async def handle_describe_groups(svc: Services, ctx: RequestContext, req: Any) -
     msgs = ctx.responses()
     out = []
     for group_id in req.groups:
-        code, view = await coordinator(svc).describe_group(group_id)
+        code, view = await svc.groups.describe_group(group_id)
         if code == errors.GROUP_ID_NOT_FOUND and ctx.api_version < 6:
             code = errors.NONE  # before v6 an unknown group is described as Dead
         members: tuple[Any, ...] = ()
@@ -103,6 +102,6 @@ async def handle_delete_groups(svc: Services, ctx: RequestContext, req: Any) -> 
     msgs = ctx.responses()
     results = []
     for group_id in req.groups_names:
-        code = await coordinator(svc).delete_group(group_id)
+        code = await svc.groups.delete_group(group_id)
         results.append(msgs.make(DeletableGroupResult, group_id=group_id, error_code=error(code)))
     return msgs.make(DeleteGroupsResponse, throttle_time=ZERO_THROTTLE, results=tuple(results))

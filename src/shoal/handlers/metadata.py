@@ -33,7 +33,7 @@ from kio.schema.metadata.v13.response import (
 from shoal.cluster.model import AgentInfo
 from shoal.cluster.routing import brokers_for, client_hash, leader_for, serving_for
 from shoal.handlers.base import RequestContext, api
-from shoal.handlers.services import Services, cluster_view
+from shoal.handlers.services import Services
 from shoal.handlers.topic_lookup import auto_create_partitions, find_or_create_topic
 from shoal.meta.store import TopicInfo
 from shoal.protocol import errors
@@ -46,7 +46,7 @@ LEADER_EPOCH = 0
 @api(ApiKey.METADATA, 0, 12)
 async def handle_metadata(svc: Services, ctx: RequestContext, req: Any) -> Any:
     msgs = ctx.responses()
-    view = cluster_view(svc)
+    view = svc.cluster
     serving = serving_for(view, ctx.client_id)
     seed = client_hash(ctx.client_id, ctx.peer)
     results: list[Any] = []

@@ -41,7 +41,6 @@ from kio.schema.offset_fetch.v10.response import (
 )
 
 from shoal.handlers.base import RequestContext, api
-from shoal.handlers.group_coordination import coordinator
 from shoal.handlers.services import Services
 from shoal.meta.group_store import CommittedOffset
 from shoal.protocol import errors
@@ -59,7 +58,7 @@ async def handle_offset_commit(svc: Services, ctx: RequestContext, req: Any) -> 
 
 async def _offset_commit(svc: Services, ctx: RequestContext, req: Any) -> Any:
     msgs = ctx.responses()
-    limit = coordinator(svc).config.offset_metadata_max_bytes
+    limit = svc.groups.config.offset_metadata_max_bytes
     codes: dict[tuple[str, int], int] = {}
     valid: list[CommittedOffset] = []
     for topic in req.topics:
@@ -82,7 +81,7 @@ async def _offset_commit(svc: Services, ctx: RequestContext, req: Any) -> Any:
                     )
                 )
     if valid:
-        code = await coordinator(svc).commit_offsets(
+        code = await svc.groups.commit_offsets(
             req.group_id,
             req.member_id,
             getattr(req, "group_instance_id", None),
@@ -121,7 +120,7 @@ async def _fetch_group(
     wanted = None
     if topics is not None:
         wanted = [(t.name, int(i)) for t in topics for i in t.partition_indexes]
-    code, found = await coordinator(svc).fetch_offsets(group_id, wanted)
+    code, found = await svc.groups.fetch_offsets(group_id, wanted)
     by_key = {(o.topic, o.partition): o for o in found}
     topic_cls, partition_cls = classes
     if wanted is None:
@@ -198,7 +197,7 @@ async def handle_offset_fetch(svc: Services, ctx: RequestContext, req: Any) -> A
 async def handle_offset_delete(svc: Services, ctx: RequestContext, req: Any) -> Any:
     msgs = ctx.responses()
     keys = [(t.name, int(p.partition_index)) for t in req.topics for p in t.partitions]
-    code, results = await coordinator(svc).delete_offsets(req.group_id, keys)
+    code, results = await svc.groups.delete_offsets(req.group_id, keys)
     topics = tuple(
         msgs.make(
             OffsetDeleteResponseTopic,

@@ -38,8 +38,3 @@ class Services:
         """This agent's node id: the cluster view's (the metadata store assigns it, and may
         assign another when the agent registers again after an outage)."""
         return self.cluster.me.node_id
-
-
-def cluster_view(svc: Services) -> ClusterView:
-    """The live agents: `svc.cluster` (the handlers that call this predate the field)."""
-    return svc.cluster
