@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import cast
 
 # Importing the handler modules registers them.
 import shoal.handlers.api_versions
@@ -29,7 +28,6 @@ from shoal import __version__
 from shoal.cluster.cluster_id import cluster_id_for
 from shoal.cluster.membership import Membership, new_agent_id
 from shoal.cluster.membership_notify import MembershipNotifier
-from shoal.cluster.model import AgentInfo
 from shoal.cluster.ownership import RingOwnership
 from shoal.groups.coordinator import GroupCoordinator
 from shoal.groups.handover import GroupHandover
@@ -39,8 +37,7 @@ from shoal.handlers.services import Services
 from shoal.http.app import HttpServer
 from shoal.http.status import AgentSection, fixed, merged, redact
 from shoal.jobs.gc import GarbageCollector
-from shoal.meta.agent_store import AgentStore
-from shoal.meta.group_store import GroupStore
+from shoal.meta.agent_store import AgentInfo
 from shoal.meta.open import open_metadata_store
 from shoal.meta.topic_cache import TopicCache
 from shoal.objstore.store import ObjectStore
@@ -77,7 +74,7 @@ class Agent:
         )
         self.blocks = BlockCache(self.store, settings.block_bytes, settings.cache_bytes_max)
         self.membership = Membership(
-            cast(AgentStore, self.meta),
+            self.meta,
             AgentInfo(
                 agent_id=new_agent_id(),
                 node_id=settings.node_id,
@@ -111,9 +108,8 @@ class Agent:
             self.waiters,
             poll_interval_s=settings.hwm_poll_interval_ms / 1000,
         )
-        group_store = cast(GroupStore, self.meta)
         self.groups = GroupCoordinator(
-            group_store,
+            self.meta,
             RingOwnership(self.membership),
             GroupConfig(
                 initial_rebalance_delay_ms=settings.group_initial_rebalance_delay_ms,
@@ -124,7 +120,7 @@ class Agent:
             handover_ms=2 * settings.heartbeat_interval_ms,
         )
         self.handover = GroupHandover(self.groups)
-        self.group_lag = LagTracker(group_store, self.meta)
+        self.group_lag = LagTracker(self.meta)
         self._group_collector = GroupCollector(self.groups, self.group_lag)
         self.services = Services(
             settings=settings,
@@ -183,11 +179,9 @@ class Agent:
     async def start(self) -> None:
         crash_points.arm(self.settings.crash_point)
         await self.meta.start()
-        subscribe = getattr(self.meta, "subscribe_high_watermarks", None)
-        if subscribe is not None:
-            # Stores with a notification channel (PostgreSQL LISTEN/NOTIFY) wake long polls
-            # for other agents' commits at once; the read path's poller stays as the fallback.
-            await subscribe(self._on_commit)
+        # Stores with a notification channel (PostgreSQL LISTEN/NOTIFY) wake long polls for
+        # other agents' commits at once (SQLite's is a no-op); the read path's poller stays.
+        await self.meta.subscribe_high_watermarks(self._on_commit)
         # Before registering: peers route block reads here as soon as they see this agent.
         await self.http.start()
         # Before the Kafka listener: Metadata and FindCoordinator answer from the live list.

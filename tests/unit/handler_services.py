@@ -7,14 +7,14 @@ over `meta` on that view, not started (group requests answer COORDINATOR_LOAD_IN
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from shoal.cluster.model import AgentInfo, ClusterView
+from shoal.cluster.model import ClusterView
 from shoal.cluster.ownership import RingOwnership
 from shoal.cluster.static_view import StaticView
 from shoal.groups.coordinator import GroupCoordinator
 from shoal.handlers.services import Services
-from shoal.meta.group_store import GroupStore
+from shoal.meta.agent_store import AgentInfo
 from shoal.meta.store import MetadataStore
 from shoal.meta.topic_cache import TopicCache
 from shoal.settings import Settings
@@ -48,7 +48,7 @@ def handler_services(
 ) -> Services:
     view = cluster if cluster is not None else static_view(settings)
     if groups is None:
-        groups = GroupCoordinator(cast(GroupStore, meta), RingOwnership(view))
+        groups = GroupCoordinator(meta, RingOwnership(view))
     return Services(
         settings=settings,
         meta=meta,

@@ -6,21 +6,16 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol, cast
+from typing import cast
 
 import pytest
 
-from shoal.cluster.model import AgentInfo
-from shoal.meta.agent_store import AgentStore, pick_node_id
+from shoal.meta.agent_store import AgentInfo
+from shoal.meta.agents import pick_node_id
 from shoal.meta.open import open_metadata_store
 from shoal.meta.store import MetadataStore
 
-
-class Store(MetadataStore, AgentStore, Protocol):
-    pass
-
-
-Opener = Callable[[], Awaitable[Store]]
+Opener = Callable[[], Awaitable[MetadataStore]]
 TIMEOUT_MS = 5_000
 
 
@@ -35,10 +30,10 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def open_store(db_url: str) -> AsyncIterator[Opener]:
-    opened: list[Store] = []
+    opened: list[MetadataStore] = []
 
-    async def opener() -> Store:
-        store = cast(Store, open_metadata_store(db_url))
+    async def opener() -> MetadataStore:
+        store = open_metadata_store(db_url)
         await store.start()
         opened.append(store)
         return store
@@ -49,7 +44,7 @@ async def open_store(db_url: str) -> AsyncIterator[Opener]:
 
 
 @pytest.fixture
-async def store(open_store: Opener) -> Store:
+async def store(open_store: Opener) -> MetadataStore:
     return await open_store()
 
 
@@ -68,7 +63,9 @@ def agent(name: str, now: int, port: int = 0, az: str = "a", group: str = "g") -
     )
 
 
-async def register(store: Store, info: AgentInfo, requested: int | None = None) -> AgentInfo:
+async def register(
+    store: MetadataStore, info: AgentInfo, requested: int | None = None
+) -> AgentInfo:
     return await store.register_agent(info, requested, info.heartbeat_at_ms - TIMEOUT_MS)
 
 
@@ -79,7 +76,7 @@ def test_pick_node_id() -> None:
     assert pick_node_id(-5, {0}) == 1
 
 
-async def test_register_round_trips_every_field(store: Store) -> None:
+async def test_register_round_trips_every_field(store: MetadataStore) -> None:
     info = AgentInfo("x", -1, "h.example", 9092, 8080, "us-east-1a", "grp", ("proxy",), 111, 222)
     got = await store.register_agent(info, None, 0)
     assert got.node_id == 0
@@ -88,7 +85,7 @@ async def test_register_round_trips_every_field(store: Store) -> None:
                             111, 222)
 
 
-async def test_requested_node_id_when_free_else_smallest_free(store: Store) -> None:
+async def test_requested_node_id_when_free_else_smallest_free(store: MetadataStore) -> None:
     now = 1_000_000
     a = await register(store, agent("a", now, 1), requested=5)
     b = await register(store, agent("b", now, 2), requested=5)
@@ -98,7 +95,7 @@ async def test_requested_node_id_when_free_else_smallest_free(store: Store) -> N
     assert [x.agent_id for x in await store.list_agents(now - TIMEOUT_MS)] == ["b", "c", "d", "a"]
 
 
-async def test_heartbeat_keeps_alive_and_expiry_hides(store: Store) -> None:
+async def test_heartbeat_keeps_alive_and_expiry_hides(store: MetadataStore) -> None:
     now = 1_000_000
     await register(store, agent("a", now, 1))
     await register(store, agent("b", now, 2))
@@ -110,7 +107,7 @@ async def test_heartbeat_keeps_alive_and_expiry_hides(store: Store) -> None:
     assert not await store.heartbeat_agent("nobody", later)
 
 
-async def test_stale_rows_free_their_node_ids(store: Store) -> None:
+async def test_stale_rows_free_their_node_ids(store: MetadataStore) -> None:
     now = 1_000_000
     old = await register(store, agent("old", now, 1))
     later = now + TIMEOUT_MS + 1
@@ -122,14 +119,14 @@ async def test_stale_rows_free_their_node_ids(store: Store) -> None:
     assert again.node_id == 1
 
 
-async def test_live_node_id_is_never_handed_out_twice(store: Store) -> None:
+async def test_live_node_id_is_never_handed_out_twice(store: MetadataStore) -> None:
     now = 1_000_000
     first = await register(store, agent("a", now, 1), requested=7)
     second = await register(store, agent("b", now + 1, 2), requested=7)
     assert first.node_id == 7 and second.node_id != 7
 
 
-async def test_same_endpoint_replaces_an_earlier_life(store: Store) -> None:
+async def test_same_endpoint_replaces_an_earlier_life(store: MetadataStore) -> None:
     """A restarted agent (new agent id, same host and port) takes its node id back at once."""
     now = 1_000_000
     first = await register(store, agent("life-1", now, 9092), requested=0)
@@ -138,7 +135,7 @@ async def test_same_endpoint_replaces_an_earlier_life(store: Store) -> None:
     assert [x.agent_id for x in await store.list_agents(0)] == ["life-2"]
 
 
-async def test_same_endpoint_never_replaces_a_younger_agent(store: Store) -> None:
+async def test_same_endpoint_never_replaces_a_younger_agent(store: MetadataStore) -> None:
     """Two live agents advertising one address (misconfigured) do not evict each other."""
     now = 1_000_000
     older = await register(store, agent("older", now, 9092))
@@ -150,7 +147,7 @@ async def test_same_endpoint_never_replaces_a_younger_agent(store: Store) -> Non
     assert again.node_id != younger.node_id
 
 
-async def test_reregister_same_agent_id_replaces_its_row(store: Store) -> None:
+async def test_reregister_same_agent_id_replaces_its_row(store: MetadataStore) -> None:
     now = 1_000_000
     await register(store, agent("a", now, 1), requested=3)
     again = await register(store, agent("a", now + 5, 1), requested=3)
@@ -158,7 +155,7 @@ async def test_reregister_same_agent_id_replaces_its_row(store: Store) -> None:
     assert rows == [again] and again.node_id == 3
 
 
-async def test_deregister_removes_at_once(store: Store) -> None:
+async def test_deregister_removes_at_once(store: MetadataStore) -> None:
     now = 1_000_000
     await register(store, agent("a", now, 1))
     await register(store, agent("b", now, 2))
@@ -167,7 +164,7 @@ async def test_deregister_removes_at_once(store: Store) -> None:
     assert [x.agent_id for x in await store.list_agents(0)] == ["b"]
 
 
-async def test_agents_of_every_group_are_listed(store: Store) -> None:
+async def test_agents_of_every_group_are_listed(store: MetadataStore) -> None:
     now = 1_000_000
     await register(store, agent("a", now, 1, group="g1"))
     await register(store, agent("b", now, 2, group="g2", az="z"))

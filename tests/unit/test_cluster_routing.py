@@ -12,7 +12,6 @@ import pytest
 from kio.schema.describe_cluster.v0.request import DescribeClusterRequest
 from kio.schema.metadata.v12.request import MetadataRequest, MetadataRequestTopic
 
-from shoal.cluster.model import AgentInfo
 from shoal.cluster.ownership import RingOwnership
 from shoal.cluster.routing import brokers_for, client_hash, leader_for, serving_for
 from shoal.cluster.static_view import StaticView
@@ -20,6 +19,7 @@ from shoal.handlers.base import RequestContext
 from shoal.handlers.cluster import handle_describe_cluster
 from shoal.handlers.metadata import handle_metadata
 from shoal.handlers.services import Services
+from shoal.meta.agent_store import AgentInfo
 from shoal.meta.open import open_metadata_store
 from shoal.meta.store import MetadataStore
 from shoal.settings import Settings

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from shoal.cluster.model import AgentInfo
 from shoal.cluster.ownership import RingOwnership
 from shoal.groups.coordinator import GroupCoordinator
 from shoal.groups.handover import GroupHandover
 from shoal.groups.model import GroupConfig, JoinRequest
+from shoal.meta.agent_store import AgentInfo
 from shoal.meta.group_store import CommittedOffset
 from shoal.meta.sqlite import SqliteMetadataStore
 from shoal.protocol import errors

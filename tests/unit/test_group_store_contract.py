@@ -9,20 +9,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Protocol, cast
 
 import pytest
 
-from shoal.meta.group_store import CommittedOffset, GroupStore, StoredGroup, StoredMember
+from shoal.meta.group_store import CommittedOffset, StoredGroup, StoredMember
 from shoal.meta.open import open_metadata_store
 from shoal.meta.store import MetadataStore
 
-
-class Store(MetadataStore, GroupStore, Protocol):
-    pass
-
-
-Opener = Callable[[], Awaitable[Store]]
+Opener = Callable[[], Awaitable[MetadataStore]]
 
 
 @pytest.fixture(params=["sqlite"])
@@ -34,10 +28,10 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def open_store(db_url: str) -> AsyncIterator[Opener]:
-    opened: list[Store] = []
+    opened: list[MetadataStore] = []
 
-    async def opener() -> Store:
-        store = cast(Store, open_metadata_store(db_url))
+    async def opener() -> MetadataStore:
+        store = open_metadata_store(db_url)
         await store.start()
         opened.append(store)
         return store
@@ -48,7 +42,7 @@ async def open_store(db_url: str) -> AsyncIterator[Opener]:
 
 
 @pytest.fixture
-async def store(open_store: Opener) -> Store:
+async def store(open_store: Opener) -> MetadataStore:
     return await open_store()
 
 
@@ -77,7 +71,7 @@ def group(gid: str = "g", generation: int = 1, members: int = 2) -> StoredGroup:
     )
 
 
-async def test_commit_and_fetch_offsets(store: Store) -> None:
+async def test_commit_and_fetch_offsets(store: MetadataStore) -> None:
     await store.create_topic("t", 3, {})
     await store.commit_offsets(
         "g",
@@ -94,7 +88,7 @@ async def test_commit_and_fetch_offsets(store: Store) -> None:
     assert await store.fetch_offsets("nobody") == []
 
 
-async def test_commit_overwrites_and_may_go_backwards(store: Store) -> None:
+async def test_commit_overwrites_and_may_go_backwards(store: MetadataStore) -> None:
     # The store records what the client asked; Kafka allows rewinding a group.
     await store.commit_offsets("g", [CommittedOffset("t", 0, 10)])
     await store.commit_offsets("g", [CommittedOffset("t", 0, 4, 1, "x")])
@@ -102,14 +96,14 @@ async def test_commit_overwrites_and_may_go_backwards(store: Store) -> None:
     assert (o.offset, o.leader_epoch, o.metadata) == (4, 1, "x")
 
 
-async def test_groups_are_separate(store: Store) -> None:
+async def test_groups_are_separate(store: MetadataStore) -> None:
     await store.commit_offsets("a", [CommittedOffset("t", 0, 1)])
     await store.commit_offsets("b", [CommittedOffset("t", 0, 2)])
     assert [o.offset for o in await store.fetch_offsets("a")] == [1]
     assert [o.offset for o in await store.fetch_offsets("b")] == [2]
 
 
-async def test_save_load_group_roundtrip(store: Store) -> None:
+async def test_save_load_group_roundtrip(store: MetadataStore) -> None:
     g = group()
     await store.save_group(g)
     loaded = await store.load_group("g")
@@ -125,7 +119,7 @@ async def test_save_load_group_roundtrip(store: Store) -> None:
     assert await store.load_group("missing") is None
 
 
-async def test_save_group_replaces(store: Store) -> None:
+async def test_save_group_replaces(store: MetadataStore) -> None:
     await store.save_group(group(generation=1, members=3))
     await store.save_group(group(generation=2, members=0))
     loaded = await store.load_group("g")
@@ -133,7 +127,7 @@ async def test_save_group_replaces(store: Store) -> None:
     assert loaded.state == "Empty" and loaded.leader is None
 
 
-async def test_list_groups_includes_offset_only_groups(store: Store) -> None:
+async def test_list_groups_includes_offset_only_groups(store: MetadataStore) -> None:
     await store.save_group(group("with-meta", members=2))
     await store.commit_offsets("with-meta", [CommittedOffset("t", 0, 1)])
     await store.commit_offsets(
@@ -147,7 +141,7 @@ async def test_list_groups_includes_offset_only_groups(store: Store) -> None:
     assert (only.state, only.protocol_type, only.members, only.offsets) == ("Empty", "", 0, 2)
 
 
-async def test_delete_group_drops_metadata_and_offsets(store: Store) -> None:
+async def test_delete_group_drops_metadata_and_offsets(store: MetadataStore) -> None:
     await store.save_group(group("g"))
     await store.commit_offsets("g", [CommittedOffset("t", 0, 1)])
     await store.commit_offsets("keep", [CommittedOffset("t", 0, 7)])
@@ -158,13 +152,13 @@ async def test_delete_group_drops_metadata_and_offsets(store: Store) -> None:
     assert [o.offset for o in await store.fetch_offsets("keep")] == [7]
 
 
-async def test_delete_offsets(store: Store) -> None:
+async def test_delete_offsets(store: MetadataStore) -> None:
     await store.commit_offsets("g", [CommittedOffset("t", p, p) for p in range(3)])
     assert await store.delete_offsets("g", [("t", 1), ("t", 9)]) == 1
     assert [o.partition for o in await store.fetch_offsets("g")] == [0, 2]
 
 
-async def test_delete_topic_drops_its_offsets(store: Store) -> None:
+async def test_delete_topic_drops_its_offsets(store: MetadataStore) -> None:
     await store.create_topic("gone", 2, {})
     await store.create_topic("stays", 1, {})
     await store.commit_offsets("g", [CommittedOffset("gone", 0, 1), CommittedOffset("gone", 1, 1)])
@@ -178,14 +172,14 @@ async def test_delete_topic_drops_its_offsets(store: Store) -> None:
     assert await store.fetch_offsets("g", [("gone", 0)]) == []
 
 
-async def test_committed_offsets_page_is_bounded_and_ordered(store: Store) -> None:
+async def test_committed_offsets_page_is_bounded_and_ordered(store: MetadataStore) -> None:
     await store.commit_offsets("b", [CommittedOffset("t", p, p) for p in range(3)])
     await store.commit_offsets("a", [CommittedOffset("t", p, p) for p in range(3)])
     page = await store.committed_offsets_page(4)
     assert [(g, o.partition) for g, o in page] == [("a", 0), ("a", 1), ("a", 2), ("b", 0)]
 
 
-async def test_commit_is_one_transaction(store: Store) -> None:
+async def test_commit_is_one_transaction(store: MetadataStore) -> None:
     # Many offsets in one call land together: a reader never sees half of a commit.
     offsets = [CommittedOffset("t", p, 100) for p in range(200)]
     seen: list[int] = []

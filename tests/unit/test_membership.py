@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import cast
 
 import pytest
 
 from shoal.cluster.membership import Membership, wall_clock_ms
-from shoal.cluster.model import AgentInfo, ClusterView
-from shoal.meta.agent_store import pick_node_id
-from shoal.meta.store import MetadataError
+from shoal.cluster.model import ClusterView
+from shoal.meta.agent_store import AgentInfo
+from shoal.meta.agents import pick_node_id
+from shoal.meta.store import MetadataError, MetadataStore
 
 INTERVAL, TIMEOUT = 1_000, 5_000
 
@@ -67,6 +69,12 @@ class FakeAgentStore:
         )
 
 
+
+def meta(store: FakeAgentStore) -> MetadataStore:
+    """The fake has only the agent part of `MetadataStore`, which is all Membership uses."""
+    return cast(MetadataStore, store)
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1_700_000_000_000
@@ -105,7 +113,7 @@ async def started(
     az: str = "a", group: str = "g",
 ) -> Membership:
     m = Membership(
-        store, local(name, port, az, group), requested,
+        meta(store), local(name, port, az, group), requested,
         heartbeat_interval_ms=INTERVAL, heartbeat_timeout_ms=TIMEOUT, clock=clock,
     )
     await m.start()
@@ -246,7 +254,7 @@ async def test_stop_survives_an_unreachable_store(store: FakeAgentStore, clock: 
 
 async def test_start_fails_when_the_store_is_down(store: FakeAgentStore, clock: Clock) -> None:
     store.down = True
-    m = Membership(store, local("a", 9000), 0, clock=clock)
+    m = Membership(meta(store), local("a", 9000), 0, clock=clock)
     with pytest.raises(MetadataError):
         await m.start()
 
@@ -279,12 +287,14 @@ async def test_status_lists_members_per_zone(store: FakeAgentStore, clock: Clock
 
 def test_interval_must_be_below_timeout(store: FakeAgentStore) -> None:
     with pytest.raises(ValueError):
-        Membership(store, local("a", 1), heartbeat_interval_ms=5000, heartbeat_timeout_ms=5000)
+        Membership(
+            meta(store), local("a", 1), heartbeat_interval_ms=5000, heartbeat_timeout_ms=5000
+        )
 
 
 async def test_the_background_task_beats(store: FakeAgentStore, clock: Clock) -> None:
-    a = Membership(store, local("a", 9000), heartbeat_interval_ms=5, heartbeat_timeout_ms=50,
-                   clock=clock)  # fmt: skip
+    a = Membership(meta(store), local("a", 9000), heartbeat_interval_ms=5,
+                   heartbeat_timeout_ms=50, clock=clock)  # fmt: skip
     await a.start()
     _running.append(a)
     heard = asyncio.Event()
@@ -311,7 +321,8 @@ async def test_dead_peer_leaves_at_its_timeout_not_at_the_next_beat(store: FakeA
     await store.register_agent(local("b", 9010), None, 0)
     store.rows["b"] = replace(store.rows["b"], heartbeat_at_ms=wall_clock_ms() - 1_000)
     a = Membership(
-        store, local("a", 9000), heartbeat_interval_ms=interval_ms, heartbeat_timeout_ms=timeout_ms
+        meta(store), local("a", 9000),
+        heartbeat_interval_ms=interval_ms, heartbeat_timeout_ms=timeout_ms,
     )
     left = asyncio.Event()
     lists_when_left: list[int] = []
@@ -347,7 +358,7 @@ async def test_no_busy_loop_while_the_store_is_down(store: FakeAgentStore) -> No
     await store.register_agent(local("b", 9010), None, 0)
     store.rows["b"] = replace(store.rows["b"], heartbeat_at_ms=wall_clock_ms())
     a = Membership(
-        store, local("a", 9000), heartbeat_interval_ms=200, heartbeat_timeout_ms=300,
+        meta(store), local("a", 9000), heartbeat_interval_ms=200, heartbeat_timeout_ms=300,
         clock=counting_clock,
     )
     await a.start()

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from shoal.meta.migrations import parse_migrations
 from shoal.meta.open import open_metadata_store
-from shoal.meta.sql_common import parse_migrations
 from shoal.meta.store import (
     BatchOutcome,
     MetadataError,

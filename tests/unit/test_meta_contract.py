@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Protocol, cast
+from typing import cast
 
 import pytest
 
@@ -29,33 +29,12 @@ from shoal.meta.store import (
     PartitionState,
     PendingBatch,
     TopicExistsError,
-    TopicInfo,
     UnknownTopicError,
 )
 
 _file_ids = itertools.count()
 
 Opener = Callable[[], Awaitable[MetadataStore]]
-
-
-class ExtendedStore(MetadataStore, Protocol):
-    """Methods every backend has that are not (yet) in the MetadataStore Protocol."""
-
-    async def get_topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None: ...
-
-    async def schema_version(self) -> int: ...
-
-    async def unreferenced_files(
-        self, created_before_ms: int, limit: int = 1000
-    ) -> list[FileInfo]: ...
-
-    async def forget_files(self, file_ids: list[str]) -> list[str]: ...
-
-    async def advance_log_start(
-        self, topic: str, partition: int, offset: int
-    ) -> PartitionState | None: ...
-
-    async def expire_producers(self, idle_before_ms: int) -> int: ...
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -166,7 +145,7 @@ async def test_topic_crud_and_configs(store: MetadataStore) -> None:
 
 async def test_get_topic_by_id(store: MetadataStore) -> None:
     created = await store.create_topic("t", 1, {})
-    extended = cast(ExtendedStore, store)
+    extended = store
     assert await extended.get_topic_by_id(created.topic_id) == created
     assert await extended.get_topic_by_id(uuid.uuid4()) is None
 
@@ -430,7 +409,7 @@ async def test_migrations_are_idempotent(open_store: Opener) -> None:
     b = await open_store()  # migrates the same, already current database
     c = await open_store()
     assert [t.name for t in await c.list_topics()] == ["t"]
-    versions = [await cast(ExtendedStore, s).schema_version() for s in (a, b, c)]
+    versions = [await s.schema_version() for s in (a, b, c)]
     assert versions[0] >= 1 and versions == [versions[0]] * 3
     await b.close()
     await c.close()
@@ -440,12 +419,12 @@ async def test_concurrent_first_start_migrates_once(open_store: Opener) -> None:
     stores = await asyncio.gather(*[open_store() for _ in range(4)])
     await stores[0].create_topic("t", 1, {})
     assert await stores[3].get_topic("t") is not None
-    versions = {await cast(ExtendedStore, s).schema_version() for s in stores}
+    versions = {await s.schema_version() for s in stores}
     assert len(versions) == 1
 
 
 async def test_unreferenced_files_for_garbage_collection(store: MetadataStore) -> None:
-    gc = cast(ExtendedStore, store)
+    gc = store
     await store.create_topic("keep", 1, {})
     await store.create_topic("drop", 1, {})
     kept, dropped, garbage = new_file(), new_file(), new_file()
@@ -464,7 +443,7 @@ async def test_unreferenced_files_for_garbage_collection(store: MetadataStore) -
 
 
 async def test_advance_log_start_drops_rows_below_it(store: MetadataStore) -> None:
-    ext = cast(ExtendedStore, store)
+    ext = store
     await store.create_topic("t", 1, {})
     out = await store.commit_file(new_file(), [batch(count=5) for _ in range(4)])
     assert [o.base_offset for o in out] == [0, 5, 10, 15]
@@ -480,7 +459,7 @@ async def test_advance_log_start_drops_rows_below_it(store: MetadataStore) -> No
 
 
 async def test_expire_producers_forgets_idle_state(store: MetadataStore) -> None:
-    ext = cast(ExtendedStore, store)
+    ext = store
     await store.create_topic("t", 1, {})
     pid, epoch = await store.init_producer(None, -1, -1)
     await store.commit_file(new_file(), [batch(count=3, pid=pid, epoch=epoch, seq=0)])
@@ -523,3 +502,15 @@ async def test_init_producer(store: MetadataStore) -> None:
         await store.init_producer("txn-1", t2[0], t2[1])  # fenced: not the current epoch
     other = await store.init_producer("txn-2", -1, -1)
     assert other[0] not in (t1[0], a[0], b[0], fresh[0])
+
+
+async def test_every_store_takes_high_watermark_subscriptions(store: MetadataStore) -> None:
+    """Part of the protocol on every backend: PostgreSQL notifies other stores
+    (tests/integration/test_meta_postgres.py), SQLite documents a no-op. Commits go on as
+    before either way."""
+    seen: list[list[tuple[str, int, int]]] = []
+    await store.subscribe_high_watermarks(seen.append)
+    await store.create_topic("t", 1, {})
+    await store.commit_file(new_file(), [batch()])
+    assert await store.partition_state("t", 0) == PartitionState(0, 1)
+    assert all(len(entry) == 3 for entries in seen for entry in entries)

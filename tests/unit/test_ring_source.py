@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from shoal.cluster.model import AgentInfo
+from shoal.meta.agent_store import AgentInfo
 from shoal.read import peer_wire
 from shoal.read.block_cache import BlockCache
 from shoal.read.fetcher import FetchReader, PartitionFetch

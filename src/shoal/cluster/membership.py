@@ -41,8 +41,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from shoal.cluster.model import AgentInfo, ClusterView
-from shoal.meta.agent_store import AgentStore
+from shoal.cluster.model import ClusterView
+from shoal.meta.agent_store import AgentInfo
+from shoal.meta.store import MetadataStore
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class Membership:
 
     def __init__(
         self,
-        store: AgentStore,
+        store: MetadataStore,
         local: AgentInfo,
         requested_node_id: int | None = None,
         *,

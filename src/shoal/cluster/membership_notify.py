@@ -27,7 +27,7 @@ import aiohttp
 from aiohttp import web
 
 from shoal.cluster.membership import Membership
-from shoal.cluster.model import AgentInfo
+from shoal.meta.agent_store import AgentInfo
 from shoal.read.peer_wire import AGENT_HEADER
 
 PATH = "/v1/membership/changed"

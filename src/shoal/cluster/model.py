@@ -2,26 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
-
-@dataclass(frozen=True, slots=True)
-class AgentInfo:
-    agent_id: str  # unique per process start (stable for the life of the process)
-    node_id: int  # the broker id clients see; unique among live agents
-    host: str  # advertised host
-    kafka_port: int
-    http_port: int
-    az: str
-    agent_group: str
-    roles: tuple[str, ...]
-    started_at_ms: int
-    heartbeat_at_ms: int
-
-    @property
-    def http_base(self) -> str:
-        return f"http://{self.host}:{self.http_port}"
+from shoal.meta.agent_store import AgentInfo
 
 
 class ClusterView(Protocol):

@@ -9,8 +9,9 @@ coordinator for the whole agent group (its traffic is small next to produce and 
 
 from __future__ import annotations
 
-from shoal.cluster.model import AgentInfo, ClusterView
+from shoal.cluster.model import ClusterView
 from shoal.groups.ownership import CoordinatorNode
+from shoal.meta.agent_store import AgentInfo
 from shoal.read.ring import Ring
 
 

@@ -27,7 +27,8 @@ from __future__ import annotations
 import zlib
 
 from shoal.cluster.client_zone import client_zone
-from shoal.cluster.model import AgentInfo, ClusterView
+from shoal.cluster.model import ClusterView
+from shoal.meta.agent_store import AgentInfo
 
 
 def brokers_for(view: ClusterView) -> list[AgentInfo]:

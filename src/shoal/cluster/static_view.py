@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shoal.cluster.model import AgentInfo
+from shoal.meta.agent_store import AgentInfo
 
 
 class StaticView:

@@ -1,7 +1,7 @@
 """The asyncio shell around the group state machines of the groups this agent coordinates.
 
 It owns the clock and the one timer task that ticks groups at their deadlines, loads group
-state lazily from the `GroupStore` on first access (so a restarted agent, or a new owner,
+state lazily from the metadata store on first access (so a restarted agent, or a new owner,
 picks up where the last one stopped), serialises each group's metadata writes, and turns the
 state machines' callbacks into awaitable answers for the handlers.
 """
@@ -27,8 +27,8 @@ from shoal.groups.model import (
     SyncResult,
 )
 from shoal.groups.ownership import CoordinatorNode, Ownership
-from shoal.meta.group_store import CommittedOffset, GroupStore, StoredGroup
-from shoal.meta.store import MetadataError
+from shoal.meta.group_store import CommittedOffset, StoredGroup
+from shoal.meta.store import MetadataError, MetadataStore
 from shoal.protocol import errors
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def monotonic_ms() -> int:
 class GroupCoordinator:
     def __init__(
         self,
-        store: GroupStore,
+        store: MetadataStore,
         ownership: Ownership,
         config: GroupConfig | None = None,
         clock: Callable[[], int] = monotonic_ms,

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from shoal.meta.group_store import GroupStore
 from shoal.meta.store import MetadataError, MetadataStore
 
 if TYPE_CHECKING:
@@ -53,12 +52,10 @@ class LagSnapshot:
 class LagTracker:
     def __init__(
         self,
-        groups: GroupStore,
         meta: MetadataStore,
         refresh_interval_s: float = 5.0,
         series_max: int = 10_000,
     ) -> None:
-        self._groups = groups
         self._meta = meta
         self._interval_s = refresh_interval_s
         self._series_max = series_max
@@ -83,7 +80,7 @@ class LagTracker:
 
     async def refresh(self) -> LagSnapshot:
         try:
-            page = await self._groups.committed_offsets_page(self._series_max + 1)
+            page = await self._meta.committed_offsets_page(self._series_max + 1)
             truncated = len(page) > self._series_max
             page = page[: self._series_max]
             keys = sorted({(o.topic, o.partition) for _, o in page})

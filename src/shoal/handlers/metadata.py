@@ -30,11 +30,11 @@ from kio.schema.metadata.v13.response import (
     MetadataResponseTopic,
 )
 
-from shoal.cluster.model import AgentInfo
 from shoal.cluster.routing import brokers_for, client_hash, leader_for, serving_for
 from shoal.handlers.base import RequestContext, api
 from shoal.handlers.services import Services
 from shoal.handlers.topic_lookup import auto_create_partitions, find_or_create_topic
+from shoal.meta.agent_store import AgentInfo
 from shoal.meta.store import TopicInfo
 from shoal.protocol import errors
 from shoal.protocol.apis import ApiKey

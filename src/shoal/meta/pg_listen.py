@@ -22,10 +22,10 @@ from typing import Any, Final
 
 import asyncpg  # type: ignore[import-untyped]
 
+from shoal.meta.store import HwmCallback
+
 CHANNEL: Final = "shoal_hwm"
 PAYLOAD_MAX: Final = 7900
-
-HwmCallback = Callable[[list[tuple[str, int, int]]], None]
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,13 @@
 """The PostgreSQL metadata store: clusters of agents on several hosts.
 
-Concurrency: `commit_file` locks the partition rows it writes with `SELECT ... ORDER BY topic,
-partition FOR UPDATE` (sorted, so two commits can never deadlock), reads the producer state only
-after holding those locks (READ COMMITTED: a later statement sees what the previous lock holder
-committed), plans with `sql_common.plan_commit`, and writes file, index rows, cursors, producer
-state and the NOTIFY in one statement of data-modifying CTEs over `unnest` arrays. A commit is
-5 round trips (BEGIN, lock, producer read if idempotent, write, COMMIT) whatever its size.
+This module is the plumbing (pool, deadlines, error mapping, retries) and the public methods;
+the transaction bodies are in `postgres_<part>` modules (topics, index, commits, producers,
+maintenance, groups, agents, migrations), each the twin of a `sqlite_<part>` module, and what
+they decide is in the shared decision modules (`commits`, `producers`, ...).
+
+Concurrency: `commit_file` locks the partition rows it writes, sorted, so two commits can never
+deadlock (see `postgres_commits`). A commit is 5 round trips (BEGIN, lock, producer read if
+idempotent, write, COMMIT) whatever its size.
 
 Connections: one bounded asyncpg pool; every statement has `command_timeout` and every call an
 overall deadline. Connection failures and timeouts surface as MetadataError (retriable). A broken
@@ -27,25 +29,35 @@ from typing import Any, Final, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
-from shoal.meta import postgres_ops as ops
-from shoal.meta.pg_listen import HwmCallback, HwmListener
+from shoal.common.clock import Clock, wall_ms
+from shoal.meta import (
+    postgres_commits,
+    postgres_index,
+    postgres_maintenance,
+    postgres_migrations,
+    postgres_producers,
+    postgres_topics,
+)
+from shoal.meta.maintenance import page_limit
+from shoal.meta.pg_listen import HwmListener
 from shoal.meta.postgres_agents import PostgresAgentStoreMixin
 from shoal.meta.postgres_groups import PostgresGroupStoreMixin
 from shoal.meta.store import (
     BatchOutcome,
     BatchRow,
     FileInfo,
-    InvalidPartitionsError,
+    HwmCallback,
     MetadataError,
     OffsetAtTime,
     PartitionState,
     PendingBatch,
     TopicInfo,
 )
+from shoal.meta.topics import check_new_topic
 
 T = TypeVar("T")
 Conn = Any  # asyncpg.Connection or a pool proxy of one (asyncpg ships no precise types)
-SCHEMA_VERSION: Final = ops.SCHEMA_VERSION
+SCHEMA_VERSION: Final = postgres_migrations.SCHEMA_VERSION
 
 # Errors after which the same transaction may simply be run again.
 _TRANSIENT_SQLSTATES: Final = frozenset({"40001", "40P01"})  # serialization, deadlock
@@ -80,11 +92,11 @@ class _Retry(Exception):
 
 
 class PostgresMetadataStore(PostgresGroupStoreMixin, PostgresAgentStoreMixin):
-    """`MetadataStore`, `GroupStore` and `AgentStore` on PostgreSQL (asyncpg).
+    """The whole `MetadataStore` on PostgreSQL (asyncpg).
 
     `dsn` is handed to asyncpg as is. Bounds: `pool_max` connections, `command_timeout_s` per
     statement, `call_timeout_s` per method call (acquire + transaction), `connect_timeout_s`
-    per connection attempt.
+    per connection attempt. `clock` stamps the times the store records.
     """
 
     def __init__(
@@ -97,6 +109,7 @@ class PostgresMetadataStore(PostgresGroupStoreMixin, PostgresAgentStoreMixin):
         call_timeout_s: float = 15.0,
         connect_timeout_s: float = 5.0,
         notify: bool = True,
+        clock: Clock = wall_ms,
     ) -> None:
         if not 0 <= pool_min <= pool_max or pool_max < 1:
             raise ValueError(f"need 0 <= pool_min <= pool_max, >= 1: {pool_min}, {pool_max}")
@@ -107,6 +120,7 @@ class PostgresMetadataStore(PostgresGroupStoreMixin, PostgresAgentStoreMixin):
         self._call_timeout_s = call_timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._notify = notify
+        self._clock = clock
         self._pool: asyncpg.Pool | None = None
         # Transactions run again, by cause ("40P01" deadlock, "40001", "connection", ...).
         self.retries: Counter[str] = Counter()
@@ -142,7 +156,7 @@ class PostgresMetadataStore(PostgresGroupStoreMixin, PostgresAgentStoreMixin):
         except (asyncpg.PostgresError, *_CONNECTION_ERRORS, TimeoutError) as exc:
             raise MetadataError(f"postgresql: cannot connect: {exc}") from exc
         try:
-            await self._run(pool, ops.migrate, (), write=True)
+            await self._run(pool, postgres_migrations.migrate, (self._clock(),), write=True)
         except BaseException:
             pool.terminate()
             raise
@@ -253,40 +267,41 @@ class PostgresMetadataStore(PostgresGroupStoreMixin, PostgresAgentStoreMixin):
             raise
 
     async def schema_version(self) -> int:
-        return await self._read(ops.schema_version)
+        return await self._read(postgres_migrations.schema_version)
 
     # -- topics ------------------------------------------------------------------------------
     async def create_topic(
         self, name: str, partitions: int, configs: dict[str, str]
     ) -> TopicInfo:
-        if partitions < 1:
-            raise InvalidPartitionsError(f"partitions must be >= 1, not {partitions}")
-        return await self._transaction(ops.create_topic, name, partitions, dict(configs))
+        check_new_topic(partitions)
+        return await self._transaction(
+            postgres_topics.create_topic, name, partitions, dict(configs), self._clock()
+        )
 
     async def delete_topic(self, name: str) -> None:
-        await self._transaction(ops.delete_topic, name)
+        await self._transaction(postgres_topics.delete_topic, name)
 
     async def get_topic(self, name: str) -> TopicInfo | None:
-        return await self._read(ops.get_topic, "name", name)
+        return await self._read(postgres_topics.get_topic, "name", name)
 
     async def get_topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None:
-        return await self._read(ops.get_topic, "topic_id", topic_id)
+        return await self._read(postgres_topics.get_topic, "topic_id", topic_id)
 
     async def list_topics(self) -> list[TopicInfo]:
-        return await self._read(ops.list_topics)
+        return await self._read(postgres_topics.list_topics)
 
     async def create_partitions(self, name: str, total: int) -> TopicInfo:
-        return await self._transaction(ops.create_partitions, name, total)
+        return await self._transaction(postgres_topics.create_partitions, name, total)
 
     async def set_topic_configs(self, name: str, configs: dict[str, str | None]) -> TopicInfo:
-        return await self._transaction(ops.alter_configs, name, dict(configs), False)
+        return await self._transaction(postgres_topics.alter_configs, name, dict(configs), False)
 
     async def replace_topic_configs(self, name: str, configs: dict[str, str]) -> TopicInfo:
-        return await self._transaction(ops.alter_configs, name, dict(configs), True)
+        return await self._transaction(postgres_topics.alter_configs, name, dict(configs), True)
 
     # -- partitions and the index -----------------------------------------------------------
     async def partition_state(self, topic: str, partition: int) -> PartitionState | None:
-        states = await self._read(ops.partition_states, [(topic, partition)])
+        states = await self._read(postgres_index.partition_states, [(topic, partition)])
         return states.get((topic, partition))
 
     async def partition_states(
@@ -294,7 +309,7 @@ class PostgresMetadataStore(PostgresGroupStoreMixin, PostgresAgentStoreMixin):
     ) -> dict[tuple[str, int], PartitionState]:
         if not keys:
             return {}
-        return await self._read(ops.partition_states, list(keys))
+        return await self._read(postgres_index.partition_states, list(keys))
 
     async def commit_file(self, file: FileInfo, batches: list[PendingBatch]) -> list[BatchOutcome]:
         return (await self.commit_files([(file, batches)]))[0]
@@ -303,55 +318,62 @@ class PostgresMetadataStore(PostgresGroupStoreMixin, PostgresAgentStoreMixin):
         self, files: list[tuple[FileInfo, list[PendingBatch]]]
     ) -> list[list[BatchOutcome]]:
         return await self._transaction(
-            ops.commit_files, [(f, list(b)) for f, b in files], self._notify
+            postgres_commits.commit_files,
+            [(f, list(b)) for f, b in files], self._notify, self._clock(),
         )
 
     async def read_batches(
         self, topic: str, partition: int, offset: int, max_bytes: int, max_batches: int = 1000
     ) -> list[BatchRow]:
         return await self._read(
-            ops.read_batches, topic, partition, offset, max_bytes, max(1, max_batches)
+            postgres_index.read_batches,
+            topic, partition, offset, max_bytes, page_limit(max_batches),
         )
 
     async def offset_for_timestamp(
         self, topic: str, partition: int, timestamp: int
     ) -> OffsetAtTime | None:
-        return await self._read(ops.offset_for_timestamp, topic, partition, timestamp)
+        return await self._read(postgres_index.offset_for_timestamp, topic, partition, timestamp)
 
     async def max_timestamp_offset(self, topic: str, partition: int) -> OffsetAtTime | None:
-        return await self._read(ops.max_timestamp_offset, topic, partition)
+        return await self._read(postgres_index.max_timestamp_offset, topic, partition)
 
     # -- maintenance -------------------------------------------------------------------------
     async def unreferenced_files(self, created_before_ms: int, limit: int = 1000) -> list[FileInfo]:
         """Files recorded before `created_before_ms` (epoch ms) that no index row points into,
         oldest first."""
-        return await self._read(ops.unreferenced_files, created_before_ms, max(1, limit))
+        return await self._read(
+            postgres_maintenance.unreferenced_files, created_before_ms, page_limit(limit)
+        )
 
     async def forget_files(self, file_ids: list[str]) -> list[str]:
         """Drop the records of files that are still unreferenced; returns the ids dropped."""
         if not file_ids:
             return []
-        return await self._transaction(ops.forget_files, list(file_ids))
+        return await self._transaction(postgres_maintenance.forget_files, list(file_ids))
 
     async def advance_log_start(
         self, topic: str, partition: int, offset: int
     ) -> PartitionState | None:
         """Move the log start up to `offset` (clamped to the high watermark, never backwards)
         and drop the index rows wholly below it."""
-        return await self._transaction(ops.advance_log_start, topic, partition, offset)
+        return await self._transaction(
+            postgres_maintenance.advance_log_start, topic, partition, offset
+        )
 
     async def expire_producers(self, idle_before_ms: int) -> int:
         """Forget idempotence state, and non-transactional producer ids, untouched since
         `idle_before_ms`. Returns the number of rows removed."""
-        return await self._transaction(ops.expire_producers, idle_before_ms)
+        return await self._transaction(postgres_maintenance.expire_producers, idle_before_ms)
 
     # -- producers ---------------------------------------------------------------------------
     async def init_producer(
         self, transactional_id: str | None, producer_id: int, producer_epoch: int
     ) -> tuple[int, int]:
-        """Same decisions as the SQLite store's `_init_producer`. Raises ProducerFencedError."""
+        """See `producers.decide_init`. Raises ProducerFencedError (a MetadataError)."""
         return await self._transaction(
-            ops.init_producer, transactional_id, producer_id, producer_epoch
+            postgres_producers.init_producer,
+            transactional_id, producer_id, producer_epoch, self._clock(),
         )
 
 

@@ -1,22 +1,23 @@
-"""`AgentStore` for PostgreSQL: transaction bodies and a mixin that `PostgresMetadataStore`
-inherits. Same table and meaning as `sqlite_agents` (schema_pg.sql migration 3).
+"""PostgreSQL I/O of cluster membership: transaction bodies and a mixin that
+`PostgresMetadataStore` inherits. Same table and meaning as its twin `sqlite_agents`
+(schema_pg.sql migration 3); which rows a registration removes and which node id it gets is
+`agents.plan_registration`.
 
 Registration takes a transaction-level advisory lock, so agents registering at once are
-serialised and never pick the same node id (the UNIQUE constraint would reject it anyway);
-heartbeats are single-row updates that take no such lock.
+serialised and never pick the same node id (the UNIQUE constraint would reject it anyway), and
+reads the rows it plans over FOR UPDATE, so a heartbeat cannot change a row between the plan
+and the delete; heartbeats are single-row updates that take no advisory lock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Any, Final
 
-from shoal.cluster.model import AgentInfo
-from shoal.meta.agent_store import pick_node_id
-from shoal.meta.sqlite_agents import AGENT_COLUMNS, agent_from_row, agent_row
+from shoal.meta.agent_store import AgentInfo
+from shoal.meta.agents import AGENT_COLUMNS, agent_from_row, agent_row, plan_registration
 
-Conn = Any
+Conn = Any  # asyncpg.Connection or a pool proxy of one (asyncpg ships no precise types)
 # pg_advisory_xact_lock key for node id assignment ("agents" in ASCII; any constant would do).
 _REGISTER_LOCK: Final = 0x6167656E7473
 
@@ -25,18 +26,17 @@ async def register_agent(
     conn: Conn, info: AgentInfo, requested: int | None, stale_before_ms: int
 ) -> AgentInfo:
     await conn.execute("SELECT pg_advisory_xact_lock($1)", _REGISTER_LOCK)
-    await conn.execute(
-        "DELETE FROM agents WHERE agent_id = $1 OR heartbeat_at_ms < $2"
-        " OR (host = $3 AND kafka_port = $4 AND started_at_ms < $5)",
-        info.agent_id, stale_before_ms, info.host, info.kafka_port, info.started_at_ms,
-    )
-    taken = {int(r[0]) for r in await conn.fetch("SELECT node_id FROM agents")}
-    row = replace(info, node_id=pick_node_id(requested, taken))
+    rows = await conn.fetch(f"SELECT {AGENT_COLUMNS} FROM agents FOR UPDATE")
+    plan = plan_registration(info, requested, [agent_from_row(r) for r in rows], stale_before_ms)
+    if plan.evict:
+        await conn.execute(
+            "DELETE FROM agents WHERE agent_id = ANY($1::text[])", list(plan.evict)
+        )
     await conn.execute(
         f"INSERT INTO agents ({AGENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        *agent_row(row),
+        *agent_row(plan.row),
     )
-    return row
+    return plan.row
 
 
 async def heartbeat_agent(conn: Conn, agent_id: str, now_ms: int) -> bool:
@@ -60,7 +60,7 @@ async def list_agents(conn: Conn, alive_after_ms: int) -> list[AgentInfo]:
 
 
 class PostgresAgentStoreMixin:
-    """`AgentStore` methods of `PostgresMetadataStore` (which supplies `_transaction` and
+    """Agent methods of `PostgresMetadataStore` (which supplies `_transaction` and
     `_read`, with its pool, timeouts and error mapping)."""
 
     _transaction: Callable[..., Awaitable[Any]]

@@ -1,6 +1,6 @@
-"""`GroupStore` for PostgreSQL: transaction bodies, and a mixin that `PostgresMetadataStore`
-inherits to expose them. Same tables and meaning as `sqlite_groups` (schema_pg.sql migration 2);
-the member list encoding is shared with it.
+"""PostgreSQL I/O of consumer-group persistence: transaction bodies, and a mixin that
+`PostgresMetadataStore` inherits to expose them. Same tables and meaning as its twin
+`sqlite_groups` (schema_pg.sql migration 2); what a write stores is decided in `groups`.
 
 Each OffsetCommit is one statement upserting all its partitions from `unnest` arrays, sorted by
 (topic, partition) so that two commits of one group touching the same rows cannot deadlock.
@@ -8,16 +8,24 @@ Each OffsetCommit is one statement upserting all its partitions from `unnest` ar
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
+from shoal.common.clock import Clock
 from shoal.meta.group_store import CommittedOffset, GroupListing, StoredGroup
-from shoal.meta.sqlite_groups import decode_members, encode_members
+from shoal.meta.groups import (
+    GROUP_COLUMNS,
+    OFFSET_COLUMNS,
+    group_from_row,
+    group_row,
+    listing_from_row,
+    offset_from_row,
+    offsets_to_write,
+    stamped,
+    wanted_partitions,
+)
 
-T = TypeVar("T")
-Conn = Any
+Conn = Any  # asyncpg.Connection or a pool proxy of one (asyncpg ships no precise types)
 
 _UPSERT_OFFSETS = """
 INSERT INTO group_offsets
@@ -46,60 +54,21 @@ FROM (SELECT group_id FROM consumer_groups UNION SELECT group_id FROM group_offs
 LEFT JOIN consumer_groups AS c ON c.group_id = g.group_id
 ORDER BY g.group_id
 """
-_OFFSET_COLUMNS = "topic, partition, committed_offset, leader_epoch, metadata, commit_time"
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _offset(row: Any) -> CommittedOffset:
-    return CommittedOffset(
-        str(row[0]), int(row[1]), int(row[2]), int(row[3]), row[4], int(row[5])
-    )
-
-
-async def save_group(conn: Conn, group: StoredGroup) -> None:
-    await conn.execute(
-        _UPSERT_GROUP,
-        group.group_id, group.protocol_type, group.generation, group.protocol_name,
-        group.leader, group.state, encode_members(group.members),
-        group.updated_at_ms or _now_ms(),
-    )
+async def save_group(conn: Conn, group: StoredGroup, now_ms: int) -> None:
+    await conn.execute(_UPSERT_GROUP, *group_row(stamped(group, now_ms)))
 
 
 async def load_group(conn: Conn, group_id: str) -> StoredGroup | None:
     row = await conn.fetchrow(
-        "SELECT protocol_type, generation, protocol_name, leader, state, members, updated_at"
-        " FROM consumer_groups WHERE group_id = $1",
-        group_id,
+        f"SELECT {GROUP_COLUMNS} FROM consumer_groups WHERE group_id = $1", group_id
     )
-    if row is None:
-        return None
-    return StoredGroup(
-        group_id=group_id,
-        protocol_type=str(row[0]),
-        generation=int(row[1]),
-        protocol_name=row[2],
-        leader=row[3],
-        state=str(row[4]),
-        members=decode_members(row[5]),
-        updated_at_ms=int(row[6]),
-    )
+    return None if row is None else group_from_row(group_id, row)
 
 
 async def list_groups(conn: Conn) -> list[GroupListing]:
-    return [
-        GroupListing(
-            group_id=str(r[0]),
-            protocol_type=str(r[1]),
-            state=str(r[2]),
-            members=len(json.loads(r[3])),
-            generation=int(r[4]),
-            offsets=int(r[5]),
-        )
-        for r in await conn.fetch(_LIST_GROUPS)
-    ]
+    return [listing_from_row(r) for r in await conn.fetch(_LIST_GROUPS)]
 
 
 async def delete_group(conn: Conn, group_id: str) -> bool:
@@ -116,17 +85,16 @@ async def delete_group(conn: Conn, group_id: str) -> bool:
     return bool(groups or offsets)
 
 
-async def commit_offsets(conn: Conn, group_id: str, offsets: list[CommittedOffset]) -> None:
-    now = _now_ms()
-    # Last one wins for a partition named twice (as executemany would do); sorted row order.
-    latest = {(o.topic, o.partition): o for o in offsets}
-    rows = [latest[k] for k in sorted(latest)]
+async def commit_offsets(
+    conn: Conn, group_id: str, offsets: list[CommittedOffset], now_ms: int
+) -> None:
+    rows = offsets_to_write(offsets, now_ms)
     await conn.execute(
         _UPSERT_OFFSETS,
         group_id,
         [o.topic for o in rows], [o.partition for o in rows], [o.offset for o in rows],
         [o.leader_epoch for o in rows], [o.metadata for o in rows],
-        [o.commit_time_ms or now for o in rows],
+        [o.commit_time_ms for o in rows],
     )
 
 
@@ -135,20 +103,20 @@ async def fetch_offsets(
 ) -> list[CommittedOffset]:
     if partitions is None:
         rows = await conn.fetch(
-            f"SELECT {_OFFSET_COLUMNS} FROM group_offsets WHERE group_id = $1"
+            f"SELECT {OFFSET_COLUMNS} FROM group_offsets WHERE group_id = $1"
             " ORDER BY topic, partition",
             group_id,
         )
     else:
-        wanted = sorted(set(partitions))
+        wanted = wanted_partitions(partitions)
         rows = await conn.fetch(
-            f"SELECT {_OFFSET_COLUMNS} FROM group_offsets WHERE group_id = $1"
+            f"SELECT {OFFSET_COLUMNS} FROM group_offsets WHERE group_id = $1"
             " AND (topic, partition) IN"
             " (SELECT t, p FROM unnest($2::text[], $3::int[]) AS u(t, p))"
             " ORDER BY topic, partition",
             group_id, [w[0] for w in wanted], [w[1] for w in wanted],
         )
-    return [_offset(r) for r in rows]
+    return [offset_from_row(r) for r in rows]
 
 
 async def delete_offsets(conn: Conn, group_id: str, partitions: list[tuple[str, int]]) -> int:
@@ -163,11 +131,11 @@ async def delete_offsets(conn: Conn, group_id: str, partitions: list[tuple[str, 
 
 async def committed_offsets_page(conn: Conn, limit: int) -> list[tuple[str, CommittedOffset]]:
     rows = await conn.fetch(
-        f"SELECT group_id, {_OFFSET_COLUMNS} FROM group_offsets"
+        f"SELECT group_id, {OFFSET_COLUMNS} FROM group_offsets"
         " ORDER BY group_id, topic, partition LIMIT $1",
         max(0, limit),
     )
-    return [(str(r[0]), _offset(tuple(r)[1:])) for r in rows]
+    return [(str(r[0]), offset_from_row(tuple(r)[1:])) for r in rows]
 
 
 async def delete_topic_offsets(conn: Conn, topic: str) -> None:
@@ -176,14 +144,15 @@ async def delete_topic_offsets(conn: Conn, topic: str) -> None:
 
 
 class PostgresGroupStoreMixin:
-    """`GroupStore` methods of `PostgresMetadataStore` (which supplies `_transaction` and
-    `_read`, with its pool, timeouts and error mapping)."""
+    """Consumer-group methods of `PostgresMetadataStore` (which supplies `_transaction`,
+    `_read` and `_clock`, with its pool, timeouts and error mapping)."""
 
     _transaction: Callable[..., Awaitable[Any]]
     _read: Callable[..., Awaitable[Any]]
+    _clock: Clock
 
     async def save_group(self, group: StoredGroup) -> None:
-        await self._transaction(save_group, group)
+        await self._transaction(save_group, group, self._clock())
 
     async def load_group(self, group_id: str) -> StoredGroup | None:
         result: StoredGroup | None = await self._read(load_group, group_id)
@@ -199,7 +168,7 @@ class PostgresGroupStoreMixin:
 
     async def commit_offsets(self, group_id: str, offsets: list[CommittedOffset]) -> None:
         if offsets:
-            await self._transaction(commit_offsets, group_id, list(offsets))
+            await self._transaction(commit_offsets, group_id, list(offsets), self._clock())
 
     async def fetch_offsets(
         self, group_id: str, partitions: list[tuple[str, int]] | None = None

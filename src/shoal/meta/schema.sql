@@ -52,7 +52,7 @@ CREATE TABLE producers (
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL);
 
--- recent: the last 5 (base_sequence, last_sequence, base_offset), see sql_common.
+-- recent: the last 5 (base_sequence, last_sequence, base_offset), see meta/commits.py.
 CREATE TABLE producer_state (
     topic TEXT NOT NULL,
     partition INTEGER NOT NULL,

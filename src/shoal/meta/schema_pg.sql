@@ -59,7 +59,7 @@ CREATE TABLE producers (
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL);
 
--- recent: the last 5 (base_sequence, last_sequence, base_offset), see sql_common.
+-- recent: the last 5 (base_sequence, last_sequence, base_offset), see meta/commits.py.
 -- Rewritten by every idempotent commit: no index on updated_at (expire_producers, a rare job,
 -- scans instead) and page room, so the rewrite is a HOT update that touches no index.
 CREATE TABLE producer_state (

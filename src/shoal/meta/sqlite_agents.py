@@ -1,70 +1,32 @@
-"""`AgentStore` for SQLite: functions run on the store's worker thread, and a mixin that
-`SqliteMetadataStore` inherits. Registration runs under `BEGIN IMMEDIATE`, so two agents
-registering at once are serialised and never get the same node id."""
+"""SQLite I/O of cluster membership: functions run on the store's worker thread, and a mixin
+that `SqliteMetadataStore` inherits. Registration runs under `BEGIN IMMEDIATE`, so two agents
+registering at once are serialised and never get the same node id; which rows go and which
+node id the new row gets is `agents.plan_registration`. The PostgreSQL twin is
+`postgres_agents`."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
-from shoal.cluster.model import AgentInfo
-from shoal.meta.agent_store import decode_roles, encode_roles, pick_node_id
+from shoal.meta.agent_store import AgentInfo
+from shoal.meta.agents import AGENT_COLUMNS, agent_from_row, agent_row, plan_registration
 from shoal.meta.sqlite_txn import write_txn as _txn
-
-AGENT_COLUMNS = (
-    "agent_id, node_id, host, kafka_port, http_port, az, agent_group, roles,"
-    " started_at_ms, heartbeat_at_ms"
-)
-
-
-def agent_from_row(row: Any) -> AgentInfo:
-    return AgentInfo(
-        agent_id=str(row[0]),
-        node_id=int(row[1]),
-        host=str(row[2]),
-        kafka_port=int(row[3]),
-        http_port=int(row[4]),
-        az=str(row[5]),
-        agent_group=str(row[6]),
-        roles=decode_roles(str(row[7])),
-        started_at_ms=int(row[8]),
-        heartbeat_at_ms=int(row[9]),
-    )
-
-
-def agent_row(info: AgentInfo) -> tuple[Any, ...]:
-    return (
-        info.agent_id,
-        info.node_id,
-        info.host,
-        info.kafka_port,
-        info.http_port,
-        info.az,
-        info.agent_group,
-        encode_roles(info.roles),
-        info.started_at_ms,
-        info.heartbeat_at_ms,
-    )
 
 
 def register_agent(
     conn: sqlite3.Connection, info: AgentInfo, requested: int | None, stale_before_ms: int
 ) -> AgentInfo:
     with _txn(conn):
-        conn.execute(
-            "DELETE FROM agents WHERE agent_id = ? OR heartbeat_at_ms < ?"
-            " OR (host = ? AND kafka_port = ? AND started_at_ms < ?)",
-            (info.agent_id, stale_before_ms, info.host, info.kafka_port, info.started_at_ms),
-        )
-        taken = {int(r[0]) for r in conn.execute("SELECT node_id FROM agents").fetchall()}
-        row = replace(info, node_id=pick_node_id(requested, taken))
+        rows = [agent_from_row(r) for r in conn.execute(f"SELECT {AGENT_COLUMNS} FROM agents")]
+        plan = plan_registration(info, requested, rows, stale_before_ms)
+        conn.executemany("DELETE FROM agents WHERE agent_id = ?", [(a,) for a in plan.evict])
         conn.execute(
             f"INSERT INTO agents ({AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            agent_row(row),
+            agent_row(plan.row),
         )
-    return row
+    return plan.row
 
 
 def heartbeat_agent(conn: sqlite3.Connection, agent_id: str, now_ms: int) -> bool:
@@ -87,7 +49,7 @@ def list_agents(conn: sqlite3.Connection, alive_after_ms: int) -> list[AgentInfo
 
 
 class SqliteAgentStoreMixin:
-    """`AgentStore` methods of `SqliteMetadataStore` (which supplies `_call`)."""
+    """Agent methods of `SqliteMetadataStore` (which supplies `_call`)."""
 
     _call: Callable[..., Any]
 

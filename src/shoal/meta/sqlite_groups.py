@@ -1,23 +1,28 @@
-"""`GroupStore` for SQLite: functions that run on the store's worker thread, and a mixin that
-`SqliteMetadataStore` inherits to expose them.
-
-The SQL is kept to what PostgreSQL also accepts (ON CONFLICT upserts, no SQLite-only functions),
-so the PostgreSQL store can take the statements over.
+"""SQLite I/O of consumer-group persistence: functions that run on the store's worker thread,
+and a mixin that `SqliteMetadataStore` inherits to expose them. What a write stores is decided
+in `groups`; the PostgreSQL twin is `postgres_groups`.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import sqlite3
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from shoal.meta.group_store import CommittedOffset, GroupListing, StoredGroup, StoredMember
-from shoal.meta.sqlite_txn import now_ms as _now_ms
+from shoal.common.clock import Clock
+from shoal.meta.group_store import CommittedOffset, GroupListing, StoredGroup
+from shoal.meta.groups import (
+    GROUP_COLUMNS,
+    OFFSET_COLUMNS,
+    group_from_row,
+    group_row,
+    listing_from_row,
+    offset_from_row,
+    offsets_to_write,
+    stamped,
+    wanted_partitions,
+)
 from shoal.meta.sqlite_txn import write_txn as _txn
-
-T = TypeVar("T")
 
 _UPSERT_OFFSET = """
 INSERT INTO group_offsets
@@ -44,99 +49,22 @@ FROM (SELECT group_id FROM consumer_groups UNION SELECT group_id FROM group_offs
 LEFT JOIN consumer_groups AS c ON c.group_id = g.group_id
 ORDER BY g.group_id
 """
-_OFFSET_COLUMNS = "topic, partition, committed_offset, leader_epoch, metadata, commit_time"
 
 
-def encode_members(members: tuple[StoredMember, ...]) -> str:
-    return json.dumps(
-        [
-            {
-                "member_id": m.member_id,
-                "group_instance_id": m.group_instance_id,
-                "client_id": m.client_id,
-                "client_host": m.client_host,
-                "session_timeout_ms": m.session_timeout_ms,
-                "rebalance_timeout_ms": m.rebalance_timeout_ms,
-                "subscription": base64.b64encode(m.subscription).decode(),
-                "assignment": base64.b64encode(m.assignment).decode(),
-            }
-            for m in members
-        ],
-        separators=(",", ":"),
-    )
-
-
-def decode_members(text: str) -> tuple[StoredMember, ...]:
-    return tuple(
-        StoredMember(
-            member_id=str(d["member_id"]),
-            group_instance_id=d["group_instance_id"],
-            client_id=str(d["client_id"]),
-            client_host=str(d["client_host"]),
-            session_timeout_ms=int(d["session_timeout_ms"]),
-            rebalance_timeout_ms=int(d["rebalance_timeout_ms"]),
-            subscription=base64.b64decode(d["subscription"]),
-            assignment=base64.b64decode(d["assignment"]),
-        )
-        for d in json.loads(text)
-    )
-
-
-def _offset(row: tuple[Any, ...]) -> CommittedOffset:
-    return CommittedOffset(
-        str(row[0]), int(row[1]), int(row[2]), int(row[3]), row[4], int(row[5])
-    )
-
-
-def save_group(conn: sqlite3.Connection, group: StoredGroup) -> None:
+def save_group(conn: sqlite3.Connection, group: StoredGroup, now_ms: int) -> None:
     with _txn(conn):
-        conn.execute(
-            _UPSERT_GROUP,
-            (
-                group.group_id,
-                group.protocol_type,
-                group.generation,
-                group.protocol_name,
-                group.leader,
-                group.state,
-                encode_members(group.members),
-                group.updated_at_ms or _now_ms(),
-            ),
-        )
+        conn.execute(_UPSERT_GROUP, group_row(stamped(group, now_ms)))
 
 
 def load_group(conn: sqlite3.Connection, group_id: str) -> StoredGroup | None:
     row = conn.execute(
-        "SELECT protocol_type, generation, protocol_name, leader, state, members, updated_at"
-        " FROM consumer_groups WHERE group_id = ?",
-        (group_id,),
+        f"SELECT {GROUP_COLUMNS} FROM consumer_groups WHERE group_id = ?", (group_id,)
     ).fetchone()
-    if row is None:
-        return None
-    return StoredGroup(
-        group_id=group_id,
-        protocol_type=str(row[0]),
-        generation=int(row[1]),
-        protocol_name=row[2],
-        leader=row[3],
-        state=str(row[4]),
-        members=decode_members(row[5]),
-        updated_at_ms=int(row[6]),
-    )
+    return None if row is None else group_from_row(group_id, row)
 
 
 def list_groups(conn: sqlite3.Connection) -> list[GroupListing]:
-    return [
-        GroupListing(
-            group_id=str(r[0]),
-            protocol_type=str(r[1]),
-            state=str(r[2]),
-            members=len(json.loads(r[3])),
-            generation=int(r[4]),
-            offsets=int(r[5]),
-        )
-        for r in conn.execute(_LIST_GROUPS).fetchall()
-    ]
+    return [listing_from_row(r) for r in conn.execute(_LIST_GROUPS).fetchall()]
 
 
 def delete_group(conn: sqlite3.Connection, group_id: str) -> bool:
@@ -151,23 +79,15 @@ def delete_group(conn: sqlite3.Connection, group_id: str) -> bool:
 
 
 def commit_offsets(
-    conn: sqlite3.Connection, group_id: str, offsets: list[CommittedOffset]
+    conn: sqlite3.Connection, group_id: str, offsets: list[CommittedOffset], now_ms: int
 ) -> None:
-    now = _now_ms()
     with _txn(conn):
         conn.executemany(
             _UPSERT_OFFSET,
             [
-                (
-                    group_id,
-                    o.topic,
-                    o.partition,
-                    o.offset,
-                    o.leader_epoch,
-                    o.metadata,
-                    o.commit_time_ms or now,
-                )
-                for o in offsets
+                (group_id, o.topic, o.partition, o.offset, o.leader_epoch, o.metadata,
+                 o.commit_time_ms)
+                for o in offsets_to_write(offsets, now_ms)
             ],
         )
 
@@ -177,20 +97,20 @@ def fetch_offsets(
 ) -> list[CommittedOffset]:
     if partitions is None:
         rows = conn.execute(
-            f"SELECT {_OFFSET_COLUMNS} FROM group_offsets WHERE group_id = ?"
+            f"SELECT {OFFSET_COLUMNS} FROM group_offsets WHERE group_id = ?"
             " ORDER BY topic, partition",
             (group_id,),
         ).fetchall()
-        return [_offset(r) for r in rows]
+        return [offset_from_row(r) for r in rows]
     out: list[CommittedOffset] = []
-    for topic, partition in sorted(set(partitions)):
+    for topic, partition in wanted_partitions(partitions):
         row = conn.execute(
-            f"SELECT {_OFFSET_COLUMNS} FROM group_offsets"
+            f"SELECT {OFFSET_COLUMNS} FROM group_offsets"
             " WHERE group_id = ? AND topic = ? AND partition = ?",
             (group_id, topic, partition),
         ).fetchone()
         if row is not None:
-            out.append(_offset(row))
+            out.append(offset_from_row(row))
     return out
 
 
@@ -211,11 +131,11 @@ def committed_offsets_page(
     conn: sqlite3.Connection, limit: int
 ) -> list[tuple[str, CommittedOffset]]:
     rows = conn.execute(
-        f"SELECT group_id, {_OFFSET_COLUMNS} FROM group_offsets"
+        f"SELECT group_id, {OFFSET_COLUMNS} FROM group_offsets"
         " ORDER BY group_id, topic, partition LIMIT ?",
         (max(0, limit),),
     ).fetchall()
-    return [(str(r[0]), _offset(r[1:])) for r in rows]
+    return [(str(r[0]), offset_from_row(r[1:])) for r in rows]
 
 
 def delete_topic_offsets(conn: sqlite3.Connection, topic: str) -> None:
@@ -224,12 +144,13 @@ def delete_topic_offsets(conn: sqlite3.Connection, topic: str) -> None:
 
 
 class SqliteGroupStoreMixin:
-    """`GroupStore` methods of `SqliteMetadataStore` (which supplies `_call`)."""
+    """Consumer-group methods of `SqliteMetadataStore` (which supplies `_call` and `_clock`)."""
 
     _call: Callable[..., Any]
+    _clock: Clock
 
     async def save_group(self, group: StoredGroup) -> None:
-        await self._call(save_group, group)
+        await self._call(save_group, group, self._clock())
 
     async def load_group(self, group_id: str) -> StoredGroup | None:
         result: StoredGroup | None = await self._call(load_group, group_id)
@@ -245,7 +166,7 @@ class SqliteGroupStoreMixin:
 
     async def commit_offsets(self, group_id: str, offsets: list[CommittedOffset]) -> None:
         if offsets:
-            await self._call(commit_offsets, group_id, list(offsets))
+            await self._call(commit_offsets, group_id, list(offsets), self._clock())
 
     async def fetch_offsets(
         self, group_id: str, partitions: list[tuple[str, int]] | None = None

@@ -1,46 +1,48 @@
-"""SQLite maintenance transactions: garbage collection, retention, producer expiry.
+"""SQLite I/O of the maintenance calls: garbage collection, retention, producer expiry.
 
-Run on the store's worker thread with its connection (see `sqlite.py`).
+Run on the store's worker thread with its connection (see `sqlite.py`); what they decide is in
+`maintenance`. The PostgreSQL twin is `postgres_maintenance`.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-from shoal.meta.sqlite_txn import write_txn as _write_txn
+from shoal.meta.maintenance import dropped_in_request_order, new_log_start
+from shoal.meta.sqlite_txn import write_txn
 from shoal.meta.store import FileInfo, PartitionState
 
 
-def _unreferenced_files(
+def unreferenced_files(
     conn: sqlite3.Connection, created_before_ms: int, limit: int
 ) -> list[FileInfo]:
     rows = conn.execute(
         "SELECT file_id, key, size FROM files AS f WHERE created_at < ?"
         " AND NOT EXISTS (SELECT 1 FROM batches AS b WHERE b.file_ref = f.id)"
         " ORDER BY id LIMIT ?",
-        (created_before_ms, max(1, limit)),
+        (created_before_ms, limit),
     ).fetchall()
     return [FileInfo(r[0], r[1], int(r[2])) for r in rows]
 
 
-def _forget_files(conn: sqlite3.Connection, file_ids: list[str]) -> list[str]:
-    dropped: list[str] = []
-    with _write_txn(conn):
-        for file_id in file_ids:
+def forget_files(conn: sqlite3.Connection, file_ids: list[str]) -> list[str]:
+    dropped: set[str] = set()
+    with write_txn(conn):
+        for file_id in dict.fromkeys(file_ids):
             cur = conn.execute(
                 "DELETE FROM files AS f WHERE file_id = ?"
                 " AND NOT EXISTS (SELECT 1 FROM batches AS b WHERE b.file_ref = f.id)",
                 (file_id,),
             )
             if cur.rowcount:
-                dropped.append(file_id)
-    return dropped
+                dropped.add(file_id)
+    return dropped_in_request_order(file_ids, dropped)
 
 
-def _advance_log_start(
+def advance_log_start(
     conn: sqlite3.Connection, topic: str, partition: int, offset: int
 ) -> PartitionState | None:
-    with _write_txn(conn):
+    with write_txn(conn):
         row = conn.execute(
             "SELECT log_start_offset, next_offset FROM partitions"
             " WHERE topic = ? AND partition = ?",
@@ -48,7 +50,7 @@ def _advance_log_start(
         ).fetchone()
         if row is None:
             return None
-        start = max(int(row[0]), min(offset, int(row[1])))
+        start = new_log_start(int(row[0]), int(row[1]), offset)
         conn.execute(
             "UPDATE partitions SET log_start_offset = ? WHERE topic = ? AND partition = ?",
             (start, topic, partition),
@@ -62,8 +64,8 @@ def _advance_log_start(
     return PartitionState(start, int(row[1]))
 
 
-def _expire_producers(conn: sqlite3.Connection, idle_before_ms: int) -> int:
-    with _write_txn(conn):
+def expire_producers(conn: sqlite3.Connection, idle_before_ms: int) -> int:
+    with write_txn(conn):
         states = conn.execute(
             "DELETE FROM producer_state WHERE updated_at < ?", (idle_before_ms,)
         ).rowcount

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @contextmanager

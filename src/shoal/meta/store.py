@@ -1,15 +1,29 @@
 """The metadata store interface: the one place that decides order.
 
-Two implementations share this interface and one contract test suite: SQLite (embedded) and
-PostgreSQL (clusters). Every mutation is one transaction. Offsets are assigned only by
-`commit_file`, so concurrent agents can never hand out the same offset twice.
+`MetadataStore` is the one protocol every backend implements whole (topics, the index and
+commits, producers, maintenance, consumer groups, agents, high-watermark notifications) and
+that `open_metadata_store` returns. Two implementations share it and one contract test suite:
+SQLite (embedded) and PostgreSQL (clusters). Every mutation is one transaction. Offsets are
+assigned only by `commit_file`, so concurrent agents can never hand out the same offset twice.
+
+The rows of groups and agents live beside this module (`group_store`, `agent_store`); the
+decisions both backends share live in modules named for what they decide (`commits`,
+`producers`, `maintenance`, `topics`, `groups`, `agents`, `migrations`); see
+docs/metadata-store.md.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from shoal.meta.agent_store import AgentInfo
+from shoal.meta.group_store import CommittedOffset, GroupListing, StoredGroup
+
+# Receives [(topic, partition, high_watermark), ...] of commits made by any agent.
+HwmCallback = Callable[[list[tuple[str, int, int]]], None]
 
 
 class MetadataError(Exception):
@@ -113,6 +127,14 @@ class MetadataStore(Protocol):
 
     async def close(self) -> None: ...
 
+    async def schema_version(self) -> int:
+        """The schema version the database is at (its last applied migration)."""
+
+    async def subscribe_high_watermarks(self, callback: HwmCallback) -> None:
+        """Call `callback` whenever any agent commits, with the partitions it advanced.
+        A hint only: notifications may be lost, so long polls keep polling as well. A backend
+        without a notification channel documents that it never calls `callback`."""
+
     # -- topics ------------------------------------------------------------------------------
     async def create_topic(
         self, name: str, partitions: int, configs: dict[str, str]
@@ -194,4 +216,66 @@ class MetadataStore(Protocol):
         self, transactional_id: str | None, producer_id: int, producer_epoch: int
     ) -> tuple[int, int]:
         """Allocate a new producer id (epoch 0), or bump the epoch of a given one / of the
-        transactional id's. Returns (producer_id, producer_epoch)."""
+        transactional id's. Returns (producer_id, producer_epoch). Raises
+        ProducerFencedError. The rules are `producers.decide_init`."""
+
+    # -- consumer groups ---------------------------------------------------------------------
+    # The coordinator keeps live group state in memory; the store holds what must survive an
+    # agent restart or a change of coordinator: committed offsets, written in one transaction
+    # per OffsetCommit request, and the last completed generation of each group, written when
+    # a generation completes, when a static member is replaced and when a group empties.
+    # Heartbeats never touch the store.
+    async def save_group(self, group: StoredGroup) -> None:
+        """Insert or replace the group's metadata (one transaction)."""
+
+    async def load_group(self, group_id: str) -> StoredGroup | None:
+        """The saved metadata, or None when the group was never saved (it may still have
+        committed offsets)."""
+
+    async def list_groups(self) -> list[GroupListing]:
+        """Every group with metadata or committed offsets, ordered by group id."""
+
+    async def delete_group(self, group_id: str) -> bool:
+        """Drop the group's metadata and all its committed offsets in one transaction.
+        Returns whether anything was there."""
+
+    async def commit_offsets(self, group_id: str, offsets: list[CommittedOffset]) -> None:
+        """Upsert every offset of one OffsetCommit request in one transaction."""
+
+    async def fetch_offsets(
+        self, group_id: str, partitions: list[tuple[str, int]] | None = None
+    ) -> list[CommittedOffset]:
+        """Committed offsets of the group (all when `partitions` is None), ordered by topic
+        and partition; partitions without a commit are left out."""
+
+    async def delete_offsets(self, group_id: str, partitions: list[tuple[str, int]]) -> int:
+        """OffsetDelete: drop these partitions' commits; returns how many rows went."""
+
+    async def committed_offsets_page(self, limit: int) -> list[tuple[str, CommittedOffset]]:
+        """(group id, offset) of up to `limit` commits ordered by group, topic, partition:
+        the bounded input of lag metrics."""
+
+    # -- agents (cluster membership, DESIGN.md §5) ------------------------------------------
+    # Times are epoch milliseconds from the agents' wall clocks: agents on different hosts
+    # compare each other's heartbeats, so clocks must agree to well within the heartbeat
+    # timeout (NTP does).
+    async def register_agent(
+        self, info: AgentInfo, requested_node_id: int | None, stale_before_ms: int
+    ) -> AgentInfo:
+        """Insert (or replace) `info.agent_id`'s row in one transaction and return it with the
+        node id it got: `requested_node_id` if no other live agent holds it, else the smallest
+        free one (>= 0). Rows whose heartbeat is older than `stale_before_ms`, and rows that
+        advertise the same host and Kafka port and started earlier (an earlier life of this
+        agent, killed), are deleted first, so their node ids are free again (the rules are
+        `agents.plan_registration`). `info.node_id` is ignored."""
+
+    async def heartbeat_agent(self, agent_id: str, now_ms: int) -> bool:
+        """Record a heartbeat; False when the row is gone (expired and cleaned by another
+        agent): the caller registers again."""
+
+    async def deregister_agent(self, agent_id: str) -> None:
+        """Remove the row (graceful stop): peers drop the agent at their next refresh."""
+
+    async def list_agents(self, alive_after_ms: int) -> list[AgentInfo]:
+        """Agents of every agent group whose heartbeat is at or after `alive_after_ms`,
+        sorted by node id."""

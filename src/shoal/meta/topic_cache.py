@@ -8,9 +8,9 @@ agents become visible within `ttl_s`.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 
+from shoal.common.clock import monotonic_s
 from shoal.meta.store import MetadataStore, TopicExistsError, TopicInfo
 
 
@@ -25,7 +25,7 @@ class TopicCache:
 
     async def get(self, name: str) -> TopicInfo | None:
         hit = self._by_name.get(name)
-        now = time.monotonic()
+        now = monotonic_s()
         if hit is not None and now - hit[0] < self._ttl_s:
             return hit[1]
         info = await self._meta.get_topic(name)
@@ -68,6 +68,6 @@ class TopicCache:
         if len(self._by_name) >= self._entries_max:
             self._by_name.clear()
             self._by_id.clear()
-        self._by_name[name] = (time.monotonic(), info)
+        self._by_name[name] = (monotonic_s(), info)
         if info is not None:
             self._by_id[info.topic_id] = name

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from shoal import metrics
-from shoal.cluster.model import AgentInfo
+from shoal.meta.agent_store import AgentInfo
 from shoal.read import peer_wire
 from shoal.read.block_cache import Chunk
 from shoal.read.peer_wire import FileRanges, WireError

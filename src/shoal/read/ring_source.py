@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shoal import metrics
-from shoal.cluster.model import AgentInfo
+from shoal.meta.agent_store import AgentInfo
 from shoal.read.block_cache import BlockSource, Chunk, RangeReader
 from shoal.read.peer_client import PeerClient, PeerError
 from shoal.read.peer_wire import FileRanges, check_range

@@ -1,32 +1,29 @@
-"""Dialect-free parts of the SQL metadata stores: commit planning and producer rules.
+"""The commit decision: offsets and Kafka's idempotence rules, shared by both backends.
 
-Both the SQLite and the PostgreSQL store load the same state inside their transaction
+Both the SQLite and the PostgreSQL store load the same state inside their commit transaction
 (partition cursors, producer entries), hand it to `plan_commit`, and write back what the plan
-says. Keeping the Kafka idempotence rules here means both stores decide exactly alike.
+says. Keeping the rules here, apart from any I/O, means both stores decide exactly alike and
+the rules are tested without a database (tests/unit/test_meta_decisions.py).
 """
 
 from __future__ import annotations
 
-import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shoal.meta.store import BatchOutcome, PendingBatch
-
-# Kafka error codes used by the metadata store (values from the Kafka protocol).
-NONE = 0
-UNKNOWN_TOPIC_OR_PARTITION = 3
-OUT_OF_ORDER_SEQUENCE_NUMBER = 45
-INVALID_PRODUCER_EPOCH = 47
-INVALID_RECORD = 87
-PRODUCER_FENCED = 90
+from shoal.protocol.errors import (
+    INVALID_PRODUCER_EPOCH,
+    INVALID_RECORD,
+    NONE,
+    OUT_OF_ORDER_SEQUENCE_NUMBER,
+    UNKNOWN_TOPIC_OR_PARTITION,
+)
 
 INT32_MAX = 2**31 - 1
 # Kafka keeps the metadata of the last 5 batches per producer and partition (max in-flight).
 RECENT_BATCHES_MAX = 5
-# Kafka refuses to bump an epoch at or past Short.MAX_VALUE - 1 and allocates a new id instead.
-EPOCH_MAX = 32766
 
 
 PartitionKey = tuple[str, int]
@@ -62,33 +59,6 @@ class CommitPlan:
     rows: list[tuple[PendingBatch, int]]  # (batch, assigned base offset), in input order
     partitions: dict[PartitionKey, PartitionCursor]  # only `advanced` ones need writing
     producers: dict[ProducerKey, ProducerEntry]  # entries that changed
-
-
-Migrations = tuple[tuple[int, tuple[str, ...]], ...]
-_MIGRATION_HEADER = re.compile(r"^-- migration: (\d+)\s*$", re.MULTILINE)
-
-
-def parse_migrations(text: str) -> Migrations:
-    """Split a schema file into its `-- migration: N` sections and their statements.
-
-    Statements end with ";" at the end of a line; lines starting with "--" are comments.
-    Versions must start at 1 and increase by one, so a missing or reordered section is caught
-    on every start rather than half-applied.
-    """
-    parts = _MIGRATION_HEADER.split(text)
-    migrations: list[tuple[int, tuple[str, ...]]] = []
-    for version_text, body in zip(parts[1::2], parts[2::2], strict=True):
-        code = "\n".join(
-            line for line in body.splitlines() if not line.lstrip().startswith("--")
-        )
-        statements = tuple(
-            s.strip() for s in re.split(r";\s*$", code, flags=re.MULTILINE) if s.strip()
-        )
-        migrations.append((int(version_text), statements))
-    versions = [v for v, _ in migrations]
-    if not versions or versions != list(range(1, len(versions) + 1)):
-        raise ValueError(f"schema migrations must be numbered 1..N, found {versions}")
-    return tuple(migrations)
 
 
 def last_sequence(base_sequence: int, record_count: int) -> int:
