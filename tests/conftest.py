@@ -1,16 +1,21 @@
 """Fixtures shared by all tests: a throwaway PostgreSQL server (started lazily, once per session,
-only if a test asks for it) and a fresh database per test on it."""
+only if a test asks for it), a fresh database per test on it, and the metadata-store backends
+every contract suite runs on (`db_url`, `open_store`, `store`)."""
 
 from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import cast
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
+from shoal.meta.open import open_metadata_store
+from shoal.meta.store import MetadataStore
 from tests.pg_server import PgServer, PgUnavailable
 
 _db_numbers = itertools.count()
@@ -64,3 +69,42 @@ async def pg_url(pg_server_url: str) -> AsyncIterator[str]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+META_BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+Opener = Callable[[], Awaitable[MetadataStore]]
+
+
+@pytest.fixture(params=META_BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """URL of a fresh, empty metadata database, once per backend: every test that asks for it
+    (the contract suites of tests/unit/test_*contract*.py, the GC's) runs on SQLite and on
+    PostgreSQL. A backend joins by adding its name here; `-m "not postgres"` leaves PostgreSQL
+    out."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/metadata.db"
+    if request.param == "postgresql":
+        return cast(str, request.getfixturevalue("pg_url"))
+    raise AssertionError(request.param)
+
+
+@pytest.fixture
+async def open_store(db_url: str) -> AsyncIterator[Opener]:
+    """Opens (and closes after the test) any number of started stores on the same database, as
+    several agents would."""
+    opened: list[MetadataStore] = []
+
+    async def opener() -> MetadataStore:
+        store = open_metadata_store(db_url)
+        await store.start()
+        opened.append(store)
+        return store
+
+    yield opener
+    for s in opened:
+        await s.close()
+
+
+@pytest.fixture
+async def store(open_store: Opener) -> MetadataStore:
+    return await open_store()

@@ -3,49 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from pathlib import Path
-from typing import cast
-
-import pytest
 
 from shoal.meta.agent_store import AgentInfo
 from shoal.meta.agents import pick_node_id
-from shoal.meta.open import open_metadata_store
 from shoal.meta.store import MetadataStore
 
 Opener = Callable[[], Awaitable[MetadataStore]]
 TIMEOUT_MS = 5_000
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/metadata.db"
-    if request.param == "postgresql":
-        return cast(str, request.getfixturevalue("pg_url"))
-    raise AssertionError(request.param)
-
-
-@pytest.fixture
-async def open_store(db_url: str) -> AsyncIterator[Opener]:
-    opened: list[MetadataStore] = []
-
-    async def opener() -> MetadataStore:
-        store = open_metadata_store(db_url)
-        await store.start()
-        opened.append(store)
-        return store
-
-    yield opener
-    for s in opened:
-        await s.close()
-
-
-@pytest.fixture
-async def store(open_store: Opener) -> MetadataStore:
-    return await open_store()
 
 
 def agent(name: str, now: int, port: int = 0, az: str = "a", group: str = "g") -> AgentInfo:

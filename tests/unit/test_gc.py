@@ -48,13 +48,6 @@ class Env:
         return {m.key for m in await self.store.list("segments/")}
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/meta.db"
-    return cast(str, request.getfixturevalue("pg_url"))
-
-
 @pytest.fixture
 async def env(tmp_path: Path, db_url: str) -> AsyncIterator[Env]:
     meta = open_metadata_store(db_url)

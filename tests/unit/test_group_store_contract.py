@@ -1,49 +1,18 @@
-"""Contract suite for `GroupStore` implementations (committed offsets and group metadata).
+"""Contract suite for the group part of `MetadataStore` (committed offsets and group metadata).
 
-Parametrised on `db_url` like the metadata-store contract: a backend joins by adding a URL of a
-fresh database that `open_metadata_store` understands and whose store implements GroupStore.
+Runs on every metadata backend, like the other contract suites (the `db_url` fixture of
+tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-
-import pytest
+from collections.abc import Awaitable, Callable
 
 from shoal.meta.group_store import CommittedOffset, StoredGroup, StoredMember
-from shoal.meta.open import open_metadata_store
 from shoal.meta.store import MetadataStore
 
 Opener = Callable[[], Awaitable[MetadataStore]]
-
-
-@pytest.fixture(params=["sqlite"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/metadata.db"
-    raise AssertionError(request.param)
-
-
-@pytest.fixture
-async def open_store(db_url: str) -> AsyncIterator[Opener]:
-    opened: list[MetadataStore] = []
-
-    async def opener() -> MetadataStore:
-        store = open_metadata_store(db_url)
-        await store.start()
-        opened.append(store)
-        return store
-
-    yield opener
-    for s in opened:
-        await s.close()
-
-
-@pytest.fixture
-async def store(open_store: Opener) -> MetadataStore:
-    return await open_store()
 
 
 def member(i: int, instance: str | None = None) -> StoredMember:

@@ -1,9 +1,8 @@
 """Metadata store contract, continued: concurrent writers on one store, and store URLs.
 
-Same backends and fixtures as `test_meta_contract.py` (imported below; pytest finds fixtures by
-the parameter names that shadow them, hence F811).
+Same backends as every contract suite (the `db_url` and `open_store` fixtures of
+tests/conftest.py); helpers from `test_meta_contract.py`.
 """
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -22,14 +21,7 @@ from shoal.meta.store import (
     MetadataError,
     MetadataStore,
 )
-from tests.unit.test_meta_contract import (  # noqa: F401 - fixtures are used by name
-    Opener,
-    all_offsets,
-    batch,
-    db_url,
-    new_file,
-    open_store,
-)
+from tests.unit.test_meta_contract import Opener, all_offsets, batch, new_file
 
 # -- concurrency ----------------------------------------------------------------------------
 

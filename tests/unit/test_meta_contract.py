@@ -1,9 +1,8 @@
 """Contract suite for `MetadataStore` implementations.
 
-Every test runs against each backend listed in the `db_url` fixture; a backend is added by
-giving a URL of a fresh, empty database that `open_metadata_store` understands. PostgreSQL runs
-on a throwaway server (tests/pg_server.py, started once per session by tests/conftest.py);
-`-m "not postgres"` leaves it out.
+Every test runs against each backend of the `db_url` fixture (tests/conftest.py, shared by all
+contract suites); PostgreSQL runs on a throwaway server (tests/pg_server.py, started once per
+session); `-m "not postgres"` leaves it out.
 """
 
 from __future__ import annotations
@@ -12,13 +11,10 @@ import asyncio
 import itertools
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-from typing import cast
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-from shoal.meta.open import open_metadata_store
 from shoal.meta.store import (
     BatchOutcome,
     FileInfo,
@@ -35,36 +31,6 @@ from shoal.meta.store import (
 _file_ids = itertools.count()
 
 Opener = Callable[[], Awaitable[MetadataStore]]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/metadata.db"
-    if request.param == "postgresql":
-        return cast(str, request.getfixturevalue("pg_url"))
-    raise AssertionError(request.param)
-
-
-@pytest.fixture
-async def open_store(db_url: str) -> AsyncIterator[Opener]:
-    """Opens (and later closes) any number of started stores on the same database."""
-    opened: list[MetadataStore] = []
-
-    async def opener() -> MetadataStore:
-        store = open_metadata_store(db_url)
-        await store.start()
-        opened.append(store)
-        return store
-
-    yield opener
-    for store in opened:
-        await store.close()
-
-
-@pytest.fixture
-async def store(open_store: Opener) -> MetadataStore:
-    return await open_store()
 
 
 def new_file(size: int = 10_000) -> FileInfo:
