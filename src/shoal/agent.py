@@ -69,6 +69,7 @@ class Agent:
             flush_bytes_max=settings.flush_bytes_max,
             uploads_in_flight_max=settings.uploads_in_flight_max,
             buffer_bytes_max=settings.write_buffer_bytes_max,
+            commit_within_ms=settings.commit_within_ms,
             on_commit=self._on_commit,
             on_uploaded=self._on_uploaded,
         )

@@ -237,7 +237,10 @@ def settings_from(
                 values[opt.field] = opt.kind(env[opt.env])
             except (ValueError, argparse.ArgumentTypeError) as exc:
                 raise SystemExit(f"shoal: bad value in {opt.env}: {exc}") from None
-    return dataclasses.replace(base or Settings(), **values)
+    try:
+        return dataclasses.replace(base or Settings(), **values)
+    except ValueError as exc:
+        raise SystemExit(f"shoal: {exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 LOCAL_FLUSH_INTERVAL_MS = 2
 REMOTE_FLUSH_INTERVAL_MS = 100
+# Below this a segment would have to be uploaded and committed within half a second.
+GC_GRACE_MS_MIN = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +78,8 @@ class Settings:
     peer_timeout_ms: int = 2_000
     # Garbage collection (agents with the `jobs` role): every gc_interval_ms, delete at most
     # gc_files_per_cycle_max segment files that are orphans (PUT but never committed) or
-    # unreferenced, once older than gc_grace_ms.
+    # unreferenced, once older than gc_grace_ms. Every agent (jobs role or not) must have the
+    # same grace: writers refuse to commit a segment older than half of it (commit_within_ms).
     gc_interval_ms: int = 60_000
     gc_grace_ms: int = 10 * 60 * 1000
     gc_files_per_cycle_max: int = 1000
@@ -85,6 +88,19 @@ class Settings:
     # Cluster membership: heartbeat period, and the age after which an agent counts as gone.
     heartbeat_interval_ms: int = 1_000
     heartbeat_timeout_ms: int = 5_000
+
+    def __post_init__(self) -> None:
+        if self.gc_grace_ms < GC_GRACE_MS_MIN:
+            raise ValueError(
+                f"gc_grace_ms must be at least {GC_GRACE_MS_MIN}, not {self.gc_grace_ms}"
+            )
+
+    @property
+    def commit_within_ms(self) -> int:
+        """How long after its seal a segment's commit may land: half the GC grace, so the GC
+        (which deletes an uncommitted file once it is a grace old) never deletes a file whose
+        commit can still succeed, with half a grace left for clocks that disagree."""
+        return self.gc_grace_ms // 2
 
     @property
     def bucket_url(self) -> str:

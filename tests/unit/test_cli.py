@@ -32,6 +32,17 @@ def test_bad_environment_value_is_a_clear_exit() -> None:
         parse(env={"SHOAL_KAFKA_PORT": "many"})
 
 
+def test_gc_grace_has_a_floor_and_gives_writers_half_of_it() -> None:
+    """Issue 12 item 4: `--gc-grace-ms 0` was accepted; the GC could then delete a segment
+    while its commit was on the way."""
+    with pytest.raises(SystemExit, match="gc_grace_ms must be at least 1000"):
+        parse("--gc-grace-ms", "0")
+    with pytest.raises(SystemExit, match="gc_grace_ms"):
+        parse(env={"SHOAL_GC_GRACE_MS": "999"})
+    assert parse("--gc-grace-ms", "1000").commit_within_ms == 500
+    assert parse().commit_within_ms == Settings().gc_grace_ms // 2
+
+
 def test_roles_list() -> None:
     assert parse("--roles", "proxy, jobs").roles == ("proxy", "jobs")
 

@@ -14,9 +14,20 @@ import pytest
 
 from shoal.jobs.gc import GarbageCollector
 from shoal.meta.open import open_metadata_store
-from shoal.meta.store import DuplicateFileError, FileInfo, MetadataStore, PendingBatch
+from shoal.meta.store import (
+    BatchOutcome,
+    DuplicateFileError,
+    FileInfo,
+    MetadataStore,
+    PartitionState,
+    PendingBatch,
+)
 from shoal.objstore.store import ObjectStore
+from shoal.protocol.batch import parse_header
+from shoal.protocol.errors import REQUEST_TIMED_OUT
 from shoal.write.segment_format import new_file_id, segment_key
+from shoal.write.writer import AppendItem, SegmentWriter
+from tests.unit.batchgen import make_batch
 
 GRACE_MS = 60_000
 
@@ -228,3 +239,62 @@ async def test_known_files_spares_claims_of_committed_files(env: Env) -> None:
     assert knowing.commit_calls - calls_before == 1, "claimed files the store already knew"
     assert await env.keys() == {f.key for f in committed}
     assert orphan.key not in await env.keys()
+
+
+class _HeldCommits:
+    """The metadata store of an agent whose commits stall (a paused process, a store outage):
+    `commit_files` waits for `release` before it reaches the store."""
+
+    def __init__(self, inner: MetadataStore) -> None:
+        self._inner = inner
+        self.waiting = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def commit_files(
+        self, files: list[tuple[FileInfo, list[PendingBatch]]]
+    ) -> list[list[BatchOutcome]]:
+        self.waiting.set()
+        await self.release.wait()
+        return await self._inner.commit_files(files)
+
+
+async def test_a_commit_that_outlives_the_claim_is_refused(env: Env, db_url: str) -> None:
+    """Issue 12 item 4. The GC claims an orphan, deletes it, and a grace later forgets the
+    claim; a writer's commit of that file arriving after all this must not index the deleted
+    object (on the old code it did: KAFKA_STORAGE_ERROR at those offsets forever). The writer
+    gives the commit half a grace from the seal; the store refuses it after that."""
+    # The late agent's store reads the same clock the test moves for the collector.
+    late_store = open_metadata_store(db_url, clock=lambda: env.now_ms)
+    await late_store.start()
+    held = _HeldCommits(late_store)
+    writer = SegmentWriter(
+        env.store,
+        cast(MetadataStore, held),
+        flush_interval_ms=1,
+        flush_bytes_max=1 << 20,
+        uploads_in_flight_max=1,
+        buffer_bytes_max=1 << 20,
+        on_commit=lambda _: None,
+        commit_within_ms=GRACE_MS // 2,
+    )
+    await writer.start()
+    try:
+        data = make_batch([(None, b"value")])
+        append = asyncio.create_task(
+            writer.append([AppendItem("t", 0, data, parse_header(data))])
+        )
+        await asyncio.wait_for(held.waiting.wait(), 10)
+        assert len(await env.keys()) == 1  # uploaded, its commit stalled
+        gc = env.gc()
+        env.now_ms = int(time.time() * 1000) + 2 * GRACE_MS
+        assert (await gc.run_once()).orphans_deleted == 1
+        env.now_ms += 2 * GRACE_MS
+        assert (await gc.run_once()).unreferenced_deleted == 1
+        assert await env.keys() == set()
+        held.release.set()
+        assert await asyncio.wait_for(append, 10) == [BatchOutcome(REQUEST_TIMED_OUT, -1)]
+        assert await env.meta.partition_state("t", 0) == PartitionState(0, 0)
+        assert await env.meta.read_batches("t", 0, 0, 1 << 20) == []
+    finally:
+        await writer.close()
+        await late_store.close()

@@ -12,11 +12,13 @@ import itertools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import pytest
 
 from shoal.meta.store import (
     BatchOutcome,
+    CommitDeadlineError,
     FileInfo,
     InvalidPartitionsError,
     MetadataError,
@@ -202,6 +204,25 @@ async def test_group_commit_is_all_or_nothing(store: MetadataStore) -> None:
         await store.commit_files([(new_file(), [batch("t", 0, 4)]), (taken, [batch("t", 0)])])
     assert await all_offsets(store, "t", 0) == [(0, 0)]
     assert await store.partition_state("t", 0) == PartitionState(0, 1)
+
+
+async def test_a_commit_after_its_deadline_is_refused_and_writes_nothing(
+    store: MetadataStore,
+) -> None:
+    """Issue 12 item 4: a file the GC may already have deleted must never be indexed."""
+    await store.create_topic("t", 1, {})
+    now = int(time.time() * 1000)
+    late = replace(new_file(), commit_by_ms=now - 1)
+    with pytest.raises(CommitDeadlineError):
+        await store.commit_file(late, [batch("t", 0)])
+    # In a group, one late file refuses the whole transaction.
+    with pytest.raises(CommitDeadlineError):
+        await store.commit_files([(new_file(), [batch("t", 0)]), (late, [batch("t", 0)])])
+    assert await store.partition_state("t", 0) == PartitionState(0, 0)
+    # Nothing recorded either: the GC can still claim the file as an orphan.
+    assert await store.commit_file(replace(late, commit_by_ms=None), []) == []
+    on_time = replace(new_file(), commit_by_ms=now + 60_000)
+    assert (await store.commit_file(on_time, [batch("t", 0)]))[0] == BatchOutcome(0, 0, 0)
 
 
 # -- idempotent producers -------------------------------------------------------------------

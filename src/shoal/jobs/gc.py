@@ -13,11 +13,10 @@ An orphan is first *claimed*: `commit_file(file, [])` records it with no batches
 succeeds (the file was unknown; from now on no agent can commit it, since a second
 `commit_file` for one file id raises `DuplicateFileError`) or raises `DuplicateFileError` (the
 store knows it: committed, or claimed by another GC). A claimed orphan's object is deleted in
-the same cycle, so it goes within grace + one interval of its upload. The claim closes the race
-with a slow writer whose commit arrives after the grace period: that commit fails (the producer
-gets a retriable error and retries) instead of pointing index rows at a deleted object. The
-claim record is kept for one more grace period (step 1 forgets it then), so the fence holds
-for at least twice the grace after the upload.
+the same cycle, so it goes within grace + one interval of its upload. The claim record is
+forgotten one grace later (step 1). A writer's commit that comes later than that is stopped by
+its deadline instead: the store refuses a commit more than half a grace after the segment's
+seal (`FileInfo.commit_by_ms`, docs/object-store.md), so it never indexes a deleted object.
 
 Several agents may run this job at once: claims are atomic, deletes and forgets are idempotent.
 Everything is bounded per cycle: files deleted (`files_per_cycle_max`) and keys listed

@@ -12,7 +12,7 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from shoal.meta.store import BatchOutcome, PendingBatch
+from shoal.meta.store import BatchOutcome, CommitDeadlineError, FileInfo, PendingBatch
 from shoal.protocol.errors import (
     INVALID_PRODUCER_EPOCH,
     INVALID_RECORD,
@@ -31,6 +31,16 @@ ProducerKey = tuple[int, str, int]  # (producer_id, topic, partition)
 RecentBatch = tuple[int, int, int]  # (base_sequence, last_sequence, base_offset)
 # Stored form of the recent batches: a BLOB (bytea) of big-endian records, oldest first.
 _RECENT = struct.Struct(">iiq")
+
+
+def check_deadline(file: FileInfo, now_ms: int) -> None:
+    """Refuse a file whose commit comes too late. Called inside the commit transaction, after
+    its locks are held, with the time read then: a commit that waited for a lock past the
+    deadline is refused too."""
+    if file.commit_by_ms is not None and now_ms > file.commit_by_ms:
+        raise CommitDeadlineError(
+            f"file {file.file_id}: commit {now_ms - file.commit_by_ms} ms past its deadline"
+        )
 
 
 @dataclass(slots=True)

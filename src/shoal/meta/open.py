@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
+from shoal.common.clock import Clock, wall_ms
 from shoal.meta.postgres import PostgresMetadataStore
 from shoal.meta.sqlite import SqliteMetadataStore
 from shoal.meta.store import MetadataStore
@@ -15,8 +16,9 @@ _PG_MS_OPTIONS = ("command_timeout_ms", "call_timeout_ms", "connect_timeout_ms")
 _BOOLEANS = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
 
 
-def open_metadata_store(url: str) -> MetadataStore:
+def open_metadata_store(url: str, clock: Clock = wall_ms) -> MetadataStore:
     """Return an unstarted store for `url`; the caller awaits `start()` and later `close()`.
+    `clock` stamps what the store records and decides commit deadlines (tests move it).
 
     Accepted forms:
     - `sqlite:///abs/path.db` (also `sqlite:////abs/path.db`, as built from an absolute
@@ -34,15 +36,15 @@ def open_metadata_store(url: str) -> MetadataStore:
         raise ValueError(f"metadata URL {url!r} has no scheme; expected sqlite:///path.db")
     scheme = scheme.lower()
     if scheme == "sqlite":
-        return _open_sqlite(url)
+        return _open_sqlite(url, clock)
     if scheme in ("postgresql", "postgres"):
-        return _open_postgres(url)
+        return _open_postgres(url, clock)
     raise ValueError(
         f"unsupported metadata URL scheme {scheme!r} in {url!r}; expected sqlite or postgresql"
     )
 
 
-def _open_postgres(url: str) -> PostgresMetadataStore:
+def _open_postgres(url: str, clock: Clock) -> PostgresMetadataStore:
     parts = urlsplit(url)
     ours: dict[str, str] = {}
     passed: list[tuple[str, str]] = []
@@ -72,10 +74,11 @@ def _open_postgres(url: str) -> PostgresMetadataStore:
         call_timeout_s=numbers.get("call_timeout_ms", 15_000) / 1000,
         connect_timeout_s=numbers.get("connect_timeout_ms", 5_000) / 1000,
         notify=notify,
+        clock=clock,
     )
 
 
-def _open_sqlite(url: str) -> SqliteMetadataStore:
+def _open_sqlite(url: str, clock: Clock) -> SqliteMetadataStore:
     parts = urlsplit(url)
     if parts.netloc == ":memory:" or parts.path in ("/:memory:", ":memory:"):
         path = ":memory:"
@@ -97,4 +100,6 @@ def _open_sqlite(url: str) -> SqliteMetadataStore:
         busy_timeout_ms = int(options.get("busy_timeout_ms", ["10000"])[-1])
     except ValueError:
         raise ValueError(f"metadata URL {url!r}: busy_timeout_ms must be an integer") from None
-    return SqliteMetadataStore(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
+    return SqliteMetadataStore(
+        path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms, clock=clock
+    )

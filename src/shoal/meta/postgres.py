@@ -319,7 +319,7 @@ class PostgresMetadataStore(PostgresGroupStoreMixin, PostgresAgentStoreMixin):
     ) -> list[list[BatchOutcome]]:
         return await self._transaction(
             postgres_commits.commit_files,
-            [(f, list(b)) for f, b in files], self._notify, self._clock(),
+            [(f, list(b)) for f, b in files], self._notify, self._clock,
         )
 
     async def read_batches(

@@ -14,7 +14,14 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from shoal.meta.commits import PartitionKey, ProducerEntry, ProducerKey, plan_commit
+from shoal.common.clock import Clock
+from shoal.meta.commits import (
+    PartitionKey,
+    ProducerEntry,
+    ProducerKey,
+    check_deadline,
+    plan_commit,
+)
 from shoal.meta.pg_listen import CHANNEL, encode_payloads
 from shoal.meta.postgres_index import KEYS, split_keys
 from shoal.meta.store import BatchOutcome, DuplicateFileError, FileInfo, PendingBatch
@@ -61,7 +68,7 @@ SELECT (SELECT id FROM f),
 """
 
 async def commit_files(
-    conn: Conn, files: list[tuple[FileInfo, list[PendingBatch]]], notify: bool, now_ms: int
+    conn: Conn, files: list[tuple[FileInfo, list[PendingBatch]]], notify: bool, clock: Clock
 ) -> list[list[BatchOutcome]]:
     if len(files) > 1:
         # Every partition of the group locked at once, in sorted order like a single commit:
@@ -69,11 +76,11 @@ async def commit_files(
         keys = {(b.topic, b.partition) for _, batches in files for b in batches}
         if keys:
             await conn.fetch(_LOCK_PARTITIONS, *split_keys(keys))
-    return [await _commit_one(conn, file, batches, notify, now_ms) for file, batches in files]
+    return [await _commit_one(conn, file, batches, notify, clock) for file, batches in files]
 
 
 async def _commit_one(
-    conn: Conn, file: FileInfo, batches: list[PendingBatch], notify: bool, now: int
+    conn: Conn, file: FileInfo, batches: list[PendingBatch], notify: bool, clock: Clock
 ) -> list[BatchOutcome]:
     partitions: dict[PartitionKey, tuple[int, int]] = {}
     keys = {(b.topic, b.partition) for b in batches}
@@ -81,6 +88,9 @@ async def _commit_one(
         # Locked already in a group; the re-read still gives the offsets as of earlier files.
         for r in await conn.fetch(_LOCK_PARTITIONS, *split_keys(keys)):
             partitions[(r[0], int(r[1]))] = (int(r[2]), int(r[3]))
+    # Read once the locks are held: the deadline counts any wait for them.
+    now = clock()
+    check_deadline(file, now)
     producers: dict[ProducerKey, ProducerEntry] = {}
     wanted = {
         (b.topic, b.partition, b.producer_id)

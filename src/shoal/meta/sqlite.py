@@ -215,7 +215,7 @@ class SqliteMetadataStore(SqliteGroupStoreMixin, SqliteAgentStoreMixin):
         self, files: list[tuple[FileInfo, list[PendingBatch]]]
     ) -> list[list[BatchOutcome]]:
         return await self._call(
-            sqlite_commits.commit_files, [(f, list(b)) for f, b in files], self._clock()
+            sqlite_commits.commit_files, [(f, list(b)) for f, b in files], self._clock
         )
 
     async def read_batches(

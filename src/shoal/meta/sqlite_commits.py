@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import sqlite3
 
-from shoal.meta.commits import PartitionKey, ProducerEntry, ProducerKey, index_row, plan_commit
+from shoal.common.clock import Clock
+from shoal.meta.commits import (
+    PartitionKey,
+    ProducerEntry,
+    ProducerKey,
+    check_deadline,
+    index_row,
+    plan_commit,
+)
 from shoal.meta.sqlite_txn import write_txn
 from shoal.meta.store import BatchOutcome, DuplicateFileError, FileInfo, PendingBatch
 
@@ -23,9 +31,13 @@ DO UPDATE SET epoch = excluded.epoch, recent = excluded.recent, updated_at = exc
 
 
 def commit_files(
-    conn: sqlite3.Connection, files: list[tuple[FileInfo, list[PendingBatch]]], now_ms: int
+    conn: sqlite3.Connection, files: list[tuple[FileInfo, list[PendingBatch]]], clock: Clock
 ) -> list[list[BatchOutcome]]:
     with write_txn(conn):
+        # Read once the write lock is held: the deadlines count any wait for it.
+        now_ms = clock()
+        for file, _ in files:
+            check_deadline(file, now_ms)
         # In file order: a later file's plan reads the rows the earlier ones just wrote.
         return [_commit_one(conn, file, batches, now_ms) for file, batches in files]
 

@@ -51,6 +51,11 @@ class DuplicateFileError(MetadataError):
     """`commit_file` was called twice for one file id; the first call's result stands."""
 
 
+class CommitDeadlineError(MetadataError):
+    """A file's commit reached the store after its `commit_by_ms`; nothing was written. Its
+    object may already be deleted by garbage collection, so it must never be indexed."""
+
+
 @dataclass(frozen=True, slots=True)
 class TopicInfo:
     name: str
@@ -72,6 +77,11 @@ class FileInfo:
     file_id: str
     key: str  # object key in the store
     size: int
+    # Epoch ms (the committing store's clock) after which the store refuses to commit the file
+    # (CommitDeadlineError). The GC may delete an uncommitted file once it is older than its
+    # grace, so a writer's commit must land well before that (docs/gc.md); None: no deadline
+    # (the GC's own claims).
+    commit_by_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

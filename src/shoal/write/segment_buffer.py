@@ -15,6 +15,7 @@ from shoal.write.segment_format import (
     BatchEntry,
     FooterEntry,
     encode_segment,
+    file_id_ms,
     new_file_id,
     segment_key,
 )
@@ -94,8 +95,14 @@ class SealedSegment:
     failed: bool = False  # its upload failed; its appends were answered
     sealed_at: float = field(default_factory=time.monotonic)
 
-    def file_info(self) -> FileInfo:
-        return FileInfo(self.file_id, self.key, self.size)
+    def file_info(self, commit_within_ms: int | None = None) -> FileInfo:
+        """The file record to commit; with `commit_within_ms`, the store refuses the commit
+        once that long has passed since the seal (the time in the file id, which is also
+        where the GC counts a file's age from)."""
+        if commit_within_ms is None:
+            return FileInfo(self.file_id, self.key, self.size)
+        deadline = file_id_ms(self.file_id) + commit_within_ms
+        return FileInfo(self.file_id, self.key, self.size, deadline)
 
     def pending_batches(self) -> list[PendingBatch]:
         # Input (arrival) order; within a partition that is file order, which is the order the

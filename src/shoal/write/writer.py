@@ -67,6 +67,7 @@ class SegmentWriter:
         on_uploaded: Callable[[str, bytes], None] | None = None,
         backpressure_timeout_ms: int = 30_000,
         commit_timeout_ms: int = 30_000,
+        commit_within_ms: int | None = None,
     ) -> None:
         if flush_bytes_max <= 0 or buffer_bytes_max <= 0 or uploads_in_flight_max <= 0:
             raise ValueError("writer limits must be positive")
@@ -77,6 +78,9 @@ class SegmentWriter:
         self._buffer_bytes_max = buffer_bytes_max
         self._backpressure_timeout_s = backpressure_timeout_ms / 1000
         self._commit_timeout_s = commit_timeout_ms / 1000
+        # A segment's commit must reach the store within this of its seal, else it is refused
+        # (its object is then an orphan for the GC); half the GC grace (docs/gc.md).
+        self._commit_within_ms = commit_within_ms
         self._on_commit = on_commit
         self._on_uploaded = on_uploaded
         self._uploads = asyncio.Semaphore(uploads_in_flight_max)
@@ -326,7 +330,10 @@ class SegmentWriter:
         try:
             async with asyncio.timeout(self._commit_timeout_s):
                 results = await self._meta.commit_files(
-                    [(segment.file_info(), segment.pending_batches()) for segment in uploaded]
+                    [
+                        (segment.file_info(self._commit_within_ms), segment.pending_batches())
+                        for segment in uploaded
+                    ]
                 )
         except Exception as exc:
             self.stats["commit_failures"] += 1
