@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import uuid
 from collections.abc import Sequence
 
 import crc32c
 import pytest
 
 from shoal.meta.store import BatchRow, PartitionState
+from shoal.protocol import errors
 from shoal.read.block_cache import BlockCache, Chunk
 from shoal.read.fetcher import FetchReader, PartitionFetch, PartitionRead, patch_base_offset
 from shoal.read.waiters import PartitionWaiters
@@ -225,6 +227,22 @@ async def test_out_of_range_unknown_and_empty(parts: Parts) -> None:
     assert r.error_code == 3
     r = await reader.read_partition("t", 9, 0, 1000)
     assert r.error_code == 3
+
+
+async def test_a_fetch_by_an_old_topic_id_is_unknown_topic_id(parts: Parts) -> None:
+    """Issue 12 item 3: a v13+ fetch names the topic by id; once the topic of that name has
+    another id (deleted, re-created), its data must not answer for the old id."""
+    _, meta, _, _, reader = parts
+    meta.commit([("t", 0, make_batch(2, payload(1)))])
+    current, old = uuid.uuid4(), uuid.uuid4()
+    meta.states[("t", 0)] = PartitionState(0, 2, current)
+    stale, fresh = (PartitionFetch("t", 0, 0, 1 << 20, topic_id=i) for i in (old, current))
+    by_old, by_new, by_name = await reader.fetch(
+        [stale, fresh, PartitionFetch("t", 0, 0, 1 << 20)], 1 << 20, 0, 0
+    )
+    assert (by_old.error_code, by_old.batches) == (errors.UNKNOWN_TOPIC_ID, [])
+    assert by_new.error_code == 0 and offsets(by_new.batches) == [0]
+    assert by_name.error_code == 0 and offsets(by_name.batches) == [0]
 
 
 async def test_rows_beyond_reported_watermark_are_left_out(parts: Parts) -> None:

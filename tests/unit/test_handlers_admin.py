@@ -66,9 +66,11 @@ class FakeStore:
         self.topics[name] = info
         return info
 
-    async def delete_topic(self, name: str) -> None:
-        if self.topics.pop(name, None) is None:
+    async def delete_topic(self, name: str, topic_id: uuid.UUID | None = None) -> None:
+        info = self.topics.get(name)
+        if info is None or topic_id not in (None, info.topic_id):
             raise UnknownTopicError(name)
+        del self.topics[name]
 
     async def get_topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None:
         return next((t for t in self.topics.values() if t.topic_id == topic_id), None)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 from shoal.meta.store import BatchRow
 from shoal.read.index_cache import IndexCache
 
@@ -107,6 +109,25 @@ async def test_recreated_topic_is_detected() -> None:
     rows = await cache.read_batches("t", 0, 0, 10_000, 100, hwm)
     assert [(r.base_offset, r.byte_len) for r in rows] == [(0, 77)]
     assert len(meta.calls) == 2
+
+
+async def test_rows_of_a_deleted_topic_are_never_served_for_its_successor() -> None:
+    """Issue 12 item 3: an agent that did not handle the delete had 100 rows cached; the topic
+    came back under the same name with 200 new records (a higher watermark, so the cover still
+    looked valid) and the old rows were served at offsets 0-99. Covers are per topic id."""
+    meta = FakeIndex()
+    cache = IndexCache(meta)
+    old_id, new_id = uuid.uuid4(), uuid.uuid4()
+    hwm = meta.commit("t", 0, [1] * 100)
+    await cache.read_batches("t", 0, 0, 1 << 20, 1000, hwm, old_id)
+    meta.rows.clear()
+    hwm = meta.commit("t", 0, [2] * 100, size=77)
+    rows = await cache.read_batches("t", 0, 0, 1 << 20, 1000, hwm, new_id)
+    assert [(r.base_offset, r.byte_len) for r in rows] == [(2 * i, 77) for i in range(100)]
+    assert len(meta.calls) == 2
+    # The new topic's rows are cached under its own id from then on.
+    again = await cache.read_batches("t", 0, 10, 1 << 20, 1000, hwm, new_id)
+    assert again == rows[5:] and len(meta.calls) == 2
 
 
 async def test_cover_newer_than_callers_state_is_kept() -> None:

@@ -376,6 +376,32 @@ async def test_delete_topic_removes_partitions_rows_and_producer_state(
     assert again[0] == BatchOutcome(0, 0, 0, False)
 
 
+async def test_a_re_created_topic_is_another_topic(store: MetadataStore) -> None:
+    """Issue 12 item 3: state, commits and deletes name the topic by id, so nothing meant for
+    (or read from) a deleted topic reaches the topic re-created under its name."""
+    old = await store.create_topic("t", 1, {})
+    state = await store.partition_state("t", 0)
+    assert state is not None and state.topic_id == old.topic_id
+    assert (await store.partition_states([("t", 0)]))[("t", 0)].topic_id == old.topic_id
+    await store.delete_topic("t", old.topic_id)
+    new = await store.create_topic("t", 1, {})
+    state = await store.partition_state("t", 0)
+    assert state is not None and state.topic_id == new.topic_id
+    # A batch validated against the deleted topic is refused, one of the new topic is not.
+    stale = replace(batch("t", 0), topic_id=old.topic_id)
+    assert (await store.commit_file(new_file(), [stale]))[0].error_code == 3
+    assert await store.partition_state("t", 0) == PartitionState(0, 0)
+    fresh = replace(batch("t", 0), topic_id=new.topic_id)
+    assert (await store.commit_file(new_file(), [stale, fresh])) == [
+        BatchOutcome(3, -1),
+        BatchOutcome(0, 0, 0),
+    ]
+    # A delete of the old id leaves the new topic alone.
+    with pytest.raises(UnknownTopicError):
+        await store.delete_topic("t", old.topic_id)
+    assert await store.get_topic("t") == new
+
+
 async def test_restart_keeps_everything(open_store: Opener) -> None:
     first = await open_store()
     topic = await first.create_topic("t", 2, {"k": "v"})

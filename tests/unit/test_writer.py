@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, TypedDict, Unpack, cast
 
 import pytest
@@ -359,6 +361,32 @@ async def test_uploaded_file_decodes_to_committed_batches() -> None:
     order = [k for e in sorted(entries, key=lambda e: e.byte_pos) for k in [(e.topic, e.partition)]]
     chunks = [k for i, k in enumerate(order) if i == 0 or order[i - 1] != k]
     assert len(chunks) == len(spans)
+    await writer.close()
+
+
+async def test_each_batch_is_committed_with_the_topic_id_it_was_validated_against() -> None:
+    """Issue 12 item 3: the store refuses a batch whose topic was re-created since; for that
+    the id must reach it, batch by batch, through the segment (which groups by partition)."""
+    store, meta = GatedStore(), FakeMeta()
+    writer = make_writer(store, meta, flush_interval_ms=5)
+    await writer.start()
+    ids = [uuid.uuid4() for _ in range(3)]
+    # Two ids for one name: appends validated before and after a re-create, in one segment.
+    items = [
+        replace(item("t", 0), topic_id=ids[0]),
+        replace(item("u", 1), topic_id=ids[1]),
+        replace(item("t", 0), topic_id=ids[2]),
+        item("u", 0),
+    ]
+    await asyncio.gather(writer.append(items[:2]), writer.append(items[2:]))
+    assert len(meta.commits) == 1
+    pending = meta.commits[0][1]
+    assert [(p.topic, p.partition, p.topic_id) for p in pending] == [
+        ("t", 0, ids[0]),
+        ("u", 1, ids[1]),
+        ("t", 0, ids[2]),
+        ("u", 0, None),
+    ]
     await writer.close()
 
 

@@ -70,6 +70,7 @@ async def handle_fetch(svc: Services, ctx: RequestContext, req: Any) -> list[Buf
                     partition=index,
                     fetch_offset=int(p.fetch_offset),
                     partition_max_bytes=int(p.partition_max_bytes),
+                    topic_id=topic_id if name is None else None,
                 )
             )
         layout.append(

@@ -87,6 +87,10 @@ async def handle_produce(svc: Services, ctx: RequestContext, req: Any) -> bytes 
                 failed = next((o for o in mine if o.error_code != errors.NONE), None)
                 if failed is not None:
                     slot.error_code = failed.error_code
+                    if failed.error_code == errors.UNKNOWN_TOPIC_OR_PARTITION:
+                        # Deleted (perhaps re-created) since it was looked up: the client's
+                        # retry must see the topic as it is now, not as this agent cached it.
+                        svc.topics.invalidate(items[slot.first_item].topic)
                 else:
                     slot.base_offset = mine[0].base_offset
                     slot.log_start_offset = mine[0].log_start_offset
@@ -169,7 +173,7 @@ async def _validate(
             slot.first_item = len(items)
             slot.item_count = len(batches)
             for data, header in batches:
-                items.append(AppendItem(info.name, slot.index, data, header))
+                items.append(AppendItem(info.name, slot.index, data, header, info.topic_id))
                 record_count += header.record_count
     return topics, items, record_count
 

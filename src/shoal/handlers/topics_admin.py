@@ -277,7 +277,8 @@ async def _delete_by_name(svc: Services, name: str) -> uuid.UUID | None:
     if info is None:
         raise unknown
     try:
-        await svc.meta.delete_topic(name)
+        # By id too: the id answered is the id of the topic deleted, never of a re-created one.
+        await svc.meta.delete_topic(name, info.topic_id)
     except UnknownTopicError:
         raise unknown from None
     finally:
@@ -292,7 +293,9 @@ async def _delete_by_id(svc: Services, topic_id: uuid.UUID) -> str:
     if info is None:
         raise unknown
     try:
-        await svc.meta.delete_topic(info.name)
+        # The name may come from a cache older than a delete and re-create: the store deletes
+        # only the topic that still has this id.
+        await svc.meta.delete_topic(info.name, topic_id)
     except UnknownTopicError:
         raise unknown from None
     finally:

@@ -9,6 +9,7 @@ the rules are tested without a database (tests/unit/test_meta_decisions.py).
 from __future__ import annotations
 
 import struct
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -107,12 +108,15 @@ def plan_commit(
     batches: list[PendingBatch],
     partitions: Mapping[PartitionKey, tuple[int, int]],
     producers: Mapping[ProducerKey, ProducerEntry],
+    topic_ids: Mapping[str, uuid.UUID] | None = None,
 ) -> CommitPlan:
     """Assign offsets and apply idempotence rules to `batches`, in order.
 
     `partitions` maps every known partition among the batches to (next_offset,
     log_start_offset); `producers` holds the stored entry of every (producer, partition) among
-    the batches that has one. Neither mapping is modified.
+    the batches that has one; `topic_ids` the current id of every topic among the batches (a
+    batch validated against another id, a topic deleted since, is refused). No mapping is
+    modified.
     """
     cursors = {k: PartitionCursor(v[0], v[1]) for k, v in partitions.items()}
     changed: dict[ProducerKey, ProducerEntry] = {}
@@ -120,7 +124,11 @@ def plan_commit(
     rows: list[tuple[PendingBatch, int]] = []
     for batch in batches:
         cursor = cursors.get((batch.topic, batch.partition))
-        if cursor is None:
+        if cursor is None or (
+            batch.topic_id is not None
+            and topic_ids is not None
+            and topic_ids.get(batch.topic) != batch.topic_id
+        ):
             outcomes.append(BatchOutcome(UNKNOWN_TOPIC_OR_PARTITION, -1))
             continue
         if batch.record_count < 1:

@@ -278,8 +278,8 @@ class PostgresMetadataStore(PostgresGroupStoreMixin, PostgresAgentStoreMixin):
             postgres_topics.create_topic, name, partitions, dict(configs), self._clock()
         )
 
-    async def delete_topic(self, name: str) -> None:
-        await self._transaction(postgres_topics.delete_topic, name)
+    async def delete_topic(self, name: str, topic_id: uuid.UUID | None = None) -> None:
+        await self._transaction(postgres_topics.delete_topic, name, topic_id)
 
     async def get_topic(self, name: str) -> TopicInfo | None:
         return await self._read(postgres_topics.get_topic, "name", name)

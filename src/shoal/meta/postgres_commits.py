@@ -10,6 +10,7 @@ in one statement of data-modifying CTEs over `unnest` arrays. The SQLite twin is
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -28,10 +29,13 @@ from shoal.meta.store import BatchOutcome, DuplicateFileError, FileInfo, Pending
 
 Conn = Any  # asyncpg.Connection or a pool proxy of one (asyncpg ships no precise types)
 
+# With each partition its topic's id, so a batch validated against a topic since deleted and
+# re-created is refused; only the partition rows are locked.
 _LOCK_PARTITIONS = f"""
-SELECT topic, partition, next_offset, log_start_offset FROM partitions
-WHERE (topic, partition) IN ({KEYS})
-ORDER BY topic, partition FOR UPDATE
+SELECT p.topic, p.partition, p.next_offset, p.log_start_offset, t.topic_id
+FROM partitions AS p JOIN topics AS t ON t.name = p.topic
+WHERE (p.topic, p.partition) IN ({KEYS})
+ORDER BY p.topic, p.partition FOR UPDATE OF p
 """
 _PRODUCER_STATE = """
 SELECT s.topic, s.partition, s.producer_id, s.epoch, s.recent FROM producer_state AS s
@@ -83,11 +87,13 @@ async def _commit_one(
     conn: Conn, file: FileInfo, batches: list[PendingBatch], notify: bool, clock: Clock
 ) -> list[BatchOutcome]:
     partitions: dict[PartitionKey, tuple[int, int]] = {}
+    topic_ids: dict[str, uuid.UUID] = {}
     keys = {(b.topic, b.partition) for b in batches}
     if keys:
         # Locked already in a group; the re-read still gives the offsets as of earlier files.
         for r in await conn.fetch(_LOCK_PARTITIONS, *split_keys(keys)):
             partitions[(r[0], int(r[1]))] = (int(r[2]), int(r[3]))
+            topic_ids[r[0]] = uuid.UUID(bytes=r[4].bytes)
     # Read once the locks are held: the deadline counts any wait for them.
     now = clock()
     check_deadline(file, now)
@@ -105,7 +111,7 @@ async def _commit_one(
         )
         for r in rows:
             producers[(int(r[2]), r[0], int(r[1]))] = ProducerEntry.decode(int(r[3]), r[4])
-    plan = plan_commit(batches, partitions, producers)
+    plan = plan_commit(batches, partitions, producers, topic_ids)
     rows_ = plan.rows
     advanced = [(k, c.next_offset) for k, c in plan.partitions.items() if c.advanced]
     changed = list(plan.producers.items())

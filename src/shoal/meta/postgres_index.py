@@ -3,6 +3,7 @@ its own snapshot. The SQLite twin is `sqlite_index`."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from shoal.meta.store import BatchRow, OffsetAtTime, PartitionState
@@ -12,8 +13,9 @@ Conn = Any  # asyncpg.Connection or a pool proxy of one (asyncpg ships no precis
 # (topic, partition) keys bound as two arrays.
 KEYS = "SELECT t, p FROM unnest($1::text[], $2::int[]) AS u(t, p)"
 _PARTITION_STATES = f"""
-SELECT topic, partition, log_start_offset, next_offset FROM partitions
-WHERE (topic, partition) IN ({KEYS})
+SELECT p.topic, p.partition, p.log_start_offset, p.next_offset, t.topic_id
+FROM partitions AS p JOIN topics AS t ON t.name = p.topic
+WHERE (p.topic, p.partition) IN ({KEYS})
 """
 # Rows from the one holding `offset` on, cut where the running byte total reaches max_bytes
 # (the first row always comes back), so a small max_bytes transfers only what is needed.
@@ -45,7 +47,10 @@ async def partition_states(
     conn: Conn, keys: list[tuple[str, int]]
 ) -> dict[tuple[str, int], PartitionState]:
     rows = await conn.fetch(_PARTITION_STATES, *split_keys(keys))
-    return {(r[0], int(r[1])): PartitionState(int(r[2]), int(r[3])) for r in rows}
+    return {
+        (r[0], int(r[1])): PartitionState(int(r[2]), int(r[3]), uuid.UUID(bytes=r[4].bytes))
+        for r in rows
+    }
 
 
 async def read_batches(

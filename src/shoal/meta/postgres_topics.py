@@ -61,8 +61,10 @@ async def create_topic(
     return TopicInfo(name, topic_id, partitions, dict(configs))
 
 
-async def delete_topic(conn: Conn, name: str) -> None:
-    await _lock_topic(conn, name)
+async def delete_topic(conn: Conn, name: str, topic_id: uuid.UUID | None) -> None:
+    info = await _lock_topic(conn, name)
+    if topic_id is not None and info.topic_id != topic_id:
+        raise UnknownTopicError(f"{name} has another topic id now (re-created)")
     # Same lock order as commit_file (sorted partitions first), so the two cannot deadlock.
     await conn.execute(
         "SELECT 1 FROM partitions WHERE topic = $1 ORDER BY topic, partition FOR UPDATE", name

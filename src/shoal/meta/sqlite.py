@@ -175,8 +175,8 @@ class SqliteMetadataStore(SqliteGroupStoreMixin, SqliteAgentStoreMixin):
             sqlite_topics.create_topic, name, partitions, dict(configs), self._clock()
         )
 
-    async def delete_topic(self, name: str) -> None:
-        await self._call(sqlite_topics.delete_topic, name)
+    async def delete_topic(self, name: str, topic_id: uuid.UUID | None = None) -> None:
+        await self._call(sqlite_topics.delete_topic, name, topic_id)
 
     async def get_topic(self, name: str) -> TopicInfo | None:
         return await self._call(sqlite_topics.get_topic, "name", name)

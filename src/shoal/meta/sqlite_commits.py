@@ -9,6 +9,7 @@ record, index rows, cursors and producer state the plan gives. The PostgreSQL tw
 from __future__ import annotations
 
 import sqlite3
+import uuid
 
 from shoal.common.clock import Clock
 from shoal.meta.commits import (
@@ -67,7 +68,12 @@ def _commit_one(
         ).fetchone()
         if row is not None:
             producers[(pid, topic, part)] = ProducerEntry.decode(int(row[0]), row[1])
-    plan = plan_commit(batches, partitions, producers)
+    topic_ids: dict[str, uuid.UUID] = {}
+    for topic in {b.topic for b in batches if b.topic_id is not None}:
+        row = conn.execute("SELECT topic_id FROM topics WHERE name = ?", (topic,)).fetchone()
+        if row is not None:
+            topic_ids[topic] = uuid.UUID(row[0])
+    plan = plan_commit(batches, partitions, producers, topic_ids)
     try:
         file_ref = conn.execute(
             "INSERT INTO files (file_id, key, size, created_at, committed)"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sqlite3
+import uuid
 
 from shoal.meta.store import BatchRow, OffsetAtTime, PartitionState
 
@@ -29,12 +30,13 @@ def partition_states(
     try:
         for key in keys:
             row = conn.execute(
-                "SELECT log_start_offset, next_offset FROM partitions"
-                " WHERE topic = ? AND partition = ?",
+                "SELECT p.log_start_offset, p.next_offset, t.topic_id"
+                " FROM partitions AS p JOIN topics AS t ON t.name = p.topic"
+                " WHERE p.topic = ? AND p.partition = ?",
                 key,
             ).fetchone()
             if row is not None:
-                out[key] = PartitionState(int(row[0]), int(row[1]))
+                out[key] = PartitionState(int(row[0]), int(row[1]), uuid.UUID(row[2]))
     finally:
         conn.execute("COMMIT")
     return out

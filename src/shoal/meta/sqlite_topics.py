@@ -58,9 +58,11 @@ def create_topic(
     return TopicInfo(name, topic_id, partitions, dict(configs))
 
 
-def delete_topic(conn: sqlite3.Connection, name: str) -> None:
+def delete_topic(conn: sqlite3.Connection, name: str, topic_id: uuid.UUID | None) -> None:
     with write_txn(conn):
-        _require_topic(conn, name)
+        info = _require_topic(conn, name)
+        if topic_id is not None and info.topic_id != topic_id:
+            raise UnknownTopicError(f"{name} has another topic id now (re-created)")
         # Files stay: garbage collection removes them once no row points into them.
         for table in ("batches", "producer_state", "partitions"):
             conn.execute(f"DELETE FROM {table} WHERE topic = ?", (name,))

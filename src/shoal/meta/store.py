@@ -68,6 +68,10 @@ class TopicInfo:
 class PartitionState:
     log_start_offset: int
     high_watermark: int  # the next offset to be assigned
+    # The topic the partition belongs to, by id: a deleted and re-created topic has a new one,
+    # so what a reader cached of the old topic (index rows) is keyed by it and never served for
+    # the new. Set by `partition_state(s)`; states compare by their offsets alone.
+    topic_id: uuid.UUID | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,9 @@ class PendingBatch:
     producer_epoch: int
     base_sequence: int
     is_transactional: bool = False
+    # The topic the batch was validated against: the commit refuses it (UNKNOWN_TOPIC_OR_PARTITION)
+    # if the topic of that name now has another id (deleted and re-created meanwhile).
+    topic_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +158,10 @@ class MetadataStore(Protocol):
     ) -> TopicInfo:
         """Raises TopicExistsError."""
 
-    async def delete_topic(self, name: str) -> None:
-        """Drops the topic, its partitions and index rows. Raises UnknownTopicError."""
+    async def delete_topic(self, name: str, topic_id: uuid.UUID | None = None) -> None:
+        """Drops the topic, its partitions and index rows. With `topic_id`, only if the topic
+        named `name` still has that id (a re-created topic is left alone). Raises
+        UnknownTopicError."""
 
     async def get_topic(self, name: str) -> TopicInfo | None: ...
 

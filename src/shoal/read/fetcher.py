@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import uuid
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -25,6 +26,7 @@ from shoal.protocol.errors import (
     KAFKA_STORAGE_ERROR,  # retriable: the object or metadata store failed for this partition
     NONE,
     OFFSET_OUT_OF_RANGE,
+    UNKNOWN_TOPIC_ID,
     UNKNOWN_TOPIC_OR_PARTITION,
 )
 from shoal.read.block_cache import BlockSource, Chunk
@@ -58,6 +60,9 @@ class PartitionFetch:
     partition: int
     fetch_offset: int
     partition_max_bytes: int
+    # The topic id the request named (Fetch v13+), if it named one: a partition of a topic
+    # that has another id now (deleted, re-created) answers UNKNOWN_TOPIC_ID.
+    topic_id: uuid.UUID | None = None
 
 
 @dataclass(slots=True)
@@ -79,17 +84,21 @@ class _Plan:
     read: PartitionRead
     wanted: bool = False  # there are batches past the fetch offset
     rows: list[BatchRow] = field(default_factory=list)
+    topic_id: uuid.UUID | None = None  # of the topic as the state was read
 
 
 def _plan(req: PartitionFetch, state: PartitionState | None) -> _Plan:
     """Check the fetch offset against the partition's state."""
     if state is None:
         return _Plan(req, PartitionRead(UNKNOWN_TOPIC_OR_PARTITION, -1, -1))
+    if req.topic_id is not None and state.topic_id is not None and req.topic_id != state.topic_id:
+        return _Plan(req, PartitionRead(UNKNOWN_TOPIC_ID, -1, -1))
     read = PartitionRead(NONE, state.high_watermark, state.log_start_offset)
     offset = req.fetch_offset
     if offset < state.log_start_offset or offset > state.high_watermark:
         read.error_code = OFFSET_OUT_OF_RANGE
-    return _Plan(req, read, wanted=state.log_start_offset <= offset < state.high_watermark)
+    wanted = state.log_start_offset <= offset < state.high_watermark
+    return _Plan(req, read, wanted=wanted, topic_id=state.topic_id)
 
 
 class FetchReader:
@@ -243,6 +252,7 @@ class FetchReader:
                     limit,
                     self._batches_max,
                     plan.read.high_watermark,
+                    plan.topic_id,
                 )
             else:
                 rows = await self._meta.read_batches(

@@ -9,14 +9,18 @@ was current when it was read. A tailing consumer extends the cover at its end.
 
 Why cached rows stay valid: committed rows never change their offsets. Compaction may move a
 batch to a new file, but the old file stays readable for the garbage collector's grace period,
-which is far longer than `ttl_s`. A cover whose end lies beyond the partition's current high
-watermark, and that has not grown for `race_s`, means the topic was deleted and recreated: it is
-dropped. `forget` drops a topic at once (call it on delete).
+which is far longer than `ttl_s`. A deleted and re-created topic has a new topic id, and covers
+are keyed by the id of the partition state the caller just read from the metadata store, so
+rows of the old topic are never served for the new one, on any agent, whoever handled the
+delete. (Without an id, a cover whose end lies beyond the partition's current high watermark
+and that has not grown for `race_s` is taken for a deleted topic and dropped.) `forget` drops a
+topic at once (the agent that deletes it frees the memory).
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable
@@ -24,7 +28,8 @@ from typing import Protocol
 
 from shoal.meta.store import BatchRow
 
-PartitionKey = tuple[str, int]
+# (topic, partition, topic id): one cover per partition of each incarnation of a topic name.
+CoverKey = tuple[str, int, uuid.UUID | None]
 
 
 class BatchIndex(Protocol):
@@ -80,7 +85,7 @@ class IndexCache:
         self._ttl_s = ttl_s
         self._race_s = race_s
         self._clock = clock
-        self._covers: OrderedDict[PartitionKey, _Cover] = OrderedDict()
+        self._covers: OrderedDict[CoverKey, _Cover] = OrderedDict()
         self._rows = 0
         self.hits = 0
         self.misses = 0
@@ -93,9 +98,11 @@ class IndexCache:
         max_bytes: int,
         max_batches: int,
         high_watermark: int,
+        topic_id: uuid.UUID | None = None,
     ) -> list[BatchRow]:
-        """As `MetadataStore.read_batches`, given the partition's current high watermark."""
-        key = (topic, partition)
+        """As `MetadataStore.read_batches`, given the partition's current state (high
+        watermark, topic id) as just read from the store."""
+        key = (topic, partition, topic_id)
         cover = self._valid(key, high_watermark)
         if cover is None or not cover.start <= offset < cover.end:
             self.misses += 1
@@ -132,7 +139,7 @@ class IndexCache:
         }
 
     # -- internals -----------------------------------------------------------------------------
-    def _valid(self, key: PartitionKey, high_watermark: int) -> _Cover | None:
+    def _valid(self, key: CoverKey, high_watermark: int) -> _Cover | None:
         cover = self._covers.get(key)
         if cover is None:
             return None
@@ -147,7 +154,7 @@ class IndexCache:
         self._covers.move_to_end(key)
         return cover
 
-    def _store(self, key: PartitionKey, rows: list[BatchRow]) -> None:
+    def _store(self, key: CoverKey, rows: list[BatchRow]) -> None:
         """Extend the partition's cover if `rows` continue it, else replace it."""
         cover = self._covers.get(key)
         if cover is not None and rows[0].base_offset == cover.end:
@@ -167,7 +174,7 @@ class IndexCache:
         while self._rows > self._rows_max and self._covers:
             self._drop(next(iter(self._covers)))
 
-    def _drop(self, key: PartitionKey) -> None:
+    def _drop(self, key: CoverKey) -> None:
         cover = self._covers.pop(key, None)
         if cover is not None:
             self._rows -= len(cover.rows)

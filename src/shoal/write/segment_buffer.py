@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from shoal.meta.store import BatchOutcome, FileInfo, PendingBatch
@@ -66,12 +67,14 @@ class OpenSegment:
             self.timer = None
         file_id = new_file_id()
         data, placed = encode_segment(self.entries)
+        topic_ids = [e.topic_id for e in self.entries]
         sealed = SealedSegment(
             file_id=file_id,
             key=segment_key(file_id),
             data=data,
             size=len(data),
             placed=placed,
+            topic_ids=topic_ids,
             appends=self.appends,
             buffered_bytes=self.data_bytes,
             reason=reason,
@@ -88,6 +91,7 @@ class SealedSegment:
     data: bytes  # released once uploaded
     size: int
     placed: list[FooterEntry]
+    topic_ids: list[uuid.UUID | None]  # per placed entry: the topic id it was validated against
     appends: list[PendingAppend]
     buffered_bytes: int  # what its appends reserved from the write buffer
     reason: str
@@ -120,8 +124,9 @@ class SealedSegment:
                 producer_epoch=e.producer_epoch,
                 base_sequence=e.base_sequence,
                 is_transactional=e.is_transactional,
+                topic_id=topic_id,
             )
-            for e in self.placed
+            for e, topic_id in zip(self.placed, self.topic_ids, strict=True)
         ]
 
     def answer(self, outcomes: list[BatchOutcome]) -> None:

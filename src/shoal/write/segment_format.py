@@ -20,6 +20,7 @@ import os
 import struct
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -61,6 +62,7 @@ class BatchEntry(NamedTuple):
     producer_epoch: int
     base_sequence: int
     attributes: int = 0  # the batch's attributes field (compression, transactional, control)
+    topic_id: uuid.UUID | None = None  # not written: what the commit checks the topic against
 
 
 class FooterEntry(NamedTuple):

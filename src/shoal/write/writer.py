@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +52,9 @@ class AppendItem:
     partition: int
     data: bytes | memoryview  # the whole RecordBatch as the client sent it (validated)
     header: BatchHeader
+    # The id of the topic it was validated against; the commit refuses the batch if the topic
+    # was deleted (and perhaps re-created) since.
+    topic_id: uuid.UUID | None = None
 
 
 class SegmentWriter:
@@ -173,6 +177,7 @@ class SegmentWriter:
                 producer_epoch=item.header.producer_epoch,
                 base_sequence=item.header.base_sequence,
                 attributes=item.header.attributes,
+                topic_id=item.topic_id,
             )
             for item in items
         ]
