@@ -111,7 +111,7 @@ class Agent:
         )
         self.groups = GroupCoordinator(
             self.meta,
-            RingOwnership(self.membership),
+            RingOwnership(self.membership, self.membership.lease_valid),
             GroupConfig(
                 initial_rebalance_delay_ms=settings.group_initial_rebalance_delay_ms,
                 min_session_timeout_ms=settings.group_min_session_timeout_ms,

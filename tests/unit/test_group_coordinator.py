@@ -45,6 +45,9 @@ class OtherOwner:
     def owner_of(self, group_id: str) -> CoordinatorNode | None:
         return CoordinatorNode(8, "elsewhere", 1) if group_id.startswith("x-") else NODE
 
+    def lease_valid(self) -> bool:
+        return True
+
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteMetadataStore]:

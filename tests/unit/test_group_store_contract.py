@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 from shoal.meta.group_store import CommittedOffset, StoredGroup, StoredMember
-from shoal.meta.store import MetadataStore
+from shoal.meta.store import MetadataStore, StaleCoordinatorError
 
 Opener = Callable[[], Awaitable[MetadataStore]]
 
@@ -182,3 +184,32 @@ async def test_two_stores_on_one_database_see_each_others_commits(open_store: Op
     assert [o.offset for o in await b.fetch_offsets("g")] == [1]
     await b.commit_offsets("g", [CommittedOffset("t", 0, 2)])
     assert [o.offset for o in await a.fetch_offsets("g")] == [2]
+
+
+async def test_writes_with_a_stale_coordinator_epoch_are_refused(open_store: Opener) -> None:
+    """Issue 12 item 9: a coordinator that lost the group (another agent claimed it) cannot
+    write group state or offsets over its successor's, even through another connection."""
+    first, second = await open_store(), await open_store()
+    await first.create_topic("t", 1, {})
+    old_epoch, nothing = await first.claim_group("g")
+    assert nothing is None
+    await first.save_group(group(generation=1), old_epoch)
+    await first.commit_offsets("g", [CommittedOffset("t", 0, 5)], old_epoch)
+    new_epoch, loaded = await second.claim_group("g")
+    assert new_epoch > old_epoch and loaded is not None and loaded.generation == 1
+    await second.save_group(group(generation=2), new_epoch)
+    await second.commit_offsets("g", [CommittedOffset("t", 0, 50)], new_epoch)
+    with pytest.raises(StaleCoordinatorError):
+        await first.save_group(group(generation=1, members=0), old_epoch)
+    with pytest.raises(StaleCoordinatorError):
+        await first.commit_offsets("g", [CommittedOffset("t", 0, 6)], old_epoch)
+    stored = await first.load_group("g")
+    assert stored is not None and stored.generation == 2 and len(stored.members) == 2
+    assert [o.offset for o in await first.fetch_offsets("g")] == [50]
+    # Unfenced writes (groups no coordinator holds) still go through; a deleted group keeps
+    # its epoch, so a claim from before the delete stays stale.
+    await first.commit_offsets("h", [CommittedOffset("t", 0, 1)])
+    assert await second.delete_group("g")
+    with pytest.raises(StaleCoordinatorError):
+        await first.save_group(group(generation=1), old_epoch)
+    assert (await second.claim_group("g"))[0] > new_epoch

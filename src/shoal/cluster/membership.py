@@ -138,6 +138,12 @@ class Membership:
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
+    def lease_valid(self) -> bool:
+        """The last heartbeat that reached the store is younger than the timeout, so peers
+        still count this agent live. Read after a pause (SIGSTOP, a stalled VM) before the
+        heartbeat loop has run again, it is False: peers may have taken its groups over."""
+        return self._last_ok_ms is not None and self._clock() - self._last_ok_ms < self.timeout_ms
+
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         """Register and read the live list; raises the store's error if it cannot."""

@@ -9,6 +9,8 @@ coordinator for the whole agent group (its traffic is small next to produce and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from shoal.cluster.model import ClusterView
 from shoal.groups.ownership import CoordinatorNode
 from shoal.meta.agent_store import AgentInfo
@@ -22,8 +24,10 @@ def coordinator_ring_key(key: str) -> bytes:
 class RingOwnership:
     """`groups.ownership.Ownership` over `view.live()` (rendezvous hashing of the key)."""
 
-    def __init__(self, view: ClusterView) -> None:
+    def __init__(self, view: ClusterView, lease: Callable[[], bool] = lambda: True) -> None:
+        """`lease`: `Membership.lease_valid` in an agent (a fixed view has nothing to lose)."""
         self.view = view
+        self._lease = lease
         self._members: tuple[tuple[int, str, int], ...] = ()
         self._ring = Ring(())
         self._nodes: dict[str, AgentInfo] = {}
@@ -40,6 +44,9 @@ class RingOwnership:
             self._ring = Ring(list(self._nodes))
             self._members = members
         return self._ring, self._nodes
+
+    def lease_valid(self) -> bool:
+        return self._lease()
 
     def owner_of(self, group_id: str) -> CoordinatorNode | None:
         ring, nodes = self._current()

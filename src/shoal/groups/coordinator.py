@@ -28,7 +28,7 @@ from shoal.groups.model import (
 )
 from shoal.groups.ownership import CoordinatorNode, Ownership
 from shoal.meta.group_store import CommittedOffset, StoredGroup
-from shoal.meta.store import MetadataError, MetadataStore
+from shoal.meta.store import MetadataError, MetadataStore, StaleCoordinatorError
 from shoal.protocol import errors
 
 log = logging.getLogger(__name__)
@@ -87,9 +87,7 @@ class GroupCoordinator:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._driver
             self._driver = None
-        for group in self._groups.values():
-            group.mark_dead()
-        self._groups.clear()
+        self._drop_all()
         saves = [t for t in self._saves.values() if not t.done()]
         if saves:
             await asyncio.wait(saves, timeout=5.0)
@@ -126,9 +124,20 @@ class GroupCoordinator:
         owner = self.ownership.owner_of(group_id)
         return owner is not None and owner.node_id == self.ownership.node_id
 
+    def _check_lease(self) -> bool:
+        """False, having dropped every group, when peers may no longer count this agent live
+        (see `Ownership.lease_valid`): its groups may be another agent's by now, and what it
+        holds of them stale. They reload, claimed anew, once it owns them again."""
+        if self.ownership.lease_valid():
+            return True
+        if self._groups:
+            log.warning("membership lease lost (paused?): dropping %d groups", len(self._groups))
+            self._drop_all()
+        return False
+
     def _status(self, group_id: str) -> int:
         """Kafka's validateGroupStatus: is this agent the coordinator, and ready."""
-        if not self._owns(group_id):
+        if not self._check_lease() or not self._owns(group_id):
             return errors.NOT_COORDINATOR
         if not self._started:
             return errors.COORDINATOR_LOAD_IN_PROGRESS
@@ -138,46 +147,68 @@ class GroupCoordinator:
 
     # -- group access ----------------------------------------------------------------------------
     async def _get(self, group_id: str, create: bool) -> Group | None:
-        group = self._groups.get(group_id)
-        if group is not None:
-            return group
-        task = self._loading.get(group_id)
-        if task is None:
-            task = asyncio.create_task(self._load(group_id))
-            self._loading[group_id] = task
-            task.add_done_callback(lambda _t: self._loading.pop(group_id, None))
-        group = await asyncio.shield(task)
-        if group is None and create:
+        """The group in memory, else loaded from the store (claimed: see `_load`); with
+        `create`, a new group if the store has none. One load per group runs at a time, so
+        one claim backs the group in memory."""
+        while True:
             group = self._groups.get(group_id)
-            if group is None:
-                self._make_room()
-                if len(self._groups) >= self._groups_max:
-                    raise GroupsFullError(f"{len(self._groups)} groups in memory")
-                group = self._new_group(group_id, None)
-        return group
+            if group is not None:
+                return group
+            task = self._loading.get(group_id)
+            if task is None or task.done():
+                if create:
+                    self._make_room()
+                    if len(self._groups) >= self._groups_max:
+                        raise GroupsFullError(f"{len(self._groups)} groups in memory")
+                task = asyncio.create_task(self._load(group_id, create))
+                self._loading[group_id] = task
+                task.add_done_callback(
+                    lambda t: self._loading.pop(group_id, None)
+                    if self._loading.get(group_id) is t
+                    else None
+                )
+            group = await asyncio.shield(task)
+            if group is not None or not create:
+                return group
+            # That load was not allowed to create the group; the next one is.
 
-    async def _load(self, group_id: str) -> Group | None:
-        stored = await self.store.load_group(group_id)
-        existing = self._groups.get(group_id)
-        if existing is not None:
-            return existing
-        if stored is None:
+    async def _load(self, group_id: str, create: bool) -> Group | None:
+        """Claim the group in the store and build it from what the claim read. A group with
+        nothing stored is only claimed when it is being created: a heartbeat or describe for
+        an unknown group stays a read."""
+        if not create and await self.store.load_group(group_id) is None:
             return None
-        return self._new_group(group_id, stored)
+        epoch, stored = await self.store.claim_group(group_id)
+        return self._new_group(group_id, stored, epoch)
 
-    def _new_group(self, group_id: str, stored: StoredGroup | None) -> Group:
+    def _new_group(self, group_id: str, stored: StoredGroup | None, epoch: int) -> Group:
         # A stored group is loaded even past the limit: it has state a client is waiting on.
         self._make_room()
         args = (
             self.config,
             self._clock,
             self._wake,
-            self._persist_fn(group_id),
+            self._persist_fn(group_id, epoch),
             self._count_rebalance,
         )
         group = Group(group_id, *args) if stored is None else Group.from_stored(stored, *args)
+        group.coordinator_epoch = epoch
         self._groups[group_id] = group
         return group
+
+    def _drop_stale(self, group_id: str, epoch: int | None) -> None:
+        """The store refused a write with `epoch`: another agent claimed the group since.
+        Drop it (if it is still the one of that claim); a later request reloads it."""
+        group = self._groups.get(group_id)
+        if group is not None and group.coordinator_epoch == epoch:
+            log.warning("group %s: claimed by another agent since; dropping it", group_id)
+            group.mark_dead()
+            del self._groups[group_id]
+
+    def _drop_all(self) -> None:
+        for group in self._groups.values():
+            group.mark_dead()
+        self._groups.clear()
 
     def _make_room(self) -> None:
         """Bound memory: evict Empty groups (fully in the store, they reload on demand), then
@@ -218,6 +249,11 @@ class GroupCoordinator:
         while True:
             self._timer_changed.clear()
             now = self._clock()
+            # After a pause, members' deadlines have all passed: expiring them would write an
+            # emptied group over the state its new coordinator keeps (the write would be
+            # refused, but the group would still be wrongly emptied here).
+            if not self._check_lease():
+                self._timers.clear()
             while self._timers and self._timers[0][0] <= now:
                 _, _, group_id = heapq.heappop(self._timers)
                 group = self._groups.get(group_id)
@@ -233,10 +269,14 @@ class GroupCoordinator:
                 async with asyncio.timeout(timeout):
                     await self._timer_changed.wait()
 
-    def _persist_fn(self, group_id: str) -> Callable[[StoredGroup, PersistDone], None]:
+    def _persist_fn(
+        self, group_id: str, epoch: int
+    ) -> Callable[[StoredGroup, PersistDone], None]:
         def persist(stored: StoredGroup, done: PersistDone) -> None:
             previous = self._saves.get(group_id)
-            task = asyncio.get_running_loop().create_task(self._save(previous, stored, done))
+            task = asyncio.get_running_loop().create_task(
+                self._save(previous, stored, epoch, done)
+            )
             self._saves[group_id] = task
 
             def forget(t: asyncio.Task[None]) -> None:
@@ -248,14 +288,21 @@ class GroupCoordinator:
         return persist
 
     async def _save(
-        self, previous: asyncio.Task[None] | None, stored: StoredGroup, done: PersistDone
+        self,
+        previous: asyncio.Task[None] | None,
+        stored: StoredGroup,
+        epoch: int,
+        done: PersistDone,
     ) -> None:
         # One write at a time per group, in order: a late older snapshot must never win.
         if previous is not None and not previous.done():
             await asyncio.wait([previous])
+        stale = False
         try:
-            await self.store.save_group(stored)
+            await self.store.save_group(stored, epoch)
             code = errors.NONE
+        except StaleCoordinatorError:
+            code, stale = errors.NOT_COORDINATOR, True
         except MetadataError as exc:
             log.warning("group %s: storing metadata failed: %s", stored.group_id, exc)
             code = errors.COORDINATOR_NOT_AVAILABLE
@@ -263,6 +310,8 @@ class GroupCoordinator:
             done(code)
         except Exception:
             log.exception("group %s: after store", stored.group_id)
+        if stale:
+            self._drop_stale(stored.group_id, epoch)
 
     # -- the group protocol ------------------------------------------------------------------
     async def join(self, group_id: str, req: JoinRequest) -> JoinResult:
@@ -367,7 +416,12 @@ class GroupCoordinator:
             else:
                 code = group.check_commit(member_id, group_instance_id, generation)
             if code == errors.NONE and offsets:
-                await self.store.commit_offsets(group_id, offsets)
+                epoch = group.coordinator_epoch if group is not None else None
+                try:
+                    await self.store.commit_offsets(group_id, offsets, epoch)
+                except StaleCoordinatorError:
+                    self._drop_stale(group_id, epoch)
+                    return errors.NOT_COORDINATOR
         except MetadataError as exc:
             log.warning("group %s: commit failed: %s", group_id, exc)
             return errors.COORDINATOR_NOT_AVAILABLE

@@ -59,6 +59,9 @@ class GroupCore:
         self._new_member_added = False
         self._woken_at: int | None = None
         self.rebalances = 0
+        # The epoch the coordinator claimed the group with (`MetadataStore.claim_group`): its
+        # writes carry it, and the store refuses them once another agent claimed the group.
+        self.coordinator_epoch: int | None = None
 
     def to_stored(self, assignments: dict[str, bytes] | None = None) -> StoredGroup:
         members = tuple(

@@ -26,6 +26,11 @@ class Ownership(Protocol):
     def owner_of(self, group_id: str) -> CoordinatorNode | None:
         """The agent that coordinates `group_id`, None when no agent is available."""
 
+    def lease_valid(self) -> bool:
+        """Whether the other agents still count this one live (its last heartbeat reached the
+        metadata store within the heartbeat timeout). An agent that was paused or cut off
+        longer than that may have had its groups taken over; it must not serve them."""
+
 
 class SingleAgentOwnership:
     def __init__(self, node: CoordinatorNode) -> None:
@@ -37,3 +42,6 @@ class SingleAgentOwnership:
 
     def owner_of(self, group_id: str) -> CoordinatorNode | None:
         return self.node
+
+    def lease_valid(self) -> bool:
+        return True

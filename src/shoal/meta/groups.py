@@ -11,6 +11,17 @@ from dataclasses import replace
 from typing import Any
 
 from shoal.meta.group_store import CommittedOffset, GroupListing, StoredGroup, StoredMember
+from shoal.meta.store import StaleCoordinatorError
+
+
+def check_coordinator(group_id: str, stored_epoch: int | None, epoch: int | None) -> None:
+    """A fenced write (`epoch` given) goes through only while `epoch` is the group's current
+    coordinator epoch, read in the write's own transaction; a claim by another agent since
+    has raised it. Epoch rows are never deleted, so a missing one means no claim was made."""
+    if epoch is not None and stored_epoch != epoch:
+        raise StaleCoordinatorError(
+            f"group {group_id}: coordinator epoch {epoch} is stale (now {stored_epoch})"
+        )
 
 
 def stamped(group: StoredGroup, now_ms: int) -> StoredGroup:

@@ -16,6 +16,7 @@ from shoal.meta.group_store import CommittedOffset, GroupListing, StoredGroup
 from shoal.meta.groups import (
     GROUP_COLUMNS,
     OFFSET_COLUMNS,
+    check_coordinator,
     group_from_row,
     group_row,
     listing_from_row,
@@ -56,7 +57,31 @@ ORDER BY g.group_id
 """
 
 
-async def save_group(conn: Conn, group: StoredGroup, now_ms: int) -> None:
+_CLAIM = """
+INSERT INTO group_coordinators (group_id, epoch) VALUES ($1, 1)
+ON CONFLICT (group_id) DO UPDATE SET epoch = group_coordinators.epoch + 1
+RETURNING epoch
+"""
+
+
+async def _check_epoch(conn: Conn, group_id: str, epoch: int | None) -> None:
+    if epoch is None:
+        return
+    # FOR SHARE: a claim (an UPDATE of this row) waits for this transaction, and this one
+    # for a claim in progress, whose new epoch it then reads (READ COMMITTED re-reads the row).
+    stored = await conn.fetchval(
+        "SELECT epoch FROM group_coordinators WHERE group_id = $1 FOR SHARE", group_id
+    )
+    check_coordinator(group_id, None if stored is None else int(stored), epoch)
+
+
+async def claim_group(conn: Conn, group_id: str) -> tuple[int, StoredGroup | None]:
+    epoch = int(await conn.fetchval(_CLAIM, group_id))
+    return epoch, await load_group(conn, group_id)
+
+
+async def save_group(conn: Conn, group: StoredGroup, now_ms: int, epoch: int | None) -> None:
+    await _check_epoch(conn, group.group_id, epoch)
     await conn.execute(_UPSERT_GROUP, *group_row(stamped(group, now_ms)))
 
 
@@ -86,8 +111,9 @@ async def delete_group(conn: Conn, group_id: str) -> bool:
 
 
 async def commit_offsets(
-    conn: Conn, group_id: str, offsets: list[CommittedOffset], now_ms: int
+    conn: Conn, group_id: str, offsets: list[CommittedOffset], now_ms: int, epoch: int | None
 ) -> None:
+    await _check_epoch(conn, group_id, epoch)
     rows = offsets_to_write(offsets, now_ms)
     await conn.execute(
         _UPSERT_OFFSETS,
@@ -151,8 +177,12 @@ class PostgresGroupStoreMixin:
     _read: Callable[..., Awaitable[Any]]
     _clock: Clock
 
-    async def save_group(self, group: StoredGroup) -> None:
-        await self._transaction(save_group, group, self._clock())
+    async def claim_group(self, group_id: str) -> tuple[int, StoredGroup | None]:
+        result: tuple[int, StoredGroup | None] = await self._transaction(claim_group, group_id)
+        return result
+
+    async def save_group(self, group: StoredGroup, coordinator_epoch: int | None = None) -> None:
+        await self._transaction(save_group, group, self._clock(), coordinator_epoch)
 
     async def load_group(self, group_id: str) -> StoredGroup | None:
         result: StoredGroup | None = await self._read(load_group, group_id)
@@ -166,9 +196,13 @@ class PostgresGroupStoreMixin:
         result: bool = await self._transaction(delete_group, group_id)
         return result
 
-    async def commit_offsets(self, group_id: str, offsets: list[CommittedOffset]) -> None:
+    async def commit_offsets(
+        self, group_id: str, offsets: list[CommittedOffset], coordinator_epoch: int | None = None
+    ) -> None:
         if offsets:
-            await self._transaction(commit_offsets, group_id, list(offsets), self._clock())
+            await self._transaction(
+                commit_offsets, group_id, list(offsets), self._clock(), coordinator_epoch
+            )
 
     async def fetch_offsets(
         self, group_id: str, partitions: list[tuple[str, int]] | None = None

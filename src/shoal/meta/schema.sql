@@ -102,3 +102,11 @@ CREATE TABLE agents (
     roles TEXT NOT NULL,
     started_at_ms INTEGER NOT NULL,
     heartbeat_at_ms INTEGER NOT NULL);
+
+-- migration: 4
+-- Coordinator fencing (docs/groups.md): the epoch of the agent that last claimed each group.
+-- Group and offset writes carry their coordinator's epoch and are refused once it is older.
+-- Rows are never deleted (a deleted group's epoch stays, so a stale claim stays stale).
+CREATE TABLE group_coordinators (
+    group_id TEXT PRIMARY KEY,
+    epoch INTEGER NOT NULL);

@@ -14,6 +14,7 @@ from shoal.meta.group_store import CommittedOffset, GroupListing, StoredGroup
 from shoal.meta.groups import (
     GROUP_COLUMNS,
     OFFSET_COLUMNS,
+    check_coordinator,
     group_from_row,
     group_row,
     listing_from_row,
@@ -51,8 +52,33 @@ ORDER BY g.group_id
 """
 
 
-def save_group(conn: sqlite3.Connection, group: StoredGroup, now_ms: int) -> None:
+_CLAIM = """
+INSERT INTO group_coordinators (group_id, epoch) VALUES (?, 1)
+ON CONFLICT (group_id) DO UPDATE SET epoch = epoch + 1
+RETURNING epoch
+"""
+
+
+def _check_epoch(conn: sqlite3.Connection, group_id: str, epoch: int | None) -> None:
+    if epoch is None:
+        return
+    row = conn.execute(
+        "SELECT epoch FROM group_coordinators WHERE group_id = ?", (group_id,)
+    ).fetchone()
+    check_coordinator(group_id, None if row is None else int(row[0]), epoch)
+
+
+def claim_group(conn: sqlite3.Connection, group_id: str) -> tuple[int, StoredGroup | None]:
     with _txn(conn):
+        epoch = int(conn.execute(_CLAIM, (group_id,)).fetchone()[0])
+        return epoch, load_group(conn, group_id)
+
+
+def save_group(
+    conn: sqlite3.Connection, group: StoredGroup, now_ms: int, epoch: int | None
+) -> None:
+    with _txn(conn):
+        _check_epoch(conn, group.group_id, epoch)
         conn.execute(_UPSERT_GROUP, group_row(stamped(group, now_ms)))
 
 
@@ -79,9 +105,14 @@ def delete_group(conn: sqlite3.Connection, group_id: str) -> bool:
 
 
 def commit_offsets(
-    conn: sqlite3.Connection, group_id: str, offsets: list[CommittedOffset], now_ms: int
+    conn: sqlite3.Connection,
+    group_id: str,
+    offsets: list[CommittedOffset],
+    now_ms: int,
+    epoch: int | None,
 ) -> None:
     with _txn(conn):
+        _check_epoch(conn, group_id, epoch)
         conn.executemany(
             _UPSERT_OFFSET,
             [
@@ -149,8 +180,12 @@ class SqliteGroupStoreMixin:
     _call: Callable[..., Any]
     _clock: Clock
 
-    async def save_group(self, group: StoredGroup) -> None:
-        await self._call(save_group, group, self._clock())
+    async def claim_group(self, group_id: str) -> tuple[int, StoredGroup | None]:
+        result: tuple[int, StoredGroup | None] = await self._call(claim_group, group_id)
+        return result
+
+    async def save_group(self, group: StoredGroup, coordinator_epoch: int | None = None) -> None:
+        await self._call(save_group, group, self._clock(), coordinator_epoch)
 
     async def load_group(self, group_id: str) -> StoredGroup | None:
         result: StoredGroup | None = await self._call(load_group, group_id)
@@ -164,9 +199,13 @@ class SqliteGroupStoreMixin:
         result: bool = await self._call(delete_group, group_id)
         return result
 
-    async def commit_offsets(self, group_id: str, offsets: list[CommittedOffset]) -> None:
+    async def commit_offsets(
+        self, group_id: str, offsets: list[CommittedOffset], coordinator_epoch: int | None = None
+    ) -> None:
         if offsets:
-            await self._call(commit_offsets, group_id, list(offsets), self._clock())
+            await self._call(
+                commit_offsets, group_id, list(offsets), self._clock(), coordinator_epoch
+            )
 
     async def fetch_offsets(
         self, group_id: str, partitions: list[tuple[str, int]] | None = None

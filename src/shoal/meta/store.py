@@ -51,6 +51,11 @@ class DuplicateFileError(MetadataError):
     """`commit_file` was called twice for one file id; the first call's result stands."""
 
 
+class StaleCoordinatorError(MetadataError):
+    """A group write carried a coordinator epoch older than the group's: another agent has
+    claimed the group since (`claim_group`); nothing was written."""
+
+
 class CommitDeadlineError(MetadataError):
     """A file's commit reached the store after its `commit_by_ms`; nothing was written. Its
     object may already be deleted by garbage collection, so it must never be indexed."""
@@ -243,9 +248,17 @@ class MetadataStore(Protocol):
     # agent restart or a change of coordinator: committed offsets, written in one transaction
     # per OffsetCommit request, and the last completed generation of each group, written when
     # a generation completes, when a static member is replaced and when a group empties.
-    # Heartbeats never touch the store.
-    async def save_group(self, group: StoredGroup) -> None:
-        """Insert or replace the group's metadata (one transaction)."""
+    # Heartbeats never touch the store. A coordinator `claim_group`s a group before it serves
+    # it and writes with the epoch it got, so a coordinator that lost the group without noticing
+    # (paused, partitioned) cannot write over its successor (docs/groups.md, "Fencing").
+    async def claim_group(self, group_id: str) -> tuple[int, StoredGroup | None]:
+        """Become the group's coordinator: bump its coordinator epoch and read its saved
+        metadata, in one transaction. Returns (the new epoch, the metadata or None). Writes
+        with an older epoch are refused from then on."""
+
+    async def save_group(self, group: StoredGroup, coordinator_epoch: int | None = None) -> None:
+        """Insert or replace the group's metadata (one transaction). With `coordinator_epoch`,
+        only if it is still the group's epoch (else StaleCoordinatorError)."""
 
     async def load_group(self, group_id: str) -> StoredGroup | None:
         """The saved metadata, or None when the group was never saved (it may still have
@@ -258,8 +271,12 @@ class MetadataStore(Protocol):
         """Drop the group's metadata and all its committed offsets in one transaction.
         Returns whether anything was there."""
 
-    async def commit_offsets(self, group_id: str, offsets: list[CommittedOffset]) -> None:
-        """Upsert every offset of one OffsetCommit request in one transaction."""
+    async def commit_offsets(
+        self, group_id: str, offsets: list[CommittedOffset], coordinator_epoch: int | None = None
+    ) -> None:
+        """Upsert every offset of one OffsetCommit request in one transaction. With
+        `coordinator_epoch`, only if it is still the group's epoch (else
+        StaleCoordinatorError); without, unfenced (commits of groups no coordinator holds)."""
 
     async def fetch_offsets(
         self, group_id: str, partitions: list[tuple[str, int]] | None = None
