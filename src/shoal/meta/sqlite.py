@@ -1,9 +1,14 @@
 """The SQLite metadata store: embedded deployments and single-host clusters.
 
-All sqlite3 work runs in one dedicated worker thread per store (sqlite3 blocks; one thread keeps
-one connection and serialises this process's statements). Several processes may open the same
-file: WAL lets readers run beside the one writer, `BEGIN IMMEDIATE` takes the write lock up front
-so that a read-then-write transaction can never be overtaken, and `busy_timeout` bounds the wait.
+All sqlite3 work runs in dedicated worker threads (sqlite3 blocks), one connection each, in three
+*lanes* so that one kind of work never queues behind another: `main` (commits, topics, the
+index reads of Fetch, groups, producers), `membership` (heartbeats and the live-agent list: a
+heartbeat queued behind a scan would make peers drop a healthy agent) and `scans` (reads that
+may walk many rows: timestamp lookups, the GC's file listing, lag's commit pages). Each lane
+runs its statements in order. Several connections, and processes, may use one file: WAL lets
+readers run beside the one writer, `BEGIN IMMEDIATE` takes the write lock up front so that a
+read-then-write transaction can never be overtaken, and `busy_timeout` bounds the wait. A
+private in-memory database (":memory:") has one connection, so all lanes are one there.
 `synchronous=FULL` fsyncs the WAL on every commit: "acked means durable" needs it (NORMAL may
 lose the last commits on power loss).
 
@@ -57,6 +62,29 @@ T = TypeVar("T")
 
 SCHEMA_VERSION: Final = sqlite_migrations.SCHEMA_VERSION
 
+MAIN, MEMBERSHIP, SCANS = "main", "membership", "scans"
+
+
+class _Lane:
+    """One worker thread and its connection: the statements sent to it run one at a time."""
+
+    def __init__(self, name: str) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"shoal-sqlite-{name}")
+        self.conn: sqlite3.Connection | None = None
+
+    def guard(self, fn: Callable[..., T], *args: Any) -> T:
+        if self.conn is None:
+            raise MetadataError("metadata store is closed")
+        try:
+            return fn(self.conn, *args)
+        except sqlite3.Error as exc:
+            raise MetadataError(f"sqlite: {exc}") from exc
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.close()
+
 
 def _enable_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
     """Switch to WAL. Changing the journal mode needs an exclusive lock and SQLite does not
@@ -91,37 +119,48 @@ class SqliteMetadataStore(SqliteGroupStoreMixin, SqliteAgentStoreMixin):
         self._synchronous = synchronous.upper()
         self._busy_timeout_ms = busy_timeout_ms
         self._clock = clock
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._lanes: dict[str, _Lane] = {}
 
     # -- plumbing ----------------------------------------------------------------------------
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._executor is None:
+        return await self._on(MAIN, fn, *args)
+
+    async def _scan(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._on(SCANS, fn, *args)
+
+    async def _membership(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._on(MEMBERSHIP, fn, *args)
+
+    async def _on(self, lane_name: str, fn: Callable[..., T], *args: Any) -> T:
+        lane = self._lanes.get(lane_name)
+        if lane is None:
             raise MetadataError("metadata store is not started")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(self._guard, fn, *args))
-
-    def _guard(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._conn is None:
-            raise MetadataError("metadata store is closed")
-        try:
-            return fn(self._conn, *args)
-        except sqlite3.Error as exc:
-            raise MetadataError(f"sqlite: {exc}") from exc
+        return await loop.run_in_executor(lane.executor, functools.partial(lane.guard, fn, *args))
 
     async def start(self) -> None:
-        if self._executor is not None:
+        if self._lanes:
             return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shoal-sqlite")
         loop = asyncio.get_running_loop()
+        lanes: dict[str, _Lane] = {}
         try:
-            await loop.run_in_executor(self._executor, self._open)
+            # Main first, alone: it creates and migrates the schema the others then use.
+            main = lanes[MAIN] = _Lane(MAIN)
+            main.conn = await loop.run_in_executor(main.executor, self._open, True)
+            for name in (MEMBERSHIP, SCANS):
+                if self.path == ":memory:":
+                    lanes[name] = main
+                    continue
+                lane = lanes[name] = _Lane(name)
+                lane.conn = await loop.run_in_executor(lane.executor, self._open, False)
         except BaseException:
-            self._executor.shutdown(wait=False)
-            self._executor = None
+            for lane in set(lanes.values()):
+                lane.executor.submit(lane.close)
+                lane.executor.shutdown(wait=False)
             raise
+        self._lanes = lanes
 
-    def _open(self) -> None:
+    def _open(self, migrate: bool) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(
                 self.path,
@@ -136,27 +175,22 @@ class SqliteMetadataStore(SqliteGroupStoreMixin, SqliteAgentStoreMixin):
             _enable_wal(conn, self._busy_timeout_ms / 1000)
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
             conn.execute("PRAGMA foreign_keys = OFF")
-            sqlite_migrations.migrate(conn, self._clock())
+            if migrate:
+                sqlite_migrations.migrate(conn, self._clock())
         except sqlite3.Error as exc:
             conn.close()
             raise MetadataError(f"cannot prepare {self.path}: {exc}") from exc
         except BaseException:
             conn.close()
             raise
-        self._conn = conn
+        return conn
 
     async def close(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
+        lanes, self._lanes = self._lanes, {}
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(executor, self._close_conn)
-        executor.shutdown(wait=True)
-
-    def _close_conn(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+        for lane in set(lanes.values()):
+            await loop.run_in_executor(lane.executor, lane.close)
+            lane.executor.shutdown(wait=True)
 
     async def schema_version(self) -> int:
         return await self._call(sqlite_migrations.schema_version)
@@ -228,16 +262,18 @@ class SqliteMetadataStore(SqliteGroupStoreMixin, SqliteAgentStoreMixin):
     async def offset_for_timestamp(
         self, topic: str, partition: int, timestamp: int
     ) -> OffsetAtTime | None:
-        return await self._call(sqlite_index.offset_for_timestamp, topic, partition, timestamp)
+        return await self._scan(sqlite_index.offset_for_timestamp, topic, partition, timestamp)
 
     async def max_timestamp_offset(self, topic: str, partition: int) -> OffsetAtTime | None:
-        return await self._call(sqlite_index.max_timestamp_offset, topic, partition)
+        # Walks every batch of the partition (no index on max_timestamp: it would cost every
+        # commit an index write for a rare lookup), hence the scans lane.
+        return await self._scan(sqlite_index.max_timestamp_offset, topic, partition)
 
     # -- files (garbage collection) ---------------------------------------------------------
     async def unreferenced_files(self, created_before_ms: int, limit: int = 1000) -> list[FileInfo]:
         """Files recorded before `created_before_ms` (epoch ms) that no index row points into,
         oldest first: never-committed garbage and files emptied by deletion or retention."""
-        return await self._call(
+        return await self._scan(
             sqlite_maintenance.unreferenced_files, created_before_ms, page_limit(limit)
         )
 

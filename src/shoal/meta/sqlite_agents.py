@@ -49,25 +49,26 @@ def list_agents(conn: sqlite3.Connection, alive_after_ms: int) -> list[AgentInfo
 
 
 class SqliteAgentStoreMixin:
-    """Agent methods of `SqliteMetadataStore` (which supplies `_call`)."""
+    """Agent methods of `SqliteMetadataStore`, on its `membership` lane (`_membership`), so
+    that no other work of this process can hold up a heartbeat."""
 
-    _call: Callable[..., Any]
+    _membership: Callable[..., Any]
 
     async def register_agent(
         self, info: AgentInfo, requested_node_id: int | None, stale_before_ms: int
     ) -> AgentInfo:
-        result: AgentInfo = await self._call(
+        result: AgentInfo = await self._membership(
             register_agent, info, requested_node_id, stale_before_ms
         )
         return result
 
     async def heartbeat_agent(self, agent_id: str, now_ms: int) -> bool:
-        result: bool = await self._call(heartbeat_agent, agent_id, now_ms)
+        result: bool = await self._membership(heartbeat_agent, agent_id, now_ms)
         return result
 
     async def deregister_agent(self, agent_id: str) -> None:
-        await self._call(deregister_agent, agent_id)
+        await self._membership(deregister_agent, agent_id)
 
     async def list_agents(self, alive_after_ms: int) -> list[AgentInfo]:
-        result: list[AgentInfo] = await self._call(list_agents, alive_after_ms)
+        result: list[AgentInfo] = await self._membership(list_agents, alive_after_ms)
         return result

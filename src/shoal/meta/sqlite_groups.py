@@ -175,9 +175,11 @@ def delete_topic_offsets(conn: sqlite3.Connection, topic: str) -> None:
 
 
 class SqliteGroupStoreMixin:
-    """Consumer-group methods of `SqliteMetadataStore` (which supplies `_call` and `_clock`)."""
+    """Consumer-group methods of `SqliteMetadataStore` (which supplies `_call`, `_scan` and
+    `_clock`)."""
 
     _call: Callable[..., Any]
+    _scan: Callable[..., Any]  # reads that may walk many rows (listing, lag's pages)
     _clock: Clock
 
     async def claim_group(self, group_id: str) -> tuple[int, StoredGroup | None]:
@@ -192,7 +194,7 @@ class SqliteGroupStoreMixin:
         return result
 
     async def list_groups(self) -> list[GroupListing]:
-        result: list[GroupListing] = await self._call(list_groups)
+        result: list[GroupListing] = await self._scan(list_groups)
         return result
 
     async def delete_group(self, group_id: str) -> bool:
@@ -219,7 +221,7 @@ class SqliteGroupStoreMixin:
         return result
 
     async def committed_offsets_page(self, limit: int) -> list[tuple[str, CommittedOffset]]:
-        result: list[tuple[str, CommittedOffset]] = await self._call(
+        result: list[tuple[str, CommittedOffset]] = await self._scan(
             committed_offsets_page, limit
         )
         return result
