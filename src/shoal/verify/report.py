@@ -149,7 +149,7 @@ def plot(rows: list[Second], faults: list[FaultWindow], path: Path, title: str) 
     t = [r.t for r in rows]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5), sharex=True, dpi=80)
     top.plot(t, [r.acks for r in rows], label="acks/s", linewidth=1)
-    top.plot(t, [r.reads for r in rows], label="reads/s (live)", linewidth=1)
+    top.plot(t, [r.reads for r in rows], label="reads/s (all live consumers)", linewidth=1)
     if any(r.errors for r in rows):
         top.plot(t, [r.errors for r in rows], label="errors/s", linewidth=1, color="black")
     top.set_ylabel("values / s")
