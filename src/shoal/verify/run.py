@@ -18,7 +18,13 @@ from typing import Any
 from shoal.verify import report, schedule
 from shoal.verify.checker import check
 from shoal.verify.target import ExternalTarget, FaultRunner, LocalSpec, LocalTarget, Target
-from shoal.verify.workload import VerifyError, Workload, WorkloadConfig, create_topic
+from shoal.verify.workload import (
+    VerifyError,
+    Workload,
+    WorkloadConfig,
+    client_log,
+    create_topic,
+)
 
 log = logging.getLogger("shoal.verify")
 
@@ -92,7 +98,19 @@ def run(config: VerifyConfig) -> int:
         target.stop()
 
 
+def _client_log(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "clients.log"
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    client_log.addHandler(handler)
+    client_log.propagate = False
+    client_log.setLevel(logging.INFO)
+    return path
+
+
 def _run(config: VerifyConfig, target: Target, faults: list[schedule.Fault]) -> int:
+    _client_log(config.report_dir)
     if isinstance(target, LocalTarget):
         _err(f"starting a playground of {config.playground} agents"
              f" ({config.object_store}, {config.metadata}) under {config.report_dir / 'target'}")

@@ -9,10 +9,14 @@
   restart PostgreSQL.
 
 Faults run on their own threads (they may overlap); each records the window it really took.
+Agents are started, first and again, from one long-lived thread of the target: the playground
+asks the kernel to SIGTERM a child when the thread that forked it ends (PR_SET_PDEATHSIG is per
+thread), so an agent restarted from a fault's short-lived thread would die with it.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -137,6 +141,8 @@ class LocalTarget(Target):
         self.pg: PgServer | None = None
         self.supervisor: playground.Supervisor | None = None
         self.lock = threading.Lock()  # the supervisor has one owner at a time
+        # The thread every agent is forked from (see the module docstring).
+        self.owner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="agents")
         self.bootstrap = ""
         self.bucket_url = ""
         self.metadata_url = ""
@@ -168,7 +174,7 @@ class LocalTarget(Target):
             self.metadata_url = f"sqlite:///{data_dir / 'metadata.db'}"
         config, specs = self._plan(data_dir)
         self.supervisor = playground.Supervisor(config, specs, env=env)
-        self.supervisor.start_all()
+        self.owner.submit(self.supervisor.start_all).result()
         self.bootstrap = ",".join(f"{spec.host}:{s.kafka_port}" for s in specs)
         return self
 
@@ -217,7 +223,7 @@ class LocalTarget(Target):
         assert self.supervisor is not None
         child = self._child(agent)
         with self.lock:
-            self.supervisor.start([child])
+            self.owner.submit(self.supervisor.start, [child]).result()
         if not _wait_port(self.spec.host, child.kafka_port, _LISTEN_TIMEOUT_S):
             log.warning("agent %d did not listen again within %.0fs", agent, _LISTEN_TIMEOUT_S)
 
@@ -255,6 +261,7 @@ class LocalTarget(Target):
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signal.SIGCONT)
             self.supervisor.stop()
+        self.owner.shutdown(wait=False)
         if self.proxy is not None:
             self.proxy.stop()
         if self.s3 is not None:

@@ -26,6 +26,9 @@ from typing import Any
 from shoal.verify.history import History, Outcome, Read, Write, value
 
 log = logging.getLogger("shoal.verify")
+# librdkafka's own log lines (connection refused while an agent is down, ...): the run sends
+# them to a file of the report rather than the terminal.
+client_log = logging.getLogger("shoal.verify.clients")
 
 _POLL_S = 0.2
 _WATERMARK_TIMEOUT_S = 10.0
@@ -52,7 +55,8 @@ class VerifyError(RuntimeError):
 def create_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float = 30.0) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": client_log}
+    admin = AdminClient(conf)
     futures = admin.create_topics([NewTopic(topic, partitions, 1)])
     try:
         futures[topic].result(timeout_s)
@@ -101,6 +105,7 @@ class _Producer:
                 "reconnect.backoff.ms": 50,
                 "reconnect.backoff.max.ms": 1000,
                 "socket.timeout.ms": 10_000,
+                "logger": client_log,
             }
         )
 
@@ -198,6 +203,7 @@ class _Consumer:
                 "fetch.wait.max.ms": 100,
                 "reconnect.backoff.ms": 50,
                 "reconnect.backoff.max.ms": 1000,
+                "logger": client_log,
             }
         )
         c.assign(
@@ -237,7 +243,13 @@ def watermarks(config: WorkloadConfig, timeout_s: float) -> dict[int, tuple[int,
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     deadline = time.monotonic() + timeout_s
-    c = Consumer({"bootstrap.servers": config.bootstrap, "group.id": "shoal-verify-watermarks"})
+    c = Consumer(
+        {
+            "bootstrap.servers": config.bootstrap,
+            "group.id": "shoal-verify-watermarks",
+            "logger": client_log,
+        }
+    )
     try:
         out: dict[int, tuple[int, int]] = {}
         for p in range(config.partitions):
