@@ -183,7 +183,8 @@ class LocalTarget(Target):
     ) -> tuple[playground.PlaygroundConfig, list[playground.ChildSpec]]:
         spec = self.spec
         for _ in range(_PORT_TRIES):
-            kafka = random.randrange(20_000, 40_000, 100)
+            # Below the ephemeral range, so no client socket takes a port between check and bind.
+            kafka = random.randrange(20_000, 32_000, 100)
             config = playground.PlaygroundConfig(
                 agents=spec.agents, zones=1, kafka_port_base=kafka, http_port_base=kafka + 50,
                 kafka_host=spec.host, advertised_host=spec.host, http_host=spec.host,
