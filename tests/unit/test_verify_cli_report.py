@@ -47,6 +47,8 @@ def test_bad_values_are_refused() -> None:
         ["--playground", "2", "--faults", "s3-503:1s:1s"],  # local store: no proxy
         ["--playground", "2", "--faults", "pg-restart:1s"],  # SQLite
         ["--playground", "2", "--duration-s", "10", "--faults", "kill:9s:2s"],  # past the end
+        ["--bootstrap", "h:1", "--metadata", "postgres"],  # for --playground only
+        ["--playground", "2", "--pids", "1,2"],
     ],
 )
 def test_usage_errors_exit_2_before_starting_anything(

@@ -71,6 +71,15 @@ def _target(config: VerifyConfig) -> Target:
 def run(config: VerifyConfig) -> int:
     if bool(config.playground) == bool(config.bootstrap):
         return _usage("give either --bootstrap HOST:PORT or --playground N")
+    defaults = VerifyConfig(bootstrap=None)
+    if not config.playground and (
+        config.object_store != defaults.object_store
+        or config.metadata != defaults.metadata
+        or config.agent_args
+    ):
+        return _usage("--object-store, --metadata and --agent-args are for --playground only")
+    if config.playground and config.pids:
+        return _usage("--pids is for --bootstrap (a playground's agents are known)")
     if config.partitions < 1 or config.producers < 1 or config.consumers < 0:
         return _usage("--partitions and --producers must be at least 1, --consumers at least 0")
     if config.duration_s <= 0 or config.rate_per_producer <= 0:
