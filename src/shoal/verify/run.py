@@ -157,8 +157,8 @@ def _run(config: VerifyConfig, target: Target, faults: list[schedule.Fault]) -> 
     if isinstance(target, LocalTarget):
         notes += [f"unplanned exit: {e}" for e in target.agent_exits() if e]
     run_doc: dict[str, Any] = {
-        "title": f"shoal verify: {config.duration_s:g}s, {config.partitions} partitions,"
-        f" faults: {config.faults or 'none'}",
+        "title": f"shoal verify: {config.duration_s:g} s, {config.partitions} partitions,"
+        f" {config.producers} producers, {len(faults)} faults",
         "target": target.describe(),
         "topic": topic,
         "partitions": config.partitions,
