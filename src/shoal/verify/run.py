@@ -68,7 +68,17 @@ def _target(config: VerifyConfig) -> Target:
     return ExternalTarget(config.bootstrap, config.pids)
 
 
+def _missing_modules() -> list[str]:
+    import importlib.util
+
+    return [m for m in ("confluent_kafka", "rich", "matplotlib")
+            if importlib.util.find_spec(m) is None]  # fmt: skip
+
+
 def run(config: VerifyConfig) -> int:
+    missing = _missing_modules()
+    if missing:
+        return _usage(f"needs {', '.join(missing)}: pip install 'shoal[verify]'")
     if bool(config.playground) == bool(config.bootstrap):
         return _usage("give either --bootstrap HOST:PORT or --playground N")
     defaults = VerifyConfig(bootstrap=None)
