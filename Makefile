@@ -4,11 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: playground test lint typecheck unit integration librdkafka bench clean
+.PHONY: playground test lint typecheck unit integration librdkafka bench verify clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench,verify]'
 	touch $(STAMP)
 
 playground: $(STAMP)
@@ -34,5 +34,14 @@ librdkafka: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/produce_consume.py $(ARGS)
 
+# The acceptance run of `shoal verify` (docs/verify.md): 10 minutes, 3 agents on SeaweedFS and
+# PostgreSQL, kill -9, SIGSTOP for twice the heartbeat timeout, S3 503s and latency, a
+# PostgreSQL restart. Report in verify-report/; exit code nonzero on any violation.
+VERIFY_FAULTS := kill:60s:5s,stop:150s:10s,s3-503:240s:15s,pg-restart:330s:3s,kill:420s:5s,s3-slow:480s:20s:500ms,stop:540s:10s
+verify: $(STAMP)
+	$(BIN)/shoal verify --playground 3 --object-store seaweedfs --metadata postgres \
+		--partitions 8 --producers 3 --consumers 2 --duration-s 600 \
+		--faults $(VERIFY_FAULTS) --report verify-report $(ARGS)
+
 clean:
-	rm -rf $(VENV) .cache shoal-data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .cache shoal-data verify-report .pytest_cache .mypy_cache .ruff_cache

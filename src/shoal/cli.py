@@ -1,7 +1,8 @@
-"""Command line: `shoal agent`, `shoal playground`, `shoal groups`.
+"""Command line: `shoal agent`, `shoal playground`, `shoal groups`, `shoal verify`.
 
 The only module that reads argv and the environment. Every agent flag `--some-flag` also reads
-`SHOAL_SOME_FLAG`; a flag given on the command line wins over the environment.
+`SHOAL_SOME_FLAG`, every verify flag `SHOAL_VERIFY_SOME_FLAG`; a flag given on the command line
+wins over the environment.
 """
 
 from __future__ import annotations
@@ -12,15 +13,20 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from shoal import __version__
 from shoal.settings import Settings
 from shoal.tools import groups_cli
+from shoal.verify.run import VerifyConfig
+from shoal.verify.run import run as verify_run
+from shoal.verify.target import METADATA_STORES, OBJECT_STORES
 
 
 @dataclass(frozen=True)
@@ -29,10 +35,11 @@ class _Opt:
     field: str
     kind: Callable[[str], Any]
     help: str
+    prefix: str = "SHOAL_"
 
     @property
     def env(self) -> str:
-        return "SHOAL_" + self.flag.lstrip("-").replace("-", "_").upper()
+        return self.prefix + self.flag.lstrip("-").replace("-", "_").upper()
 
 
 def _bool(raw: str) -> bool:
@@ -205,6 +212,91 @@ AGENT_OPTIONS: tuple[_Opt, ...] = (
 )
 
 
+def _pids(raw: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in raw.split(",") if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of process ids: {raw!r}") from None
+
+
+def _choice(choices: Sequence[str]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in choices:
+            raise argparse.ArgumentTypeError(f"{raw!r}: one of {', '.join(choices)}")
+        return raw
+
+    return parse
+
+
+_V = "SHOAL_VERIFY_"
+VERIFY_OPTIONS: tuple[_Opt, ...] = (
+    _Opt("--bootstrap", "bootstrap", str, "bootstrap servers of the cluster to verify", _V),
+    _Opt("--partitions", "partitions", int, "partitions of the verify topic", _V),
+    _Opt("--duration-s", "duration_s", float, "seconds of producing", _V),
+    _Opt("--producers", "producers", int, "idempotent producers", _V),
+    _Opt("--consumers", "consumers", int, "assign-mode consumers reading everything", _V),
+    _Opt("--rate", "rate_per_producer", float, "values per second per producer", _V),
+    _Opt("--faults", "faults", str, "fault schedule, e.g. kill:30s,stop:60s:10s", _V),
+    _Opt("--report", "report_dir", Path, "directory for verdict.json and timeline.csv/png", _V),
+    _Opt("--json", "json", _bool, "print the verdict as JSON instead of a table", _V),
+    _Opt("--topic", "topic", str, "topic to create (default shoal-verify-<unix time>)", _V),
+    _Opt("--pids", "pids", _pids, "comma-separated agent PIDs for kill/stop faults", _V),
+    _Opt("--playground", "playground", int, "start a local playground of N agents", _V),
+    _Opt("--object-store", "object_store", _choice(OBJECT_STORES),
+         f"playground object store: {', '.join(OBJECT_STORES)}", _V),
+    _Opt("--metadata", "metadata", _choice(METADATA_STORES),
+         f"playground metadata store: {', '.join(METADATA_STORES)}", _V),
+    _Opt("--agent-args", "agent_args", lambda raw: tuple(shlex.split(raw)),
+         "extra `shoal agent` flags for playground agents, e.g. '--heartbeat-timeout-ms 3000'",
+         _V),
+    _Opt("--message-timeout-ms", "message_timeout_ms", int,
+         "producers' delivery timeout; then a value counts as an error", _V),
+)  # fmt: skip
+
+
+def _add_verify_parser(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "verify",
+        help="check a Kafka-compatible cluster for lost, duplicated or reordered records",
+        description="Jepsen-style queue checker: idempotent producers and assign-mode consumers"
+        " against --bootstrap (or a --playground this command starts, with --faults), then a"
+        " final read of everything; exit 1 if any violation. See docs/verify.md.",
+    )
+    defaults = VerifyConfig(bootstrap=None)
+    for opt in VERIFY_OPTIONS:
+        default = getattr(defaults, opt.field)
+        suffix = f"; default {default}" if default not in (None, "", (), 0) else ""
+        if opt.field == "json":
+            parser.add_argument(
+                opt.flag, dest=opt.field, action="store_const", const=True, default=None,
+                help=f"{opt.help} [env {opt.env}]",
+            )  # fmt: skip
+            continue
+        parser.add_argument(
+            opt.flag, dest=opt.field, type=opt.kind, default=None,
+            help=f"{opt.help} [env {opt.env}{suffix}]",
+        )  # fmt: skip
+    parser.add_argument(
+        "--log-level", default=None, help="debug, info, warning [env SHOAL_LOG_LEVEL]"
+    )
+
+
+def verify_config_from(args: argparse.Namespace, env: Mapping[str, str]) -> VerifyConfig:
+    """Flags win over SHOAL_VERIFY_* variables, which win over VerifyConfig's defaults."""
+    values: dict[str, Any] = {}
+    for opt in VERIFY_OPTIONS:
+        flag_value = getattr(args, opt.field, None)
+        if flag_value is not None:
+            values[opt.field] = flag_value
+        elif opt.env in env:
+            try:
+                values[opt.field] = opt.kind(env[opt.env])
+            except (ValueError, argparse.ArgumentTypeError) as exc:
+                raise SystemExit(f"shoal: bad value in {opt.env}: {exc}") from None
+    values.setdefault("bootstrap", None)
+    return VerifyConfig(**values)
+
+
 def _add_agent_options(parser: argparse.ArgumentParser) -> None:
     defaults = Settings()
     for opt in AGENT_OPTIONS:
@@ -262,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--zones", type=int, default=None, help="zones, round-robin [env SHOAL_ZONES; default 1]"
     )
     groups_cli.add_parser(sub)
+    _add_verify_parser(sub)
     return parser
 
 
@@ -376,6 +469,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.command == "verify":
+        return verify_run(verify_config_from(args, env))
     settings = settings_from(args, env)
     if args.data_dir is None and "SHOAL_DATA_DIR" not in env:
         settings = dataclasses.replace(settings, data_dir=os.path.abspath(settings.data_dir))
