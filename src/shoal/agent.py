@@ -98,7 +98,10 @@ class Agent:
             self.membership.me.agent_id, settings.az, timeout_ms=settings.peer_timeout_ms
         )
         self.peer_server = PeerServer(
-            self.blocks, settings.az, read_timeout_s=settings.peer_timeout_ms / 1000
+            self.blocks,
+            settings.az,
+            read_timeout_s=settings.peer_timeout_ms / 1000,
+            block_bytes=settings.block_bytes,
         )
         self.ring_source = RingBlockSource(
             self.membership, self.blocks, self.peer_client, self.store, settings.block_bytes
@@ -108,6 +111,7 @@ class Agent:
             self.ring_source,
             self.waiters,
             poll_interval_s=settings.hwm_poll_interval_ms / 1000,
+            block_bytes=settings.block_bytes,
         )
         self.groups = GroupCoordinator(
             self.meta,

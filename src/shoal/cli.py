@@ -104,6 +104,12 @@ AGENT_OPTIONS: tuple[_Opt, ...] = (
         int,
         "the reserve of request bytes for small frames",
     ),
+    _Opt(
+        "--responses-bytes-max",
+        "responses_bytes_max",
+        int,
+        "what Fetch responses of all connections load and hold until written, in whole blocks",
+    ),
     _Opt("--connections-max", "connections_max", int, "open client connections in all"),
     _Opt(
         "--connections-per-ip-max",

@@ -50,6 +50,9 @@ class Settings:
     # draw on a reserve of their own, so they never wait behind large ones.
     small_frame_bytes_max: int = 64 * 1024
     small_requests_bytes_max: int = 16 * 1024 * 1024
+    # What Fetch responses of all connections load and may pin, counted in whole blocks, from
+    # just before the load until the response is written.
+    responses_bytes_max: int = 256 * 1024 * 1024
     connection_inflight_max: int = 16
     connection_idle_ms: int = 10 * 60 * 1000
     # A frame body (each 4 MiB piece of a larger one) must arrive within this; a client must

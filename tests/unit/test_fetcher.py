@@ -10,7 +10,7 @@ import pytest
 
 from shoal.meta.store import BatchRow, PartitionState
 from shoal.protocol import errors
-from shoal.read.block_cache import BlockCache, Chunk
+from shoal.read.block_cache import BlockCache, Chunk, spanned_bytes
 from shoal.read.fetcher import FetchReader, PartitionFetch, PartitionRead, patch_base_offset
 from shoal.read.waiters import PartitionWaiters
 
@@ -424,3 +424,45 @@ def test_patch_base_offset_keeps_crc() -> None:
     assert p[8:] == b[8:]
     assert crc_ok(p)
     assert patch_base_offset(b, 0) is b  # already right: no copy
+
+
+async def test_a_fetch_reserves_the_blocks_it_will_load_first(parts: Parts) -> None:
+    """Issue 12 items 5 and 7: what a fetch loads (and may pin until its response is written)
+    is held in a budget counted in whole blocks, taken before any block is read; with no room
+    the fetch answers without data instead of loading."""
+    store, meta, source, waiters, _ = parts
+    reader = FetchReader(meta, source, waiters, poll_interval_s=None, block_bytes=64)
+    meta.commit([("t", 0, make_batch(1, payload(i, 100))) for i in range(3)])
+    meta.commit([("t", 1, make_batch(1, payload(9, 10)))])
+    wanted = [PartitionFetch("t", 0, 0, 1 << 20), PartitionFetch("t", 1, 0, 1 << 20)]
+    rows = meta.rows[("t", 0)] + meta.rows[("t", 1)]
+    blocks = {(r.file_key, i) for r in rows for i in range(
+        r.byte_pos // 64, (r.byte_pos + r.byte_len - 1) // 64 + 1)}  # fmt: skip
+    asked: list[int] = []
+    gets_before = store.counts["get_range"]
+
+    async def no_room(size: int) -> bool:
+        asked.append(size)
+        return False
+
+    refused = await reader.fetch(wanted, 1 << 20, 0, 0, no_room)
+    assert asked == [len(blocks) * 64]
+    answered = [(r.error_code, r.batches, r.high_watermark) for r in refused]
+    assert answered == [(0, [], 3), (0, [], 1)]
+    assert store.counts["get_range"] == gets_before  # nothing was loaded
+
+    async def room(size: int) -> bool:
+        asked.append(size)
+        return True
+
+    served = await reader.fetch(wanted, 1 << 20, 0, 0, room)
+    assert asked[-1] == len(blocks) * 64
+    assert [offsets(r.batches) for r in served] == [[0, 1, 2], [0]]
+
+
+def test_read_budgets_count_whole_blocks_touched() -> None:
+    # One byte from each of 3 blocks of one file, two ranges in one block of another, one
+    # range across a block boundary, and an empty range.
+    ranges = [("a", 0, 1), ("a", 64, 1), ("a", 640, 1), ("b", 0, 10), ("b", 20, 10),
+              ("c", 60, 10), ("c", 0, 0)]  # fmt: skip
+    assert spanned_bytes(64, ranges) == (3 + 1 + 2) * 64

@@ -40,6 +40,10 @@ class RequestContext:
     # handler whose data another budget counts from then on (Produce, once in the write
     # buffer); otherwise they are handed back when the request is answered.
     release_request_bytes: Callable[[], None] | None = None
+    # Holds this many response bytes (whole blocks a Fetch is about to load and may pin) in
+    # the server's response budget until the response is written; False when there is no
+    # room within a second (the Fetch then answers without data).
+    hold_response_bytes: Callable[[int], Awaitable[bool]] | None = None
 
     def responses(self) -> Messages:
         """The response classes of this request's API and version."""

@@ -83,7 +83,9 @@ async def handle_fetch(svc: Services, ctx: RequestContext, req: Any) -> list[Buf
 
     max_wait_ms = min(int(req.max_wait.total_seconds() * 1000), MAX_WAIT_MS_CAP)
     max_bytes = min(int(getattr(req, "max_bytes", 0x7FFFFFFF)), svc.settings.fetch_bytes_max)
-    reads = await svc.reader.fetch(wanted, max_bytes, int(req.min_bytes), max_wait_ms)
+    reads = await svc.reader.fetch(
+        wanted, max_bytes, int(req.min_bytes), max_wait_ms, ctx.hold_response_bytes
+    )
 
     sent = 0
     topics_out: list[tuple[str, uuid.UUID, list[FetchPartitionResult]]] = []

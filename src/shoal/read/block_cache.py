@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from shoal.metrics import (
@@ -276,6 +276,18 @@ class BlockCache:
             self._evictions += 1
             BLOCK_CACHE_EVICTIONS.inc()
         BLOCK_CACHE_BYTES.set(self._bytes)
+
+
+def spanned_bytes(block_bytes: int, ranges: Iterable[tuple[str, int, int]]) -> int:
+    """Bytes of the distinct blocks that `(object key, pos, length)` ranges touch: what
+    reading them loads and may pin (a view keeps its whole block alive), so what read budgets
+    count rather than the bytes asked for (one byte from each of 1,000 blocks holds 4 GiB)."""
+    blocks: set[tuple[str, int]] = set()
+    for key, pos, length in ranges:
+        if length > 0:
+            first, last = pos // block_bytes, (pos + length - 1) // block_bytes
+            blocks.update((key, i) for i in range(first, last + 1))
+    return len(blocks) * block_bytes
 
 
 def _slice(block: bytes, start: int, length: int) -> bytes:

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import struct
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -29,7 +29,7 @@ from shoal.protocol.errors import (
     UNKNOWN_TOPIC_ID,
     UNKNOWN_TOPIC_OR_PARTITION,
 )
-from shoal.read.block_cache import BlockSource, Chunk
+from shoal.read.block_cache import BlockSource, Chunk, spanned_bytes
 from shoal.read.index_cache import IndexCache
 from shoal.read.waiters import PartitionKey, PartitionWaiters
 
@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 _BASE_OFFSET = struct.Struct(">q")
 _POLL_KEYS_MAX = 1000  # partitions per high-watermark poll query
 _T = TypeVar("_T")
+# Called with the bytes of the blocks a fetch is about to load (it may pin them until its
+# response is written): True once that much is held for the response, False when there is no
+# room now (the fetch then answers without data, and the client fetches again).
+Reserve = Callable[[int], Awaitable[bool]]
 
 
 class IndexReader(Protocol):
@@ -113,6 +117,7 @@ class FetchReader:
         batches_per_partition_max: int = 5000,
         poll_interval_s: float | None = 0.25,
         index_rows_max: int = 100_000,
+        block_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         """`poll_interval_s`: how often the high watermarks of partitions that fetches wait on are
         read from the metadata store, to see commits by other agents (one query per interval for
@@ -126,6 +131,7 @@ class FetchReader:
         self._batches_max = batches_per_partition_max
         self._poll_s = poll_interval_s
         self._poller: asyncio.Task[None] | None = None
+        self._block_bytes = block_bytes  # the unit `reserve` counts loads in
         self.index = IndexCache(meta, rows_max=index_rows_max) if index_rows_max > 0 else None
 
     # -- public API ----------------------------------------------------------------------------
@@ -152,14 +158,20 @@ class FetchReader:
             self.index.forget(topic)
 
     async def fetch(
-        self, requests: list[PartitionFetch], max_bytes: int, min_bytes: int, max_wait_ms: int
+        self,
+        requests: list[PartitionFetch],
+        max_bytes: int,
+        min_bytes: int,
+        max_wait_ms: int,
+        reserve: Reserve | None = None,
     ) -> list[PartitionRead]:
-        """One Fetch: results in request order; waits up to `max_wait_ms` for `min_bytes`."""
+        """One Fetch: results in request order; waits up to `max_wait_ms` for `min_bytes`.
+        With `reserve`, the blocks to load are reserved first (see `Reserve`)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(max_wait_ms, 0) / 1000.0
         previous: dict[PartitionKey, int] | None = None
         while True:
-            reads = await self._read_all(requests, max_bytes)
+            reads = await self._read_all(requests, max_bytes, reserve)
             total = sum(r.byte_count for r in reads)
             if total >= min_bytes or max_wait_ms <= 0 or not reads:
                 return reads
@@ -221,7 +233,7 @@ class FetchReader:
 
     # -- phases --------------------------------------------------------------------------------
     async def _read_all(
-        self, requests: list[PartitionFetch], max_bytes: int
+        self, requests: list[PartitionFetch], max_bytes: int, reserve: Reserve | None = None
     ) -> list[PartitionRead]:
         # One query for every partition's state, then index reads only where there is data.
         try:
@@ -236,6 +248,14 @@ class FetchReader:
         if wanted:
             await _gather_bounded(wanted, self._lookups_max)
         _select(plans, max_bytes)
+        if reserve is not None:
+            spanned = spanned_bytes(
+                self._block_bytes,
+                ((r.file_key, r.byte_pos, r.byte_len) for p in plans for r in p.rows),
+            )
+            if spanned and not await reserve(spanned):
+                for plan in plans:
+                    plan.rows = []
         await self._load(plans)
         return [p.read for p in plans]
 

@@ -19,7 +19,7 @@ from aiohttp import web
 from shoal import metrics
 from shoal.common.byte_budget import ByteBudget
 from shoal.read import peer_wire
-from shoal.read.block_cache import BlockSource, Chunk
+from shoal.read.block_cache import BlockSource, Chunk, spanned_bytes
 from shoal.read.peer_wire import FileRanges, WireError
 
 log = logging.getLogger(__name__)
@@ -40,11 +40,14 @@ class PeerServer:
         *,
         read_timeout_s: float = 10.0,
         bytes_in_flight_max: int = 256 * 1024 * 1024,
+        block_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         """`read_timeout_s` bounds the block loads of one request (ranges not loaded by then
-        are answered with an error marker); `bytes_in_flight_max` bounds the range bytes that
-        all requests being answered hold at once (a request waits for room)."""
+        are answered with an error marker); `bytes_in_flight_max` bounds what all requests
+        being answered hold at once, counted in whole `block_bytes` blocks (a request waits
+        for room)."""
         self._cache = cache
+        self._block_bytes = block_bytes
         self._az = az
         self._timeout_s = read_timeout_s
         self._budget = ByteBudget(bytes_in_flight_max)
@@ -77,7 +80,10 @@ class PeerServer:
             return web.Response(status=400, text=f"bad block-read request: {exc}\n")
         self.requests += 1
         metrics.PEER_REQUESTS.labels(direction="received").inc()
-        total = sum(f.byte_count() for f in files)
+        # Blocks, not range bytes: 20,000 one-byte ranges in 20,000 blocks hold 78 GiB.
+        total = spanned_bytes(
+            self._block_bytes, ((f.key, pos, n) for f in files for pos, n in f.ranges)
+        )
         await self._budget.acquire(total)
         try:
             deadline = asyncio.get_running_loop().time() + self._timeout_s

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,8 @@ MIN_FRAME_BYTES = 8
 # Frame bodies larger than this are read, and budgeted, in pieces of this size as they arrive.
 BODY_PIECE_BYTES = 4 * 1024 * 1024
 JOIN_BELOW_BYTES = 256 * 1024
+# How long a Fetch waits for room in the response budget before it answers without data.
+RESPONSE_HOLD_WAIT_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,7 @@ class KafkaServer:
         self._server: asyncio.Server | None = None
         self._budget = ByteBudget(svc.settings.requests_bytes_max)
         self._small = ByteBudget(svc.settings.small_requests_bytes_max)
+        self._responses = ByteBudget(svc.settings.responses_bytes_max)
         self._connections: dict[asyncio.Task[None], _Connection] = {}
         self._per_ip: dict[str, int] = {}
 
@@ -120,7 +123,8 @@ class KafkaServer:
             metrics.CONNECTIONS_CLOSED.labels(reason=refused).inc()
             stream.close()
             return
-        conn = _Connection(self._svc, _Budgets(self._budget, self._small), stream, stream, peer_s)
+        budgets = _Budgets(self._budget, self._small, self._responses)
+        conn = _Connection(self._svc, budgets, stream, stream, peer_s)
         self._connections[task] = conn
         self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
         metrics.CONNECTIONS.inc()
@@ -139,10 +143,48 @@ class KafkaServer:
 @dataclass(frozen=True, slots=True)
 class _Budgets:
     """Request bytes held by all connections: large frames share `large`; frames up to
-    `small_frame_bytes_max` draw on `small`, so a Heartbeat never waits behind large ones."""
+    `small_frame_bytes_max` draw on `small`, so a Heartbeat never waits behind large ones.
+    `responses` counts what Fetch responses load and may pin (whole blocks) until written."""
 
     large: ByteBudget
     small: ByteBudget
+    responses: ByteBudget
+
+
+class _ResponseHold:
+    """The response bytes one request holds (`RequestContext.hold_response_bytes`), released
+    once the response is written or the connection ends. Holding is idempotent up to the
+    largest amount asked for: a long-polling Fetch that loads again holds no more than the
+    largest of its loads."""
+
+    __slots__ = ("_budget", "_closed", "_held")
+
+    def __init__(self, budget: ByteBudget) -> None:
+        self._budget = budget
+        self._held = 0
+        self._closed = False
+
+    async def hold(self, size: int) -> bool:
+        if self._closed:
+            return False
+        if size <= self._held:
+            return True
+        try:
+            async with asyncio.timeout(RESPONSE_HOLD_WAIT_S):
+                await self._budget.acquire(size - self._held)
+        except TimeoutError:
+            return False
+        if self._closed:  # released while waiting: hand it straight back
+            self._budget.release(size - self._held)
+            return False
+        self._held = size
+        return True
+
+    def release(self) -> None:
+        self._closed = True
+        held, self._held = self._held, 0
+        if held:
+            self._budget.release(held)
 
 
 class _Held:
@@ -182,7 +224,7 @@ class _Connection:
         self._write_timeout_s = settings.response_write_timeout_ms / 1000.0
         self._write_end = ""  # why the write loop ended early, if it did
         self._idle_s = settings.connection_idle_ms / 1000.0
-        self._pending: asyncio.Queue[asyncio.Task[list[bytes] | None] | None] = asyncio.Queue(
+        self._pending: asyncio.Queue[_Pending | None] = asyncio.Queue(
             maxsize=max(1, settings.connection_inflight_max)
         )
         self._client_id: str | None = None
@@ -244,9 +286,10 @@ class _Connection:
 
     def _drain_pending(self) -> None:
         while not self._pending.empty():
-            task = self._pending.get_nowait()
-            if task is not None:
-                task.cancel()
+            entry = self._pending.get_nowait()
+            if entry is not None:
+                entry[0].cancel()
+                entry[1].release()
 
     async def _read_loop(self) -> None:
         reader = self._reader
@@ -261,19 +304,20 @@ class _Connection:
                 raise ConnectionClosed("frame_size")
             budget = self._budgets.small if size <= self._small_max else self._budgets.large
             body = await self._read_body(budget, size)
+            hold = _ResponseHold(self._budgets.responses)
             try:
-                ctx, spec, request = self._parse(body.frame, body.held.release)
+                ctx, spec, request = self._parse(body.frame, body.held.release, hold.hold)
             except BaseException:
                 body.held.release()
                 raise
             if spec is None:
                 body.held.release()
-                await self._pending.put(self._done(request))
+                await self._pending.put((self._done(request), hold))
                 continue
             task = asyncio.create_task(self._dispatch(spec, ctx, request))
             # A callback, not a finally: a task cancelled before it ever ran skips its body.
             task.add_done_callback(body.held.release)
-            await self._pending.put(task)
+            await self._pending.put((task, hold))
 
     async def _read_body(self, budget: ByteBudget, size: int) -> _Body:
         """Read a frame body, holding its size in `budget`. A body larger than one piece is
@@ -297,14 +341,17 @@ class _Connection:
         return _Body(frame, _Held(budget, size))
 
     def _parse(
-        self, frame: bytes | memoryview, release: Callable[[], None]
+        self,
+        frame: bytes | memoryview,
+        release: Callable[[], None],
+        hold: Callable[[int], Awaitable[bool]],
     ) -> tuple[RequestContext, ApiSpec | None, Any]:
         """Decode one frame body. Spec None: the request is answered at once with the frame
         returned in its place (ApiVersions at a version not served, KIP-511)."""
         api_key, version, correlation_id = _HEADER.unpack_from(frame)
         ctx = RequestContext(
             api_key, version, correlation_id, self._client_id, self._peer, self._write_turn,
-            release,
+            release, hold,
         )  # fmt: skip
         spec = REGISTRY.get(api_key)
         if spec is None:
@@ -325,7 +372,7 @@ class _Connection:
             self._client_id = client_id
             ctx = RequestContext(
                 api_key, version, correlation_id, client_id, self._peer, self._write_turn,
-                release,
+                release, hold,
             )  # fmt: skip
         return ctx, spec, request
 
@@ -371,29 +418,44 @@ class _Connection:
     async def _write_loop(self) -> None:
         writer = self._writer
         while True:
-            task = await self._pending.get()
-            if task is None:
+            entry = await self._pending.get()
+            if entry is None:
                 return
+            task, hold = entry
             try:
-                parts = await task
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # A failed handler cannot be answered in order: close like Kafka would on an
-                # unexpected server error, so the client retries on a fresh connection.
-                self._write_end = "handler_error"
-                writer.close()
-                return
-            if parts is None:
-                continue
-            writer.writelines(parts)
-            try:
-                async with asyncio.timeout(self._write_timeout_s):
-                    await writer.drain()
-            except TimeoutError:
-                self._write_end = "write_timeout"
-                writer.close()
-                return
-            except ConnectionError:
-                self._write_end = "write_error"
-                return
+                if not await self._write_one(writer, task):
+                    return
+            finally:
+                # Written (or never to be): what it loaded no longer counts.
+                hold.release()
+
+    async def _write_one(self, writer: FrameStream, task: asyncio.Task[list[bytes] | None]) -> bool:
+        """Write one response; False when the connection can answer no more."""
+        try:
+            parts = await task
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A failed handler cannot be answered in order: close like Kafka would on an
+            # unexpected server error, so the client retries on a fresh connection.
+            self._write_end = "handler_error"
+            writer.close()
+            return False
+        if parts is None:
+            return True
+        writer.writelines(parts)
+        try:
+            async with asyncio.timeout(self._write_timeout_s):
+                await writer.drain()
+        except TimeoutError:
+            self._write_end = "write_timeout"
+            writer.close()
+            return False
+        except ConnectionError:
+            self._write_end = "write_error"
+            return False
+        return True
+
+
+# One pipelined request: its answer to come, and the response bytes it holds.
+_Pending = tuple[asyncio.Task[list[bytes] | None], _ResponseHold]
