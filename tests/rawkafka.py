@@ -84,3 +84,49 @@ class RawConnection:
             chunks.append(chunk)
             n -= len(chunk)
         return b"".join(chunks)
+
+
+def fetch_v12(
+    topic: str,
+    offsets: dict[int, int],
+    *,
+    max_bytes: int,
+    partition_max_bytes: int,
+    max_wait_ms: int = 0,
+) -> Any:
+    """A consumer's Fetch v12 (no session, no rack) of `topic` from `offsets` (partition ->
+    fetch offset)."""
+    import datetime
+
+    from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
+    from kio.schema.types import BrokerId, TopicName
+    from kio.static.primitive import i32, i64
+
+    return FetchRequest(
+        cluster_id=None,
+        replica_id=BrokerId(-1),
+        max_wait=datetime.timedelta(milliseconds=max_wait_ms),  # type: ignore[arg-type]
+        min_bytes=i32(1),
+        max_bytes=i32(max_bytes),
+        isolation_level=0,  # type: ignore[arg-type]
+        session_id=i32(0),
+        session_epoch=i32(-1),
+        topics=(
+            FetchTopic(
+                topic=TopicName(topic),
+                partitions=tuple(
+                    FetchPartition(
+                        partition=i32(p),
+                        current_leader_epoch=i32(-1),
+                        fetch_offset=i64(offset),
+                        last_fetched_epoch=i32(-1),
+                        log_start_offset=i64(-1),
+                        partition_max_bytes=i32(partition_max_bytes),
+                    )
+                    for p, offset in offsets.items()
+                ),
+            ),
+        ),
+        forgotten_topics_data=(),
+        rack_id="",
+    )

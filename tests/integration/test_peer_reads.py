@@ -6,7 +6,6 @@ with zone-tagged raw Fetch requests. Without the ring every agent would GET ever
 from __future__ import annotations
 
 import asyncio
-import datetime
 import struct
 import time
 from collections.abc import Iterator
@@ -17,13 +16,11 @@ import crc32c
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
-from kio.schema.types import BrokerId, TopicName
-from kio.static.primitive import i32, i64
 
 from shoal.client.connection import KafkaConnection
 from shoal.read.ring import Ring, block_key
 from tests.agent_process import AgentProcess
+from tests.rawkafka import fetch_v12
 
 MiB = 1024 * 1024
 BLOCK = 1 * MiB
@@ -142,34 +139,9 @@ async def read_all(
     records = 0
     try:
         while any(offsets[p] < high_watermarks[p] for p in offsets):
-            request = FetchRequest(
-                cluster_id=None,
-                replica_id=BrokerId(-1),
-                max_wait=datetime.timedelta(milliseconds=100),  # type: ignore[arg-type]
-                min_bytes=i32(1),
-                max_bytes=i32(4 * MiB),
-                isolation_level=0,  # type: ignore[arg-type]
-                session_id=i32(0),
-                session_epoch=i32(-1),
-                topics=(
-                    FetchTopic(
-                        topic=TopicName(TOPIC),
-                        partitions=tuple(
-                            FetchPartition(
-                                partition=i32(p),
-                                current_leader_epoch=i32(-1),
-                                fetch_offset=i64(offsets[p]),
-                                last_fetched_epoch=i32(-1),
-                                log_start_offset=i64(-1),
-                                partition_max_bytes=i32(MiB),
-                            )
-                            for p in offsets
-                            if offsets[p] < high_watermarks[p]
-                        ),
-                    ),
-                ),
-                forgotten_topics_data=(),
-                rack_id="",
+            wanted = {p: o for p, o in offsets.items() if o < high_watermarks[p]}
+            request = fetch_v12(
+                TOPIC, wanted, max_bytes=4 * MiB, partition_max_bytes=MiB, max_wait_ms=100
             )
             response = await conn.send(request)
             for topic in response.responses:

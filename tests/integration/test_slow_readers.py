@@ -9,7 +9,6 @@ whole blocks); past it a Fetch answers without data.
 
 from __future__ import annotations
 
-import datetime
 import socket
 import time
 from collections.abc import Iterator
@@ -18,12 +17,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
-from kio.schema.types import BrokerId, TopicName
-from kio.static.primitive import i32, i64
 
 from shoal.client.connection import encode_request
 from tests.agent_process import AgentProcess
+from tests.rawkafka import fetch_v12
 
 MiB = 1024 * 1024
 TOPIC = "slow-readers"
@@ -69,33 +66,8 @@ def _produce(bootstrap: str) -> None:
 
 
 def _fetch_everything(correlation_id: int) -> bytes:
-    request = FetchRequest(
-        cluster_id=None,
-        replica_id=BrokerId(-1),
-        max_wait=datetime.timedelta(milliseconds=0),  # type: ignore[arg-type]
-        min_bytes=i32(1),
-        max_bytes=i32(64 * MiB),
-        isolation_level=0,  # type: ignore[arg-type]
-        session_id=i32(0),
-        session_epoch=i32(-1),
-        topics=(
-            FetchTopic(
-                topic=TopicName(TOPIC),
-                partitions=tuple(
-                    FetchPartition(
-                        partition=i32(p),
-                        current_leader_epoch=i32(-1),
-                        fetch_offset=i64(0),
-                        last_fetched_epoch=i32(-1),
-                        log_start_offset=i64(-1),
-                        partition_max_bytes=i32(VOLUME),
-                    )
-                    for p in range(PARTITIONS)
-                ),
-            ),
-        ),
-        forgotten_topics_data=(),
-        rack_id="",
+    request = fetch_v12(
+        TOPIC, dict.fromkeys(range(PARTITIONS), 0), max_bytes=64 * MiB, partition_max_bytes=VOLUME
     )
     return encode_request(request, correlation_id, "slow-reader")
 
