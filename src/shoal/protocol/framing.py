@@ -23,6 +23,7 @@ from kio.index import KioIndexError, UnknownAPIKey, load_request_schema, load_re
 from kio.serial import entity_reader, entity_writer
 
 from shoal.protocol.apis import ApiKey
+from shoal.protocol.array_counts import check_array_counts
 
 _REQUEST_HEADER: Final = struct.Struct(">hhi")
 _SIZE: Final = struct.Struct(">i")
@@ -102,12 +103,14 @@ def decode_request(frame: bytes | bytearray | memoryview) -> tuple[Any, Any]:
     """Decode a request frame into (kio RequestHeader, kio request dataclass).
 
     Raises UnknownApi / UnsupportedVersion (with the header fields, so ApiVersions can still be
-    answered) or InvalidRequest for bytes that do not decode.
+    answered) or InvalidRequest for bytes that do not decode (caused by ArrayTooLong for an
+    array count the bytes left cannot hold).
     """
     api_key, api_version, correlation_id = parse_request_header(frame)
-    _, read_header, read_body = _request_codec(api_key, api_version, correlation_id)
+    cls, read_header, read_body = _request_codec(api_key, api_version, correlation_id)
     try:
         header, header_size = read_header(frame, 0)
+        check_array_counts(cls, frame, header_size)  # before kio reserves room for them
         request, _ = read_body(frame, header_size)
     except Exception as e:  # kio raises SerialError, ValueError, UnicodeDecodeError, ...
         raise InvalidRequest(
