@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: playground test lint typecheck unit integration librdkafka bench clean
+.PHONY: playground test lint typecheck unit integration librdkafka bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ playground: $(STAMP)
 	$(BIN)/shoal playground $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench fuzz
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -33,6 +33,11 @@ librdkafka: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/produce_consume.py $(ARGS)
+
+# Each fuzz target for FUZZ_SECONDS (make test runs them for 20 s each).
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python fuzz/run.py
 
 clean:
 	rm -rf $(VENV) .cache shoal-data .pytest_cache .mypy_cache .ruff_cache
