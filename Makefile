@@ -34,7 +34,7 @@ librdkafka: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/produce_consume.py $(ARGS)
 
-# Each fuzz target for FUZZ_SECONDS (make test runs them for 20 s each).
+# Each fuzz target for FUZZ_SECONDS (make test runs them for 12 s each).
 FUZZ_SECONDS ?= 300
 fuzz: $(STAMP)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python fuzz/run.py
