@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: playground test lint typecheck unit integration librdkafka bench verify clean
+.PHONY: playground test lint typecheck unit integration librdkafka bench verify fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ playground: $(STAMP)
 	$(BIN)/shoal playground $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench fuzz
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -42,6 +42,11 @@ verify: $(STAMP)
 	$(BIN)/shoal verify --playground 3 --object-store seaweedfs --metadata postgres \
 		--partitions 8 --producers 3 --consumers 2 --duration-s 600 \
 		--faults $(VERIFY_FAULTS) --report verify-report $(ARGS)
+
+# Each fuzz target for FUZZ_SECONDS (make test runs them for 12 s each).
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python fuzz/run.py
 
 clean:
 	rm -rf $(VENV) .cache shoal-data verify-report .pytest_cache .mypy_cache .ruff_cache

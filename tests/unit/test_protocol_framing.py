@@ -138,6 +138,35 @@ def test_garbage_body_is_invalid() -> None:
         decode_request(header + b"\xff\xff\xff\xff\xff\xff")
 
 
+# Found by fuzz/fuzz_requests.py: kio decodes a length of -1 (0 when flexible) as a null array
+# even where the schema forbids null, and the Produce handler then failed iterating None
+# (TypeError, logged as a handler failure). Kafka refuses such a request as malformed.
+_PRODUCE_V3_HEAD = struct.pack(">hhih", 0, 3, 7, -1)  # header v1, null client id
+_PRODUCE_V3_FIELDS = struct.pack(">hhi", -1, 1, 1000)  # null transactional id, acks, timeout
+_TOPIC_A = struct.pack(">ih", 1, 1) + b"a"  # topic_data of one topic named "a"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(_PRODUCE_V3_FIELDS + struct.pack(">i", -1), id="topic_data"),
+        pytest.param(_PRODUCE_V3_FIELDS + _TOPIC_A + struct.pack(">i", -1), id="partition_data"),
+    ],
+)
+def test_null_non_nullable_array_is_invalid(body: bytes) -> None:
+    with pytest.raises(InvalidRequest, match="non-nullable array"):
+        decode_request(_PRODUCE_V3_HEAD + body)
+
+
+def test_null_nullable_array_still_decodes() -> None:
+    frame = struct.pack(">hhih", 3, 1, 7, -1) + struct.pack(">i", -1)  # Metadata v1: all topics
+    _, request = decode_request(frame)
+    assert request.topics is None
+    flexible = struct.pack(">hhih", 3, 9, 7, -1) + b"\x00" + bytes(5)  # v9, null topics
+    _, request = decode_request(flexible)
+    assert request.topics is None
+
+
 def _split_response(frame: bytes, flexible: bool) -> tuple[int, int, bytes]:
     (size,) = struct.unpack_from(">i", frame, 0)
     (correlation_id,) = struct.unpack_from(">i", frame, 4)

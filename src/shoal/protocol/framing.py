@@ -11,8 +11,11 @@ header is always v0 so that a client can parse it before it knows what the broke
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import struct
+import types
+import typing
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -20,6 +23,7 @@ from kio.index import KioIndexError, UnknownAPIKey, load_request_schema, load_re
 from kio.serial import entity_reader, entity_writer
 
 from shoal.protocol.apis import ApiKey
+from shoal.protocol.array_counts import check_array_counts
 
 _REQUEST_HEADER: Final = struct.Struct(">hhi")
 _SIZE: Final = struct.Struct(">i")
@@ -61,6 +65,9 @@ class UnsupportedVersion(UnsupportedRequest):
 _request_codecs: dict[tuple[int, int], tuple[type[Any], _Reader, _Reader]] = {}
 _response_flexible: dict[tuple[int, int], bool] = {}
 _writers: dict[type[Any], _Writer] = {}
+# Per kio class: (array fields that may not be null, fields holding entities to check in turn).
+# Bounded like the codecs: one entry per class kio has.
+_null_checks: dict[type[Any], tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
 
 def parse_request_header(frame: bytes | bytearray | memoryview) -> tuple[int, int, int]:
@@ -96,18 +103,70 @@ def decode_request(frame: bytes | bytearray | memoryview) -> tuple[Any, Any]:
     """Decode a request frame into (kio RequestHeader, kio request dataclass).
 
     Raises UnknownApi / UnsupportedVersion (with the header fields, so ApiVersions can still be
-    answered) or InvalidRequest for bytes that do not decode.
+    answered) or InvalidRequest for bytes that do not decode (caused by ArrayTooLong for an
+    array count the bytes left cannot hold).
     """
     api_key, api_version, correlation_id = parse_request_header(frame)
-    _, read_header, read_body = _request_codec(api_key, api_version, correlation_id)
+    cls, read_header, read_body = _request_codec(api_key, api_version, correlation_id)
     try:
         header, header_size = read_header(frame, 0)
+        check_array_counts(cls, frame, header_size)  # before kio reserves room for them
         request, _ = read_body(frame, header_size)
     except Exception as e:  # kio raises SerialError, ValueError, UnicodeDecodeError, ...
         raise InvalidRequest(
             f"api_key={api_key} api_version={api_version} does not decode: {e}"
         ) from e
+    null = _null_array(request)
+    if null is not None:
+        raise InvalidRequest(
+            f"api_key={api_key} api_version={api_version}: non-nullable array {null} is null"
+        )
     return header, request
+
+
+def _null_array(entity: Any) -> str | None:
+    """The name of a non-nullable array field that is null in `entity` or an entity inside.
+
+    kio decodes an array of length -1 (0 when flexible) as None even where the schema does not
+    allow null; Kafka refuses such a request ("non-nullable field ... was serialized as
+    null"), and handlers iterate these fields without a check."""
+    non_null, nested = _null_checks_of(type(entity))
+    for name in non_null:
+        if getattr(entity, name) is None:
+            return name
+    for name in nested:
+        value = getattr(entity, name)
+        for item in value if isinstance(value, tuple) else (value,):
+            if item is not None and (found := _null_array(item)) is not None:
+                return found
+    return None
+
+
+def _null_checks_of(cls: type[Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    checks = _null_checks.get(cls)
+    if checks is not None:
+        return checks
+    non_null: list[str] = []
+    nested: list[str] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        args = typing.get_args(hint)
+        nullable = typing.get_origin(hint) in (typing.Union, types.UnionType) and (
+            type(None) in args
+        )
+        if nullable:
+            hint = next(a for a in args if a is not type(None))
+        is_array = typing.get_origin(hint) is tuple
+        if is_array and not nullable:
+            non_null.append(f.name)
+        element = typing.get_args(hint)[0] if is_array else hint
+        entity = isinstance(element, type) and dataclasses.is_dataclass(element)
+        if entity and _null_checks_of(element) != ((), ()):
+            nested.append(f.name)
+    checks = (tuple(non_null), tuple(nested))
+    _null_checks[cls] = checks
+    return checks
 
 
 def response_header_flexible(api_key: int, api_version: int) -> bool:
