@@ -4,8 +4,10 @@ responses is disconnected rather than holding its connection's requests for good
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,11 +16,18 @@ import pytest
 from confluent_kafka import Producer
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
+
+# v3: before KIP-394, a new member's join waits for the rebalance instead of being sent back.
+from kio.schema.join_group.v3.request import JoinGroupRequest, JoinGroupRequestProtocol
+from kio.schema.produce.v9.request import ProduceRequest
+from kio.schema.types import GroupId
 from kio.static.primitive import i32Timedelta
 
 from tests.agent_process import AgentProcess
+from tests.integration.test_bad_input import produce_request
 from tests.integration.test_clients_roundtrip import create_topic
 from tests.rawkafka import RawConnection
+from tests.unit.batchgen import make_batch
 
 
 def metric(agent: AgentProcess, name: str) -> float:
@@ -129,3 +138,64 @@ def test_a_client_that_stops_reading_is_disconnected(limited: AgentProcess) -> N
     wait_for_connections(limited, open_before)
     assert metric(limited, "shoal_connections") == open_before
     conn.close()
+
+
+@pytest.fixture
+def slow_joins(tmp_path: Path) -> Iterator[AgentProcess]:
+    """JoinGroups for new groups wait 20 s (the initial rebalance delay), holding their request
+    bytes; the request budget is 64 MiB, a connection's share 16 MiB."""
+    proc = AgentProcess(
+        tmp_path / "agent",
+        [
+            "--requests-bytes-max", str(64 * 1024 * 1024),
+            "--group-initial-rebalance-delay-ms", "20000",
+            "--flush-interval-ms", "5",
+        ],
+    ).start()  # fmt: skip
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def big_produce(topic: str, batches: int) -> ProduceRequest:
+    """A Produce of `batches` batches of 1,000,000-byte records (under max.message.bytes)."""
+    one = make_batch([(None, b"v" * 1_000_000)])
+    return produce_request(one * batches, topic=topic)
+
+
+def test_one_connection_cannot_hold_the_whole_request_budget(slow_joins: AgentProcess) -> None:
+    """Issue 12 (fair sharing): eight pipelined 8 MiB JoinGroups on one connection held the
+    whole 64 MiB budget until their rebalances ended, and an 8 MiB produce on another
+    connection waited for them. A connection now holds at most a quarter of the budget."""
+    create_topic(slow_joins.bootstrap, "fair", 1)
+    hog = RawConnection(slow_joins.bootstrap, timeout_s=120)
+    metadata = b"m" * (8 * 1024 * 1024)
+    joins = [
+        JoinGroupRequest(
+            group_id=GroupId(f"hog-{i}"),
+            session_timeout=i32Timedelta.parse(datetime.timedelta(seconds=30)),
+            rebalance_timeout=i32Timedelta.parse(datetime.timedelta(seconds=60)),
+            member_id="",
+            protocol_type="consumer",
+            protocols=(JoinGroupRequestProtocol(name="range", metadata=metadata),),
+        )
+        for i in range(8)
+    ]
+    def send_joins() -> None:
+        # Blocks once the agent stops reading the hog (its share held); ends when it closes.
+        with contextlib.suppress(OSError):
+            for join in joins:
+                hog.send(join)
+
+    sender = threading.Thread(target=send_joins, daemon=True)
+    sender.start()
+    time.sleep(2)  # the hog's frames are in (as many as it may hold)
+    other = RawConnection(slow_joins.bootstrap, timeout_s=60)
+    started = time.monotonic()
+    resp = other.call(big_produce("fair", 8))
+    waited = time.monotonic() - started
+    assert int(resp.responses[0].partition_responses[0].error_code) == 0
+    assert waited < 10, f"the produce waited {waited:.1f} s behind another connection's joins"
+    hog.close()
+    other.close()

@@ -41,6 +41,8 @@ MIN_FRAME_BYTES = 8
 # Frame bodies larger than this are read, and budgeted, in pieces of this size as they arrive.
 BODY_PIECE_BYTES = 4 * 1024 * 1024
 JOIN_BELOW_BYTES = 256 * 1024
+# One connection holds at most this fraction (1/N) of the request budget.
+REQUEST_SHARE_DIVISOR = 4
 # How long a Fetch waits for room in the response budget before it answers without data.
 RESPONSE_HOLD_WAIT_S = 1.0
 
@@ -188,19 +190,19 @@ class _ResponseHold:
 
 
 class _Held:
-    """One request's bytes in a budget, released once: when it is answered, or earlier by a
+    """One request's bytes in its budgets, released once: when it is answered, or earlier by a
     handler whose data another budget counts from then on (Produce, in the write buffer)."""
 
-    __slots__ = ("_budget", "_size")
+    __slots__ = ("_budgets", "_size")
 
-    def __init__(self, budget: ByteBudget, size: int) -> None:
-        self._budget: ByteBudget | None = budget
+    def __init__(self, budgets: tuple[ByteBudget, ...], size: int) -> None:
+        self._budgets = budgets
         self._size = size
 
     def release(self, *_: object) -> None:
-        if self._budget is not None:
-            self._budget.release(self._size)
-            self._budget = None
+        budgets, self._budgets = self._budgets, ()
+        for budget in budgets:
+            budget.release(self._size)
 
 
 class _Connection:
@@ -230,6 +232,9 @@ class _Connection:
         self._client_id: str | None = None
         self._shutting_down = False
         self._write_turn = asyncio.Lock()
+        # This connection's share of the large-request budget (one frame larger than the
+        # share is still admitted when the connection holds nothing else).
+        self._share = ByteBudget(max(1, settings.requests_bytes_max // REQUEST_SHARE_DIVISOR))
 
     def begin_shutdown(self) -> None:
         self._shutting_down = True
@@ -302,8 +307,14 @@ class _Connection:
             if size < MIN_FRAME_BYTES or size > self._frame_max:
                 # Kafka closes without reading on an invalid size; never allocate for it.
                 raise ConnectionClosed("frame_size")
-            budget = self._budgets.small if size <= self._small_max else self._budgets.large
-            body = await self._read_body(budget, size)
+            # Small frames draw on their own reserve; large ones on this connection's share of
+            # the request budget first, so no one connection can hold all of it.
+            budgets = (
+                (self._budgets.small,)
+                if size <= self._small_max
+                else (self._share, self._budgets.large)
+            )
+            body = await self._read_body(budgets, size)
             hold = _ResponseHold(self._budgets.responses)
             try:
                 ctx, spec, request = self._parse(body.frame, body.held.release, hold.hold)
@@ -319,26 +330,34 @@ class _Connection:
             task.add_done_callback(body.held.release)
             await self._pending.put((task, hold))
 
-    async def _read_body(self, budget: ByteBudget, size: int) -> _Body:
-        """Read a frame body, holding its size in `budget`. A body larger than one piece is
-        read (and its budget taken) piece by piece as it arrives, so announcing a large frame
-        and sending it slowly holds one piece, not the announced size."""
+    async def _read_body(self, budgets: tuple[ByteBudget, ...], size: int) -> _Body:
+        """Read a frame body, holding its size in each of `budgets`, in order. A body larger
+        than one piece is read (and its budget taken) piece by piece as it arrives, so
+        announcing a large frame and sending it slowly holds one piece, not the announced
+        size."""
         pieces: list[bytes | memoryview] = []
         taken = 0
+        got: list[ByteBudget] = []  # budgets holding the piece being taken
         try:
             while taken < size:
                 n = min(BODY_PIECE_BYTES, size - taken)
-                await budget.acquire(n)
+                for budget in budgets:
+                    await budget.acquire(n)
+                    got.append(budget)
+                got.clear()
                 taken += n
                 # Each piece must arrive in time; a trickling body is dropped with its
                 # connection after one piece's timeout, holding at most one piece meanwhile.
                 async with asyncio.timeout(self._body_timeout_s):
                     pieces.append(await self._reader.readexactly(n))
         except BaseException:
-            budget.release(taken)
+            for budget in budgets:
+                budget.release(taken)
+            for budget in got:
+                budget.release(n)
             raise
         frame = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-        return _Body(frame, _Held(budget, size))
+        return _Body(frame, _Held(budgets, size))
 
     def _parse(
         self,
