@@ -188,6 +188,8 @@ def _run(config: VerifyConfig, target: Target, faults: list[schedule.Fault]) -> 
     history.faults = sorted(runner.windows, key=lambda w: w.start_s)
     verdict = check(history)
     notes = list(runner.failures)
+    notes += [f"partition {p}: the broker said it does not exist at the final read (read as"
+              " empty)" for p in sorted(workload.absent)]  # fmt: skip
     notes += [f"unplanned exit: {e}" for e in target.agent_exits() if e]
     run_doc: dict[str, Any] = {
         "title": f"shoal verify: {config.duration_s:g} s, {config.partitions} partitions,"
