@@ -85,7 +85,7 @@ def parse(raw: str, agents: int | None = None) -> list[Fault]:
         if kind in AGENT_KINDS:
             if not agents:
                 raise ValueError(
-                    f"{item!r}: nothing to {kind} (needs --playground, --pids or --broker-command)"
+                    f"{item!r}: no agents to {kind} (give --playground, --pids or --broker-command)"
                 )
             if agent_raw:
                 if not agent_raw.isdigit() or int(agent_raw) >= agents:
