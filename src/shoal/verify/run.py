@@ -91,6 +91,8 @@ def run(config: VerifyConfig) -> int:
     missing = _missing_modules()
     if missing:
         return _usage(f"needs {', '.join(missing)}: pip install 'shoal[verify]'")
+    if config.broker_command and config.playground:
+        return _usage("--broker-command starts the broker at --bootstrap; not with --playground")
     if config.broker_command and not config.bootstrap:
         return _usage("--broker-command needs --bootstrap HOST:PORT, where the broker listens")
     if bool(config.playground) == bool(config.bootstrap):
@@ -104,8 +106,6 @@ def run(config: VerifyConfig) -> int:
         return _usage("--object-store, --metadata and --agent-args are for --playground only")
     if config.playground and config.pids:
         return _usage("--pids is for --bootstrap (a playground's agents are known)")
-    if config.broker_command and config.playground:
-        return _usage("--broker-command starts the broker at --bootstrap; not with --playground")
     if config.broker_command and config.pids:
         return _usage("--pids is not for --broker-command (the broker it starts is known)")
     if config.partitions < 1 or config.producers < 1 or config.consumers < 0:
