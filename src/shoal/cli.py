@@ -225,6 +225,16 @@ def _pids(raw: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"not a list of process ids: {raw!r}") from None
 
 
+def _command(raw: str) -> tuple[str, ...]:
+    try:
+        argv = tuple(shlex.split(raw))
+    except ValueError as exc:  # an unclosed quote
+        raise argparse.ArgumentTypeError(f"not a command line: {raw!r}: {exc}") from None
+    if not argv:
+        raise argparse.ArgumentTypeError("an empty command")
+    return argv
+
+
 def _choice(choices: Sequence[str]) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw not in choices:
@@ -257,6 +267,10 @@ VERIFY_OPTIONS: tuple[_Opt, ...] = (
          _V),
     _Opt("--message-timeout-ms", "message_timeout_ms", int,
          "producers' delivery timeout; then a value counts as an error", _V),
+    _Opt("--broker-command", "broker_command", _command,
+         "start this broker (listening at --bootstrap) and, for kill faults, SIGKILL its process"
+         " group and start it again, e.g. 'tansu broker --storage-engine memory://tansu/ ...'",
+         _V),
 )  # fmt: skip
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import sys
 import threading
 import time
@@ -17,7 +18,14 @@ from typing import Any
 
 from shoal.verify import report, schedule
 from shoal.verify.checker import check
-from shoal.verify.target import ExternalTarget, FaultRunner, LocalSpec, LocalTarget, Target
+from shoal.verify.target import (
+    CommandTarget,
+    ExternalTarget,
+    FaultRunner,
+    LocalSpec,
+    LocalTarget,
+    Target,
+)
 from shoal.verify.workload import (
     VerifyError,
     Workload,
@@ -50,6 +58,7 @@ class VerifyConfig:
     metadata: str = "sqlite"
     agent_args: tuple[str, ...] = ()
     message_timeout_ms: int = 60_000
+    broker_command: tuple[str, ...] = ()  # start (and restart after kill) the broker at bootstrap
 
 
 def _usage(text: str) -> int:
@@ -65,6 +74,9 @@ def _target(config: VerifyConfig) -> Target:
         )  # fmt: skip
         return LocalTarget(spec)
     assert config.bootstrap is not None
+    if config.broker_command:
+        log_path = config.report_dir / "target" / "broker.log"
+        return CommandTarget(config.broker_command, config.bootstrap, log_path)
     return ExternalTarget(config.bootstrap, config.pids)
 
 
@@ -79,6 +91,10 @@ def run(config: VerifyConfig) -> int:
     missing = _missing_modules()
     if missing:
         return _usage(f"needs {', '.join(missing)}: pip install 'shoal[verify]'")
+    if config.broker_command and config.playground:
+        return _usage("--broker-command starts the broker at --bootstrap; not with --playground")
+    if config.broker_command and not config.bootstrap:
+        return _usage("--broker-command needs --bootstrap HOST:PORT, where the broker listens")
     if bool(config.playground) == bool(config.bootstrap):
         return _usage("give either --bootstrap HOST:PORT or --playground N")
     defaults = VerifyConfig(bootstrap=None)
@@ -90,11 +106,13 @@ def run(config: VerifyConfig) -> int:
         return _usage("--object-store, --metadata and --agent-args are for --playground only")
     if config.playground and config.pids:
         return _usage("--pids is for --bootstrap (a playground's agents are known)")
+    if config.broker_command and config.pids:
+        return _usage("--pids is not for --broker-command (the broker it starts is known)")
     if config.partitions < 1 or config.producers < 1 or config.consumers < 0:
         return _usage("--partitions and --producers must be at least 1, --consumers at least 0")
     if config.duration_s <= 0 or config.rate_per_producer <= 0:
         return _usage("--duration-s and --rate must be positive")
-    agents = config.playground or len(config.pids) or None
+    agents = config.playground or len(config.pids) or (1 if config.broker_command else None)
     try:
         faults = schedule.parse(config.faults, agents)
         target = _target(config)
@@ -137,6 +155,12 @@ def _run(config: VerifyConfig, target: Target, faults: list[schedule.Fault]) -> 
             target.start()
         except Exception as exc:
             raise VerifyError(f"the playground did not start: {exc}") from exc
+    elif isinstance(target, CommandTarget):
+        _err(f"starting {shlex.join(target.command)} (log {target.log_path})")
+        try:
+            target.start()
+        except Exception as exc:
+            raise VerifyError(f"the broker did not start: {exc}") from exc
     topic = config.topic or f"shoal-verify-{int(time.time())}"
     create_topic(target.bootstrap, topic, config.partitions)
     workload = Workload(
@@ -164,8 +188,9 @@ def _run(config: VerifyConfig, target: Target, faults: list[schedule.Fault]) -> 
     history.faults = sorted(runner.windows, key=lambda w: w.start_s)
     verdict = check(history)
     notes = list(runner.failures)
-    if isinstance(target, LocalTarget):
-        notes += [f"unplanned exit: {e}" for e in target.agent_exits() if e]
+    notes += [f"partition {p}: the broker said it does not exist at the final read (read as"
+              " empty)" for p in sorted(workload.absent)]  # fmt: skip
+    notes += [f"unplanned exit: {e}" for e in target.agent_exits() if e]
     run_doc: dict[str, Any] = {
         "title": f"shoal verify: {config.duration_s:g} s, {config.partitions} partitions,"
         f" {config.producers} producers, {len(faults)} faults",

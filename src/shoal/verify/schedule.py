@@ -84,7 +84,9 @@ def parse(raw: str, agents: int | None = None) -> list[Fault]:
             raise ValueError(f"{item!r}: only kill and stop take an agent")
         if kind in AGENT_KINDS:
             if not agents:
-                raise ValueError(f"{item!r}: no agents to {kind} (needs --playground or --pids)")
+                raise ValueError(
+                    f"{item!r}: no agents to {kind} (give --playground, --pids or --broker-command)"
+                )
             if agent_raw:
                 if not agent_raw.isdigit() or int(agent_raw) >= agents:
                     raise ValueError(f"{item!r}: no agent {agent_raw} (agents 0..{agents - 1})")

@@ -2,6 +2,10 @@
 
 - `ExternalTarget`: any bootstrap. With `--pids`, agent processes on this machine can be
   stopped (SIGSTOP/SIGCONT) or killed (SIGKILL; not restarted: the verifier did not start them).
+- `CommandTarget`: one broker of any kind that this module starts from a command line
+  (`--broker-command`) and reaches at `--bootstrap`. A kill SIGKILLs the command's process group
+  and runs the command again; a stop SIGSTOPs the group. Its state lives wherever the command
+  keeps it: whether it survives kill -9 is what the run finds out.
 - `LocalTarget`: a playground this module starts and owns: N agents (`shoal.playground`'s
   supervisor) on an object store (a local folder, moto or SeaweedFS; S3 stores are reached
   through a fault proxy) and a metadata store (SQLite, or a throwaway PostgreSQL). It can kill
@@ -21,8 +25,10 @@ import contextlib
 import logging
 import os
 import random
+import shlex
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -71,8 +77,16 @@ class Target:
     def pg_start(self) -> None:
         raise NotImplementedError
 
+    def start(self) -> Target:
+        """Bring up what the target owns (nothing for a cluster someone else runs)."""
+        return self
+
     def describe(self) -> dict[str, object]:
         return {"bootstrap": self.bootstrap}
+
+    def agent_exits(self) -> list[str]:
+        """Processes of the target that exited by themselves (not by a kill fault)."""
+        return []
 
     def stop(self) -> None:
         """Release what the target started."""
@@ -87,7 +101,7 @@ class ExternalTarget(Target):
         if kind in AGENT_KINDS and self.pids:
             return None
         if kind in AGENT_KINDS:
-            return f"{kind} faults need --pids (or --playground)"
+            return f"{kind} faults need --pids (or --playground, or --broker-command)"
         return f"{kind} faults need --playground"
 
     def kill(self, agent: int) -> None:
@@ -108,6 +122,135 @@ class ExternalTarget(Target):
                 os.kill(pid, signal.SIGCONT)
 
 
+def _listening(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+def _wait_port(host: str, port: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if _listening(host, port):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def split_host_port(bootstrap: str) -> tuple[str, int]:
+    """`HOST:PORT` (IPv6 as `[::1]:PORT`) of a single-address bootstrap; ValueError if not one."""
+    host, sep, port = bootstrap.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or "," in bootstrap or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not one HOST:PORT: {bootstrap!r}")
+    return host, int(port)
+
+
+class CommandTarget(Target):
+    """One broker process this target starts from `command` and reaches at `bootstrap`; its
+    output goes to `log_path`, appended across restarts."""
+
+    def __init__(self, command: tuple[str, ...], bootstrap: str, log_path: Path) -> None:
+        if not command:
+            raise ValueError("--broker-command is empty")
+        self.command = command
+        self.bootstrap = bootstrap
+        try:
+            self.host, self.port = split_host_port(bootstrap)
+        except ValueError as exc:
+            raise ValueError(f"--broker-command starts one broker: --bootstrap {exc}") from None
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self.killed = False  # the running process was killed by a fault (not an unplanned exit)
+        self.exits: list[str] = []
+
+    def supports(self, kind: str) -> str | None:
+        if kind in AGENT_KINDS:
+            return None
+        return f"{kind} faults need --playground (a --broker-command broker takes kill and stop)"
+
+    def start(self) -> CommandTarget:
+        if _listening(self.host, self.port):
+            raise RuntimeError(f"something already listens on {self.bootstrap}; --broker-command"
+                               " starts the broker itself")  # fmt: skip
+        self._spawn()
+        return self
+
+    def _spawn(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.starts += 1
+        with self.log_path.open("ab") as out:
+            out.write(f"--- start {self.starts}: {shlex.join(self.command)}\n".encode())
+            out.flush()
+            # Its own process group, so a kill takes any children (a shell wrapper's) with it.
+            proc = subprocess.Popen(
+                self.command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        self.proc, self.killed = proc, False
+        deadline = time.monotonic() + _LISTEN_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if _wait_port(self.host, self.port, 0.5):
+                return
+            code = proc.poll()
+            if code is not None:
+                raise RuntimeError(f"the broker exited with {code} before listening on"
+                                   f" {self.bootstrap}; see {self.log_path}")  # fmt: skip
+        raise RuntimeError(f"the broker did not listen on {self.bootstrap} within"
+                           f" {_LISTEN_TIMEOUT_S:.0f}s; see {self.log_path}")  # fmt: skip
+
+    def _group(self, signum: int) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signum)
+
+    def _note_exit(self) -> None:
+        """Record the running process's exit if it ended by itself."""
+        if self.proc is not None and not self.killed:
+            code = self.proc.poll()
+            if code is not None:
+                self.exits.append(f"broker (start {self.starts}): exit {code}")
+                self.killed = True  # recorded once
+
+    def kill(self, agent: int) -> None:
+        assert self.proc is not None
+        self._note_exit()
+        self.killed = True
+        self._group(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def restart(self, agent: int) -> None:
+        self._spawn()
+
+    def signal(self, agent: int, signum: int) -> None:
+        self._group(signum)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "bootstrap": self.bootstrap,
+            "broker_command": shlex.join(self.command),
+            "broker_log": str(self.log_path),
+            "broker_starts": self.starts,
+        }
+
+    def agent_exits(self) -> list[str]:
+        self._note_exit()
+        return list(self.exits)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self._note_exit()
+        self.killed = True
+        self._group(signal.SIGCONT)  # never leave it stopped
+        self._group(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
+        self._group(signal.SIGKILL)  # what outlived SIGTERM, children included
+        self.proc.wait(10)
+
+
 @dataclass(frozen=True, slots=True)
 class LocalSpec:
     agents: int
@@ -116,15 +259,6 @@ class LocalSpec:
     work_dir: Path
     agent_args: tuple[str, ...] = ()  # extra `shoal agent` flags for every agent
     host: str = "127.0.0.1"
-
-
-def _wait_port(host: str, port: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-            return True
-        time.sleep(0.1)
-    return False
 
 
 class LocalTarget(Target):

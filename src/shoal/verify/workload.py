@@ -32,6 +32,7 @@ client_log = logging.getLogger("shoal.verify.clients")
 
 _POLL_S = 0.2
 _WATERMARK_TIMEOUT_S = 10.0
+_ABSENT_FOR_S = 10.0  # a partition the broker keeps saying is not there this long is gone
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,8 +239,30 @@ class _Consumer:
             self.next_offset[p] = max(self.next_offset[p], o + 1)
 
 
-def watermarks(config: WorkloadConfig, timeout_s: float) -> dict[int, tuple[int, int]]:
-    """(low, high) of every partition, retried until `timeout_s` (an agent may be down)."""
+def _absent(c: Any, topic: str, partition: int) -> bool:
+    """Whether the broker's metadata says `partition` of `topic` does not exist (a broker that
+    does not answer is not that)."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    try:
+        md = c.list_topics(topic, timeout=_WATERMARK_TIMEOUT_S)
+    except KafkaException:
+        return False
+    t = md.topics.get(topic)
+    if t is None:
+        return False
+    if t.error is not None:
+        return bool(t.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART)
+    return partition not in t.partitions
+
+
+def watermarks(
+    config: WorkloadConfig, timeout_s: float
+) -> tuple[dict[int, tuple[int, int]], set[int]]:
+    """(low, high) of every partition, retried until `timeout_s` (an agent may be down); and
+    the partitions the broker said, for `_ABSENT_FOR_S` on end, do not exist (a broker that
+    lost its topic): those are (0, 0), empty, so what was acked there counts as lost. After
+    the first, the next ones are taken at the broker's first word."""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     deadline = time.monotonic() + timeout_s
@@ -252,7 +275,9 @@ def watermarks(config: WorkloadConfig, timeout_s: float) -> dict[int, tuple[int,
     )
     try:
         out: dict[int, tuple[int, int]] = {}
+        absent: set[int] = set()
         for p in range(config.partitions):
+            absent_since: float | None = None
             while True:
                 try:
                     low, high = c.get_watermark_offsets(
@@ -261,10 +286,23 @@ def watermarks(config: WorkloadConfig, timeout_s: float) -> dict[int, tuple[int,
                     out[p] = (int(low), int(high))
                     break
                 except KafkaException as exc:
-                    if time.monotonic() > deadline:
+                    now = time.monotonic()
+                    if not _absent(c, config.topic, p):
+                        absent_since = None
+                    elif absent_since is None:
+                        absent_since = now
+                    # Once one partition is known gone, the broker has said so long enough.
+                    if absent_since is not None and (
+                        absent or now - absent_since >= _ABSENT_FOR_S
+                    ):
+                        log.warning("partition %d: the broker says it does not exist", p)
+                        out[p] = (0, 0)
+                        absent.add(p)
+                        break
+                    if now > deadline:
                         raise VerifyError(f"watermarks of partition {p}: {exc}") from exc
                     time.sleep(1.0)
-        return out
+        return out, absent
     finally:
         c.close()
 
@@ -292,6 +330,7 @@ class Workload:
         self.consumers = [
             _Consumer(config, self.clock, f"consumer-{i}") for i in range(config.consumers)
         ]
+        self.absent: set[int] = set()  # partitions gone by the final read (see `watermarks`)
 
     def start(self) -> None:
         self.clock.t0 = time.monotonic()
@@ -322,16 +361,18 @@ class Workload:
         for prod in self.producers:
             prod.thread.join()
         if self.consumers:
-            marks = watermarks(config, config.drain_timeout_s)
-            deadline = time.monotonic() + config.drain_timeout_s
-            while time.monotonic() < deadline and any(
-                c.next_offset[p] < marks[p][1] for c in self.consumers for p in marks
-            ):
-                if any(c.failure is not None for c in self.consumers):
-                    break
-                time.sleep(_POLL_S)
-            for c in self.consumers:
-                c.stop.set()
+            try:
+                marks, _ = watermarks(config, config.drain_timeout_s)
+                deadline = time.monotonic() + config.drain_timeout_s
+                while time.monotonic() < deadline and any(
+                    c.next_offset[p] < marks[p][1] for c in self.consumers for p in marks
+                ):
+                    if any(c.failure is not None for c in self.consumers):
+                        break
+                    time.sleep(_POLL_S)
+            finally:  # else their threads outlive a failed drain and the process never exits
+                for c in self.consumers:
+                    c.stop.set()
             for c in self.consumers:
                 c.thread.join(60)
                 if c.failure is not None:
@@ -347,7 +388,7 @@ class Workload:
 
     def _final_read(self, history: History) -> None:
         config = self.config
-        marks = watermarks(config, config.final_read_timeout_s)
+        marks, self.absent = watermarks(config, config.final_read_timeout_s)
         reader = _Consumer(config, self.clock, "final-reader")
         c = reader.client()
         deadline = time.monotonic() + config.final_read_timeout_s
