@@ -56,7 +56,7 @@ CLIENT_VERSIONS: Final[dict[ApiKey, tuple[int, int]]] = {
     ApiKey.FIND_COORDINATOR: (1, 6),
     ApiKey.LIST_GROUPS: (0, 5),
     ApiKey.DESCRIBE_GROUPS: (0, 6),
-    ApiKey.OFFSET_FETCH: (1, 9),  # v10 names topics by id
+    ApiKey.OFFSET_FETCH: (2, 9),  # v2: null topics ("every partition"); v10 names topics by id
     ApiKey.LIST_OFFSETS: (1, 9),
     ApiKey.OFFSET_COMMIT: (2, 9),
     ApiKey.DELETE_GROUPS: (0, 2),
