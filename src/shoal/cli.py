@@ -301,10 +301,12 @@ def _add_verify_parser(sub: Any) -> None:
     )
 
 
-def verify_config_from(args: argparse.Namespace, env: Mapping[str, str]) -> VerifyConfig:
-    """Flags win over SHOAL_VERIFY_* variables, which win over VerifyConfig's defaults."""
+def _given(
+    options: tuple[_Opt, ...], args: argparse.Namespace, env: Mapping[str, str]
+) -> dict[str, Any]:
+    """The values of `options` given as flags, else as environment variables."""
     values: dict[str, Any] = {}
-    for opt in VERIFY_OPTIONS:
+    for opt in options:
         flag_value = getattr(args, opt.field, None)
         if flag_value is not None:
             values[opt.field] = flag_value
@@ -313,6 +315,12 @@ def verify_config_from(args: argparse.Namespace, env: Mapping[str, str]) -> Veri
                 values[opt.field] = opt.kind(env[opt.env])
             except (ValueError, argparse.ArgumentTypeError) as exc:
                 raise SystemExit(f"shoal: bad value in {opt.env}: {exc}") from None
+    return values
+
+
+def verify_config_from(args: argparse.Namespace, env: Mapping[str, str]) -> VerifyConfig:
+    """Flags win over SHOAL_VERIFY_* variables, which win over VerifyConfig's defaults."""
+    values = _given(VERIFY_OPTIONS, args, env)
     values.setdefault("bootstrap", None)
     return VerifyConfig(**values)
 
@@ -339,16 +347,7 @@ def settings_from(
     args: argparse.Namespace, env: Mapping[str, str], base: Settings | None = None
 ) -> Settings:
     """Flags win over SHOAL_* variables, which win over `base` (the defaults)."""
-    values: dict[str, Any] = {}
-    for opt in AGENT_OPTIONS:
-        flag_value = getattr(args, opt.field, None)
-        if flag_value is not None:
-            values[opt.field] = flag_value
-        elif opt.env in env:
-            try:
-                values[opt.field] = opt.kind(env[opt.env])
-            except (ValueError, argparse.ArgumentTypeError) as exc:
-                raise SystemExit(f"shoal: bad value in {opt.env}: {exc}") from None
+    values = _given(AGENT_OPTIONS, args, env)
     try:
         return dataclasses.replace(base or Settings(), **values)
     except ValueError as exc:
