@@ -436,7 +436,7 @@ async def test_a_fetch_reserves_the_blocks_it_will_load_first(parts: Parts) -> N
     meta.commit([("t", 1, make_batch(1, payload(9, 10)))])
     wanted = [PartitionFetch("t", 0, 0, 1 << 20), PartitionFetch("t", 1, 0, 1 << 20)]
     rows = meta.rows[("t", 0)] + meta.rows[("t", 1)]
-    blocks = {(r.file_key, i) for r in rows for i in range(
+    blocks = {(r.file_key, i): min(64, r.file_size - i * 64) for r in rows for i in range(
         r.byte_pos // 64, (r.byte_pos + r.byte_len - 1) // 64 + 1)}  # fmt: skip
     asked: list[int] = []
     gets_before = store.counts["get_range"]
@@ -446,7 +446,7 @@ async def test_a_fetch_reserves_the_blocks_it_will_load_first(parts: Parts) -> N
         return False
 
     refused = await reader.fetch(wanted, 1 << 20, 0, 0, no_room)
-    assert asked == [len(blocks) * 64]
+    assert asked == [sum(blocks.values())]
     answered = [(r.error_code, r.batches, r.high_watermark) for r in refused]
     assert answered == [(0, [], 3), (0, [], 1)]
     assert store.counts["get_range"] == gets_before  # nothing was loaded
@@ -456,13 +456,13 @@ async def test_a_fetch_reserves_the_blocks_it_will_load_first(parts: Parts) -> N
         return True
 
     served = await reader.fetch(wanted, 1 << 20, 0, 0, room)
-    assert asked[-1] == len(blocks) * 64
+    assert asked[-1] == sum(blocks.values())
     assert [offsets(r.batches) for r in served] == [[0, 1, 2], [0]]
 
 
 def test_read_budgets_count_whole_blocks_touched() -> None:
     # One byte from each of 3 blocks of one file, two ranges in one block of another, one
-    # range across a block boundary, and an empty range.
-    ranges = [("a", 0, 1), ("a", 64, 1), ("a", 640, 1), ("b", 0, 10), ("b", 20, 10),
-              ("c", 60, 10), ("c", 0, 0)]  # fmt: skip
-    assert spanned_bytes(64, ranges) == (3 + 1 + 2) * 64
+    # range across a block boundary into a last block of 36 bytes, and an empty range.
+    ranges = [("a", 1000, 0, 1), ("a", 1000, 64, 1), ("a", 1000, 640, 1), ("b", 64, 0, 10),
+              ("b", 64, 20, 10), ("c", 100, 60, 10), ("c", 100, 0, 0)]  # fmt: skip
+    assert spanned_bytes(64, ranges) == 3 * 64 + 64 + (64 + 36)

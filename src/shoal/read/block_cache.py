@@ -278,16 +278,19 @@ class BlockCache:
         BLOCK_CACHE_BYTES.set(self._bytes)
 
 
-def spanned_bytes(block_bytes: int, ranges: Iterable[tuple[str, int, int]]) -> int:
-    """Bytes of the distinct blocks that `(object key, pos, length)` ranges touch: what
-    reading them loads and may pin (a view keeps its whole block alive), so what read budgets
-    count rather than the bytes asked for (one byte from each of 1,000 blocks holds 4 GiB)."""
-    blocks: set[tuple[str, int]] = set()
-    for key, pos, length in ranges:
+def spanned_bytes(block_bytes: int, ranges: Iterable[tuple[str, int, int, int]]) -> int:
+    """Bytes of the distinct blocks that `(object key, object size, pos, length)` ranges
+    touch: what reading them loads and may pin (a view keeps its whole block alive), so what
+    read budgets count rather than the bytes asked for (one byte from each of 1,000 blocks
+    holds 4 GiB). An object's last block counts its real length: a small segment file is one
+    small block."""
+    blocks: dict[tuple[str, int], int] = {}
+    for key, size, pos, length in ranges:
         if length > 0:
             first, last = pos // block_bytes, (pos + length - 1) // block_bytes
-            blocks.update((key, i) for i in range(first, last + 1))
-    return len(blocks) * block_bytes
+            for i in range(first, last + 1):
+                blocks[(key, i)] = min(block_bytes, size - i * block_bytes)
+    return sum(blocks.values())
 
 
 def _slice(block: bytes, start: int, length: int) -> bytes:

@@ -251,7 +251,11 @@ class FetchReader:
         if reserve is not None:
             spanned = spanned_bytes(
                 self._block_bytes,
-                ((r.file_key, r.byte_pos, r.byte_len) for p in plans for r in p.rows),
+                (
+                    (r.file_key, r.file_size, r.byte_pos, r.byte_len)
+                    for p in plans
+                    for r in p.rows
+                ),
             )
             if spanned and not await reserve(spanned):
                 for plan in plans:

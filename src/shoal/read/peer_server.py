@@ -82,7 +82,8 @@ class PeerServer:
         metrics.PEER_REQUESTS.labels(direction="received").inc()
         # Blocks, not range bytes: 20,000 one-byte ranges in 20,000 blocks hold 78 GiB.
         total = spanned_bytes(
-            self._block_bytes, ((f.key, pos, n) for f in files for pos, n in f.ranges)
+            self._block_bytes,
+            ((f.key, f.file_size, pos, n) for f in files for pos, n in f.ranges),
         )
         await self._budget.acquire(total)
         try:
