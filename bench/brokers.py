@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -25,6 +24,8 @@ from typing import Protocol
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
+
+from shoal.common.ports import free_port, free_ports
 
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -67,21 +68,6 @@ class RunningBroker:
                 f"{self.name} exited with code {self.process.returncode}; log tail:\n"
                 f"{self.log_tail()}"
             )
-
-
-def free_port() -> int:
-    """A free port below Linux's ephemeral range (32768-60999). A port the kernel handed out
-    (bind to 0) can be given again as the local port of one of the bench's own client
-    connections before the broker binds it: a 5-round run failed that way."""
-    for _ in range(1000):
-        port = random.randrange(20000, 32000)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise BrokerError("no free port in 20000-31999")
 
 
 def wait_port(broker: RunningBroker, host: str, port: int, timeout_s: float) -> None:
@@ -196,10 +182,7 @@ def start_shoal(
     extra_args: list[str] | None = None,
     env: dict[str, str] | None = None,
 ) -> Iterator[RunningBroker]:
-    kafka_port = free_port()
-    http_port = free_port()
-    while http_port == kafka_port:
-        http_port = free_port()
+    kafka_port, http_port = free_ports(2)
     data_dir = workdir / "shoal-data"
     argv = [
         sys.executable,

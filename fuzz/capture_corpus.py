@@ -33,9 +33,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from tests.agent_process import AgentProcess, free_port
+from tests.agent_process import AgentProcess
 from tests.integration import workload
 
+from shoal.common.ports import free_ports
 from shoal.protocol.apis import ApiKey
 from shoal.protocol.framing import decode_request
 from shoal.protocol.wire import I32
@@ -202,7 +203,7 @@ def peer_wire_seeds() -> list[bytes]:
 
 
 def main() -> int:
-    port = free_port()
+    port, http_port = free_ports(2)
     with tempfile.TemporaryDirectory(prefix="shoal-corpus-") as tmp:
         proxy = RecordingProxy(port).start()
         agent = AgentProcess(
@@ -212,6 +213,7 @@ def main() -> int:
                 *("--http-host", AGENT_HOST, "--flush-interval-ms", "20"),
             ],
             kafka_port=port,
+            http_port=http_port,
         )
         agent.start()  # returns at once: what it waits for, 127.0.0.1:port, is the proxy
         try:

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shoal.common.ports import ADDRESS_IN_USE, free_port, free_ports
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["AgentProcess", "free_port", "wait_for_membership", "wait_for_port"]
+
+# Starts to try when the agent's port was taken between choosing it and the agent's bind.
+START_ATTEMPTS = 3
 
 
 def wait_for_port(
@@ -40,12 +41,21 @@ def wait_for_port(
 class AgentProcess:
     data_dir: Path
     extra_args: list[str] = field(default_factory=list)
-    kafka_port: int = field(default_factory=free_port)
-    http_port: int = field(default_factory=free_port)
+    # 0: this harness chooses both ports (and chooses again if one is taken before the bind).
+    kafka_port: int = 0
+    http_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     # Added to the agent's environment (object-store credentials of a test backend).
     env: dict[str, str] = field(default_factory=dict)
+    ports_chosen: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.ports_chosen = self.kafka_port == 0 and self.http_port == 0
+        if self.ports_chosen:
+            self.kafka_port, self.http_port = free_ports(2)
+        elif 0 in (self.kafka_port, self.http_port):
+            raise ValueError("give both ports or neither")
 
     @property
     def bootstrap(self) -> str:
@@ -56,6 +66,23 @@ class AgentProcess:
         return f"http://127.0.0.1:{self.http_port}"
 
     def start(self) -> AgentProcess:
+        """Start the agent and wait for its Kafka port. When a port this harness chose was taken
+        before the agent's first bind, starts again on fresh ports; a restart keeps its ports
+        (clients hold them), so there a taken port fails the start."""
+        may_move = self.ports_chosen and self.proc is None
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self._spawn()
+                wait_for_port(self.kafka_port, proc=self.proc)
+                return self
+            except RuntimeError as exc:
+                taken = ADDRESS_IN_USE in self.log_tail().lower()
+                if not (taken and may_move and attempt < START_ATTEMPTS):
+                    raise RuntimeError(f"{exc}; log tail:\n{self.log_tail()}") from None
+                self.kafka_port, self.http_port = free_ports(2)
+        raise AssertionError("unreachable")
+
+    def _spawn(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / "agent.log"
         args = [
@@ -76,8 +103,6 @@ class AgentProcess:
         env.update(self.env)
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
-        wait_for_port(self.kafka_port, proc=self.proc)
-        return self
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from shoal.common.ports import free_ports
 from tests.backends import Backend
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,13 +29,6 @@ AUTO_CREATE_PARTITIONS = 4
 # The first run fetches and compiles librdkafka (one to three minutes on two cores).
 SUITE_TIMEOUT_S = 1500.0
 TAIL_LINES = 80
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _tail(text: str, lines: int = TAIL_LINES) -> str:
@@ -74,8 +68,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 @pytest.fixture
 def shoal_agent(tmp_path: Path, backend: Backend) -> Iterator[tuple[int, Path]]:
     """A Shoal agent subprocess on the test's backend; yields its Kafka port and its log file."""
-    kafka_port = _free_port()
-    http_port = _free_port()
+    kafka_port, http_port = free_ports(2)
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     log = tmp_path / "agent.log"

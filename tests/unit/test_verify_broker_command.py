@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from shoal.cli import build_parser, main, verify_config_from
+from shoal.common.ports import free_port
 from shoal.verify.run import VerifyConfig
 from shoal.verify.target import CommandTarget, split_host_port
 
@@ -35,12 +36,6 @@ time.sleep(120)
 
 def _config(argv: list[str], env: dict[str, str] | None = None) -> VerifyConfig:
     return verify_config_from(build_parser().parse_args(["verify", *argv]), env or {})
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _alive(pid: int) -> bool:
@@ -105,7 +100,7 @@ def test_split_host_port() -> None:
 
 
 def test_kill_takes_the_process_group_and_restart_listens_again(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     child_pid = tmp_path / "child.pid"
     command = (sys.executable, "-c", _LISTENER, str(port), str(child_pid))
     target = CommandTarget(command, f"127.0.0.1:{port}", tmp_path / "broker.log").start()
@@ -139,7 +134,7 @@ def test_kill_takes_the_process_group_and_restart_listens_again(tmp_path: Path) 
 
 
 def test_an_unplanned_exit_is_reported(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     command = (sys.executable, "-c", _LISTENER, str(port))
     target = CommandTarget(command, f"127.0.0.1:{port}", tmp_path / "broker.log").start()
     assert target.proc is not None
@@ -151,7 +146,7 @@ def test_an_unplanned_exit_is_reported(tmp_path: Path) -> None:
 
 
 def test_a_broker_that_exits_or_a_busy_port_does_not_start(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     dies = (sys.executable, "-c", "raise SystemExit(4)")
     with pytest.raises(RuntimeError, match="exited with 4 before listening"):
         CommandTarget(dies, f"127.0.0.1:{port}", tmp_path / "broker.log").start()

@@ -19,13 +19,14 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from types import FrameType, TracebackType
+
+from shoal.common.ports import free_port
 
 _INSTALL_CMD = ["apt-get", "install", "-y", "--no-install-recommends", "postgresql"]
 _START_TIMEOUT_S = 60
@@ -71,12 +72,6 @@ def _candidates() -> list[Path]:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class PgServer:
     """One PostgreSQL cluster in a temp dir, listening on 127.0.0.1:<free port>.
 
@@ -119,7 +114,7 @@ class PgServer:
                 "initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
                 "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
             )
-            self.port = _free_port()
+            self.port = free_port()
         options = [
             f"-p {self.port}",
             "-c listen_addresses=127.0.0.1",

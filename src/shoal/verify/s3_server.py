@@ -21,7 +21,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,24 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from shoal.common.ports import free_ports
+
 ACCESS_KEY = "shoal-test"
 SECRET_KEY = "shoal-test-secret"
 REGION = "us-east-1"
 DEFAULT_BUCKET = "shoal"
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (all held open until every one is chosen)."""
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @dataclass
