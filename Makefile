@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: playground test lint typecheck unit integration librdkafka bench verify fuzz clean
+.PHONY: playground test lint typecheck unit integration librdkafka compat bench verify fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,12 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 test: $(STAMP) lint
-	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
+	$(BIN)/pytest -q -ra -m "not compat" $(PYTEST_ARGS)
+
+# The whole of each peer suite (Java client, Kafka's tools, franz-go, the differential suite
+# against Apache Kafka); make test runs a representative part of each.
+compat: $(STAMP)
+	$(BIN)/pytest -q -ra -m compat $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
