@@ -12,7 +12,10 @@ from dataclasses import dataclass
 MB = 1_000_000
 MiB = 1024 * 1024
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
-BROKERS = ("shoal", "shoal-mem", "tansu")
+BROKERS = ("shoal", "shoal-mem", "tansu", "kafka")
+# librdkafka: confluent-kafka in this process (bench_phases.py); java: Kafka's own perf tools,
+# one JVM per phase (tests/kafka_dist.py).
+CLIENTS = ("librdkafka", "java")
 # Distinct payloads come from one random pool; capped so the bench's own memory stays small.
 PAYLOAD_POOL_BYTES_MAX = 64 * MiB
 PROGRESS_INTERVAL_S = 0.25
@@ -43,15 +46,23 @@ class Workload:
 @dataclass
 class BrokerResult:
     broker: str
+    client: str = "librdkafka"
     ok: bool = False
     error: str | None = None
     produce_mb_s: float | None = None
+    produce_records_s: float | None = None
     produce_seconds: float | None = None
     produce_records: int = 0
     produce_errors: int = 0
     consume_mb_s: float | None = None
+    consume_records_s: float | None = None
     consume_seconds: float | None = None
     consume_records: int = 0
+    # java only: each tool's whole run, JVM start-up included (its own figures leave that out),
+    # and the consumer's group join, which its fetch figures leave out.
+    produce_wall_seconds: float | None = None
+    consume_wall_seconds: float | None = None
+    consume_join_ms: float | None = None
     latency_target_rate: float | None = None
     latency_achieved_rate: float | None = None
     latency_records: int = 0
@@ -59,6 +70,87 @@ class BrokerResult:
     p50_ms: float | None = None
     p99_ms: float | None = None
     max_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class ProducerPerf:
+    """The final line of kafka-producer-perf-test. Kafka's "MB" is 2^20 bytes."""
+
+    records: int
+    records_s: float
+    mib_s: float
+    avg_ms: float
+    max_ms: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    p999_ms: float
+
+
+_PRODUCER_SUMMARY = re.compile(
+    r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\),"
+    r" ([\d.]+) ms avg latency, ([\d.]+) ms max latency,"
+    r" (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th, (\d+) ms 99\.9th"
+)
+
+
+def parse_producer_perf(stdout: str) -> ProducerPerf:
+    """The summary of kafka-producer-perf-test's output; the lines it prints every 5 s while
+    running have no percentiles and are skipped."""
+    found = [m for line in stdout.splitlines() if (m := _PRODUCER_SUMMARY.search(line))]
+    if not found:
+        raise PhaseError(f"kafka-producer-perf-test printed no summary line:\n{stdout[-1500:]}")
+    g = found[-1].groups()
+    return ProducerPerf(int(g[0]), *(float(v) for v in g[1:]))
+
+
+@dataclass(frozen=True)
+class ConsumerPerf:
+    """The result line of kafka-consumer-perf-test (no --show-detailed-stats): totals from its
+    first poll, and `fetch_*` from the end of the group join to the last record."""
+
+    mib: float
+    mib_s: float
+    records: int
+    records_s: float
+    join_ms: float
+    fetch_ms: float
+    fetch_mib_s: float
+    fetch_records_s: float
+
+
+_CONSUMER_COLUMNS = {
+    "data.consumed.in.MB": "mib",
+    "MB.sec": "mib_s",
+    "data.consumed.in.nMsg": "records",
+    "nMsg.sec": "records_s",
+    "rebalance.time.ms": "join_ms",
+    "fetch.time.ms": "fetch_ms",
+    "fetch.MB.sec": "fetch_mib_s",
+    "fetch.nMsg.sec": "fetch_records_s",
+}
+
+
+def parse_consumer_perf(stdout: str) -> ConsumerPerf:
+    """The line under kafka-consumer-perf-test's header `start.time, end.time, ...`, read by
+    column name (the two times are dates with spaces but no commas)."""
+    lines = [line.strip() for line in stdout.splitlines() if line.strip()]
+    for i, line in enumerate(lines[:-1]):
+        if not line.startswith("start.time,"):
+            continue
+        header = [name.strip() for name in line.split(",")]
+        values = [value.strip() for value in lines[i + 1].split(",")]
+        missing = [c for c in _CONSUMER_COLUMNS if c not in header]
+        if missing or len(values) != len(header):
+            break
+        row = dict(zip(header, values, strict=True))
+        try:
+            fields = {attr: float(row[col]) for col, attr in _CONSUMER_COLUMNS.items()}
+        except ValueError:
+            break
+        records = fields.pop("records")
+        return ConsumerPerf(records=int(records), **fields)
+    raise PhaseError(f"kafka-consumer-perf-test printed no result line:\n{stdout[-1500:]}")
 
 
 def parse_size(text: str) -> int:

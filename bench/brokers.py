@@ -27,6 +27,12 @@ from confluent_kafka.cimpl import NewTopic
 
 from shoal.common.ports import free_port, free_ports
 
+_REPO = Path(__file__).resolve().parent.parent
+if str(_REPO) not in sys.path:
+    sys.path.insert(0, str(_REPO))
+
+from tests import kafka_dist  # noqa: E402
+
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 20
@@ -211,6 +217,39 @@ def start_shoal(
 
 
 @contextlib.contextmanager
+def start_kafka(workdir: Path, overrides: dict[str, str] | None = None) -> Iterator[RunningBroker]:
+    """Apache Kafka 4.4, one KRaft node (broker and controller in one JVM) with its log dirs
+    under `workdir` on the local disk, from `tests/kafka_dist.py`."""
+    kafka = kafka_dist.KafkaBroker(workdir, dict(overrides or {}))
+    try:
+        try:
+            kafka.start()
+        except (kafka_dist.KafkaDistError, subprocess.TimeoutExpired) as exc:
+            raise BrokerError(f"kafka: {exc}") from exc
+        broker = RunningBroker(
+            name="kafka",
+            bootstrap=kafka.bootstrap,
+            process=kafka.proc,
+            log_path=kafka.log_path,
+            description=f"Apache Kafka 4.4 KRaft in {workdir}",
+        )
+        wait_kafka_ready(broker, STARTUP_TIMEOUT_S)
+        yield broker
+    finally:
+        kafka.stop()
+
+
+def kafka_tool(name: str, *args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """One of Apache Kafka 4.4's command-line tools (a script name of `tests/kafka_dist.py`'s
+    TOOLS) run to completion; missing Java or Maven is a BrokerError. Raises
+    subprocess.TimeoutExpired past `timeout_s`."""
+    try:
+        return kafka_dist.tool(name, *args, timeout_s=timeout_s)
+    except kafka_dist.KafkaDistError as exc:
+        raise BrokerError(f"{name}: {exc}") from exc
+
+
+@contextlib.contextmanager
 def external(name: str, bootstrap: str) -> Iterator[RunningBroker]:
     broker = RunningBroker(name=name, bootstrap=bootstrap, description=f"external {bootstrap}")
     wait_kafka_ready(broker, STARTUP_TIMEOUT_S)
@@ -256,6 +295,11 @@ def broker_for(
                 raise BrokerError("shoal-mem is for the embedded backend only")
             with start_shoal(workdir, flush_interval_ms, ["--bucket", "memory://"]) as broker:
                 broker.name = name
+                yield broker
+        elif name == "kafka":
+            # Its log dirs are on the local disk whatever the backend: Kafka 4.4 has no
+            # object-store tier to point at SeaweedFS.
+            with start_kafka(workdir) as broker:
                 yield broker
         else:
             raise BrokerError(f"unknown broker {name!r}")
