@@ -132,11 +132,11 @@ _CONSUMER_COLUMNS = {
 
 
 def parse_consumer_perf(stdout: str) -> ConsumerPerf:
-    """The line under kafka-consumer-perf-test's header `start.time, end.time, ...`, read by
+    """The line under kafka-consumer-perf-test's header (`start.time, end.time, ...`), read by
     column name (the two times are dates with spaces but no commas)."""
     lines = [line.strip() for line in stdout.splitlines() if line.strip()]
     for i, line in enumerate(lines[:-1]):
-        if not line.startswith("start.time,"):
+        if "data.consumed.in.nMsg" not in line:
             continue
         header = [name.strip() for name in line.split(",")]
         values = [value.strip() for value in lines[i + 1].split(",")]
