@@ -31,6 +31,9 @@ REPRESENTATIVE = (
 # cores); later runs reuse the binary.
 BUILD_TIMEOUT_S = 600.0
 PER_TEST_TIMEOUT_S = 300
+# Records each ETL test produces (TestGroupETL). kgo's default, 500000, passes on the embedded
+# backend in about 110 s but outlasts the 300 s per test on moto S3 + PostgreSQL on two cores.
+ETL_RECORDS = 100000
 TAIL_LINES = 80
 
 
@@ -52,6 +55,7 @@ def _run(agent: AgentProcess, tests: list[str], timeout_s: float) -> str:
             "--bootstrap", agent.bootstrap,
             "--tests", ",".join(tests),
             "--timeout", str(PER_TEST_TIMEOUT_S),
+            "--records", str(ETL_RECORDS),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
