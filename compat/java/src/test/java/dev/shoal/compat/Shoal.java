@@ -49,8 +49,12 @@ final class Shoal {
   }
 
   static Admin admin() {
+    return admin(bootstrap());
+  }
+
+  static Admin admin(String bootstrap) {
     Properties props = new Properties();
-    props.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap());
+    props.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
     return Admin.create(props);
   }
 
