@@ -15,6 +15,7 @@ import time
 import shoal.handlers.api_versions
 import shoal.handlers.cluster
 import shoal.handlers.configs
+import shoal.handlers.delete_records
 import shoal.handlers.fetch
 import shoal.handlers.group_coordination
 import shoal.handlers.groups_admin
