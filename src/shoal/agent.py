@@ -38,6 +38,7 @@ from shoal.handlers.services import Services
 from shoal.http.app import HttpServer
 from shoal.http.status import AgentSection, fixed, merged, redact
 from shoal.jobs.gc import GarbageCollector
+from shoal.jobs.retention import RetentionDefaults, RetentionJob
 from shoal.meta.agent_store import AgentInfo
 from shoal.meta.open import open_metadata_store
 from shoal.meta.topic_cache import TopicCache
@@ -162,7 +163,13 @@ class Agent:
             extra_routes=[*self.peer_server.routes(), *self.membership_notify.routes()],
         )
         self.gc: GarbageCollector | None = None
+        self.retention: RetentionJob | None = None
         if "jobs" in settings.roles:
+            self.retention = RetentionJob(
+                self.meta,
+                RetentionDefaults(settings.log_retention_ms, settings.log_retention_bytes),
+                interval_ms=settings.retention_check_interval_ms,
+            )
             self.gc = GarbageCollector(
                 self.store,
                 self.meta,
@@ -204,6 +211,8 @@ class Agent:
         await self.kafka.start()
         if self.gc is not None:
             self.gc.start()
+        if self.retention is not None:
+            self.retention.start()
         log.info(
             "shoal %s agent listening: kafka %s:%d, http %s:%d",
             __version__,
@@ -221,6 +230,8 @@ class Agent:
         await self.membership_notify.announce(peers)
         if self.gc is not None:
             await self.gc.stop()
+        if self.retention is not None:
+            await self.retention.stop()
         await self.kafka.stop_accepting()
         await self.writer.close()
         await self.groups.stop()

@@ -190,6 +190,24 @@ AGENT_OPTIONS: tuple[_Opt, ...] = (
         "timeout of one block read from another agent (then read from the object store)",
     ),
     _Opt("--gc-interval-ms", "gc_interval_ms", int, "garbage-collection cycle interval"),
+    _Opt(
+        "--log-retention-ms",
+        "log_retention_ms",
+        int,
+        "retention.ms of topics without their own (-1: keep forever)",
+    ),
+    _Opt(
+        "--log-retention-bytes",
+        "log_retention_bytes",
+        int,
+        "retention.bytes per partition of topics without their own (-1: no limit)",
+    ),
+    _Opt(
+        "--retention-check-interval-ms",
+        "retention_check_interval_ms",
+        int,
+        "how often jobs-role agents apply retention",
+    ),
     _Opt("--gc-grace-ms", "gc_grace_ms", int, "age before an unused segment file is deleted"),
     _Opt(
         "--gc-files-per-cycle-max",

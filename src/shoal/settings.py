@@ -86,6 +86,11 @@ class Settings:
     gc_interval_ms: int = 60_000
     gc_grace_ms: int = 10 * 60 * 1000
     gc_files_per_cycle_max: int = 1000
+    # Retention (agents with the `jobs` role; Kafka's broker names and defaults): topics without
+    # retention.ms / retention.bytes of their own get these; -1 keeps forever.
+    log_retention_ms: int = 7 * 24 * 3600 * 1000
+    log_retention_bytes: int = -1
+    retention_check_interval_ms: int = 300_000
     # Tests only: exit the process at a write-path step (see write/crash_points.py).
     crash_point: str | None = None
     # Cluster membership: heartbeat period, and the age after which an agent counts as gone.

@@ -354,6 +354,21 @@ async def test_timestamp_lookups(store: MetadataStore) -> None:
     assert await store.max_timestamp_offset("t", 0) == OffsetAtTime(2, 300)
 
 
+
+async def test_offset_keeping_bytes(store: MetadataStore) -> None:
+    await store.create_topic("t", 1, {})
+    assert await store.offset_keeping_bytes("t", 0, 0) is None
+    # Batches at offsets 0, 10, 20, 30 of 100, 200, 300, 400 bytes.
+    await store.commit_file(
+        new_file(), [batch(count=10, pos=0, length=100 * (i + 1)) for i in range(4)]
+    )
+    assert await store.offset_keeping_bytes("t", 0, 400) == 30  # the last batch holds 400
+    assert await store.offset_keeping_bytes("t", 0, 401) == 20  # 700 from offset 20
+    assert await store.offset_keeping_bytes("t", 0, 1000) == 0
+    assert await store.offset_keeping_bytes("t", 0, 1001) is None  # all of it is less
+    assert await store.offset_keeping_bytes("t", 0, 0) == 30
+    assert await store.offset_keeping_bytes("t", 1, 0) is None
+
 # -- lifecycle ------------------------------------------------------------------------------
 
 

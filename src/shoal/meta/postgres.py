@@ -338,6 +338,13 @@ class PostgresMetadataStore(PostgresGroupStoreMixin, PostgresAgentStoreMixin):
     async def max_timestamp_offset(self, topic: str, partition: int) -> OffsetAtTime | None:
         return await self._read(postgres_index.max_timestamp_offset, topic, partition)
 
+    async def offset_keeping_bytes(
+        self, topic: str, partition: int, retained_bytes: int
+    ) -> int | None:
+        return await self._read(
+            postgres_index.offset_keeping_bytes, topic, partition, retained_bytes
+        )
+
     # -- maintenance -------------------------------------------------------------------------
     async def unreferenced_files(self, created_before_ms: int, limit: int = 1000) -> list[FileInfo]:
         """Files recorded before `created_before_ms` (epoch ms) that no index row points into,

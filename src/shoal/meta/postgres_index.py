@@ -72,6 +72,18 @@ async def offset_for_timestamp(
     return None if row is None else OffsetAtTime(int(row[0]), int(row[1]))
 
 
+async def offset_keeping_bytes(
+    conn: Conn, topic: str, partition: int, retained_bytes: int
+) -> int | None:
+    value = await conn.fetchval(
+        "SELECT MAX(base_offset) FROM (SELECT base_offset,"
+        " SUM(byte_len) OVER (ORDER BY base_offset DESC) AS tail_bytes"
+        " FROM batches WHERE topic = $1 AND partition = $2) AS t WHERE tail_bytes >= $3",
+        topic, partition, retained_bytes,
+    )
+    return None if value is None else int(value)
+
+
 async def max_timestamp_offset(conn: Conn, topic: str, partition: int) -> OffsetAtTime | None:
     row = await conn.fetchrow(
         "SELECT base_offset, max_timestamp FROM batches WHERE topic = $1 AND partition = $2"

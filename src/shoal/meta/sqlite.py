@@ -269,6 +269,12 @@ class SqliteMetadataStore(SqliteGroupStoreMixin, SqliteAgentStoreMixin):
         # commit an index write for a rare lookup), hence the scans lane.
         return await self._scan(sqlite_index.max_timestamp_offset, topic, partition)
 
+    async def offset_keeping_bytes(
+        self, topic: str, partition: int, retained_bytes: int
+    ) -> int | None:
+        # Walks every batch of the partition: the scans lane, like the lookup above.
+        return await self._scan(sqlite_index.offset_keeping_bytes, topic, partition, retained_bytes)
+
     # -- files (garbage collection) ---------------------------------------------------------
     async def unreferenced_files(self, created_before_ms: int, limit: int = 1000) -> list[FileInfo]:
         """Files recorded before `created_before_ms` (epoch ms) that no index row points into,

@@ -74,6 +74,21 @@ def offset_for_timestamp(
     return None if row is None else OffsetAtTime(int(row[0]), int(row[1]))
 
 
+# One walk of the partition's rows, newest first, summing their lengths (a window sum).
+_KEEPING_BYTES_SQL = (
+    "SELECT MAX(base_offset) FROM (SELECT base_offset,"
+    " SUM(byte_len) OVER (ORDER BY base_offset DESC) AS tail_bytes"
+    " FROM batches WHERE topic = ? AND partition = ?) WHERE tail_bytes >= ?"
+)
+
+
+def offset_keeping_bytes(
+    conn: sqlite3.Connection, topic: str, partition: int, retained_bytes: int
+) -> int | None:
+    row = conn.execute(_KEEPING_BYTES_SQL, (topic, partition, retained_bytes)).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
 def max_timestamp_offset(
     conn: sqlite3.Connection, topic: str, partition: int
 ) -> OffsetAtTime | None:

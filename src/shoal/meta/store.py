@@ -220,6 +220,13 @@ class MetadataStore(Protocol):
     async def max_timestamp_offset(self, topic: str, partition: int) -> OffsetAtTime | None:
         """The batch holding the largest timestamp (ties: earliest)."""
 
+    async def offset_keeping_bytes(
+        self, topic: str, partition: int, retained_bytes: int
+    ) -> int | None:
+        """Retention by size: the base offset of the newest batch from which the partition's
+        batches to its end hold at least `retained_bytes` (Kafka keeps at least retention.bytes);
+        None when the whole partition holds less."""
+
     # -- maintenance ---------------------------------------------------------------------------
     async def unreferenced_files(self, created_before_ms: int, limit: int = 1000) -> list[FileInfo]:
         """Files recorded before `created_before_ms` that no index row points into."""

@@ -1,0 +1,185 @@
+"""Retention by time and size (agents with the `jobs` role).
+
+Every `interval_ms`, for each partition of each topic whose cleanup.policy has `delete`, the log
+start moves past what `retention.ms` and `retention.bytes` (the topic's, or the broker defaults
+`--log-retention-ms` / `--log-retention-bytes`) no longer keep; -1 keeps forever:
+- by time: everything before the first batch whose largest timestamp is within retention.ms of
+  now (as Kafka deletes a segment only once its largest timestamp is that old, and only from
+  the start of the log);
+- by size: everything before the newest batch from which the partition still holds at least
+  retention.bytes (Kafka keeps at least retention.bytes too).
+The move is `advance_log_start`, as for DeleteRecords: index rows wholly below the new start go
+in the same transaction, and the garbage collector deletes files no row references any more.
+The partition's state is read before the lookups, and a start is never set past the high
+watermark read then, so a batch committed meanwhile is never dropped.
+
+Several agents may run this job at once: the log start only moves up, so two moves agree.
+Cost per cycle: one topic listing, then per partition one state read and one or two indexed
+queries (the size lookup walks the partition's rows); no object-store request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from prometheus_client import Counter
+
+if TYPE_CHECKING:
+    from shoal.meta.store import MetadataStore, TopicInfo
+
+log = logging.getLogger(__name__)
+
+KEEP_FOREVER = -1
+
+RETENTION_MOVES = Counter(
+    "shoal_retention_log_start_moves_total",
+    "Partitions whose log start a retention cycle moved",
+    ["reason"],  # time or size
+)
+RETENTION_RECORDS = Counter(
+    "shoal_retention_offsets_dropped_total", "Offsets below a log start that retention moved"
+)
+RETENTION_CYCLES = Counter("shoal_retention_cycles_total", "Retention cycles run")
+RETENTION_ERRORS = Counter("shoal_retention_errors_total", "Retention cycles that failed")
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionDefaults:
+    """The broker-wide values a topic without its own config gets."""
+
+    retention_ms: int = 7 * 24 * 3600 * 1000
+    retention_bytes: int = KEEP_FOREVER
+
+
+@dataclass(slots=True)
+class CycleResult:
+    partitions: int = 0
+    moved: int = 0
+    offsets_dropped: int = 0
+
+
+class RetentionJob:
+    def __init__(
+        self,
+        meta: MetadataStore,
+        defaults: RetentionDefaults,
+        *,
+        interval_ms: int,
+        clock_ms: Callable[[], int] | None = None,
+    ) -> None:
+        if interval_ms <= 0:
+            raise ValueError("retention interval must be positive")
+        self._meta = meta
+        self._defaults = defaults
+        self.interval_ms = interval_ms
+        self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.stats: dict[str, int] = {"cycles": 0, "moved": 0, "offsets_dropped": 0, "errors": 0}
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._loop(), name="retention")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True  # as in the GC: a cancel may be swallowed by a store call
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.interval_ms / 1000)
+            if self._stopping:
+                return
+            try:
+                result = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("retention cycle failed")
+                self.stats["errors"] += 1
+                RETENTION_ERRORS.inc()
+                continue
+            if result.moved:
+                log.info(
+                    "retention: moved the log start of %d partitions (%d offsets)",
+                    result.moved,
+                    result.offsets_dropped,
+                )
+
+    async def run_once(self) -> CycleResult:
+        now_ms = self._clock_ms()
+        result = CycleResult()
+        for topic in await self._meta.list_topics():
+            limits = self._limits(topic)
+            if limits is None:
+                continue
+            for partition in range(topic.partitions):
+                result.partitions += 1
+                await self._partition(topic.name, partition, now_ms, *limits, result)
+        self.stats["cycles"] += 1
+        self.stats["moved"] += result.moved
+        self.stats["offsets_dropped"] += result.offsets_dropped
+        RETENTION_CYCLES.inc()
+        return result
+
+    def _limits(self, topic: TopicInfo) -> tuple[int, int] | None:
+        """(retention ms, retention bytes) of a topic retention applies to, else None."""
+        policy = topic.configs.get("cleanup.policy", "delete")
+        if "delete" not in (p.strip() for p in policy.split(",")):
+            return None
+        ms = _int(topic.configs.get("retention.ms"), self._defaults.retention_ms)
+        size = _int(topic.configs.get("retention.bytes"), self._defaults.retention_bytes)
+        if ms < 0 and size < 0:
+            return None
+        return ms, size
+
+    async def _partition(
+        self, topic: str, partition: int, now_ms: int, ms: int, size: int, result: CycleResult
+    ) -> None:
+        state = await self._meta.partition_state(topic, partition)
+        if state is None or state.log_start_offset >= state.high_watermark:
+            return
+        target, reason = state.log_start_offset, ""
+        if ms >= 0:
+            kept = await self._meta.offset_for_timestamp(topic, partition, now_ms - ms)
+            start = state.high_watermark if kept is None else kept.offset
+            if start > target:
+                target, reason = start, "time"
+        if size >= 0:
+            start_by_size = await self._meta.offset_keeping_bytes(topic, partition, size)
+            if start_by_size is not None and start_by_size > target:
+                target, reason = start_by_size, "size"
+        target = min(target, state.high_watermark)
+        if target <= state.log_start_offset:
+            return
+        moved = await self._meta.advance_log_start(topic, partition, target)
+        if moved is None:
+            return  # the topic went meanwhile
+        result.moved += 1
+        result.offsets_dropped += moved.log_start_offset - state.log_start_offset
+        RETENTION_MOVES.labels(reason=reason).inc()
+        RETENTION_RECORDS.inc(moved.log_start_offset - state.log_start_offset)
+
+
+def _int(value: str | None, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        return default  # configs are validated when set; a stored oddity keeps the default

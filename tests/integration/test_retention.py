@@ -1,0 +1,115 @@
+"""Retention by time and by size in a real agent (jobs role), on both backends: the log start
+catches up with the high watermark (or the size limit), reads below it are OFFSET_OUT_OF_RANGE,
+and the garbage collector deletes the segment files once no row references them."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from shoal.protocol import errors
+from tests.agent_process import AgentProcess
+from tests.backends import Backend
+from tests.rawkafka import RawConnection, fetch_v12
+from tests.s3_server import list_keys
+
+TIMEOUT_S = 30
+RECORDS = 200
+JOB_ARGS = [
+    "--flush-interval-ms", "20",
+    "--retention-check-interval-ms", "500",
+    "--gc-interval-ms", "500",
+    "--gc-grace-ms", "1000",
+]  # fmt: skip
+
+
+def _produce(bootstrap: str, topic: str, configs: dict[str, str], value_bytes: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 1, config=configs)])[topic].result(TIMEOUT_S)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    for i in range(RECORDS):
+        producer.produce(topic, os.urandom(value_bytes), partition=0)
+        if i % 20 == 0:
+            producer.flush(TIMEOUT_S)  # several batches, in several segment files
+    assert producer.flush(TIMEOUT_S) == 0
+
+
+def _watermarks(bootstrap: str, topic: str) -> tuple[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "retention-watch"})
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), TIMEOUT_S)
+        return int(low), int(high)
+    finally:
+        consumer.close()
+
+
+def _wait(what: str, check: object, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
+        time.sleep(0.25)
+
+
+def _fetch_error(bootstrap: str, topic: str, offset: int) -> int:
+    conn = RawConnection(bootstrap)
+    try:
+        resp = conn.call(fetch_v12(topic, {0: offset}, max_bytes=1 << 20,
+                                   partition_max_bytes=1 << 20))  # fmt: skip
+        return int(resp.responses[0].partitions[0].error_code)
+    finally:
+        conn.close()
+
+
+def _bucket(backend: Backend, agent: AgentProcess) -> str:
+    return backend.bucket or f"file://{Path(agent.data_dir).resolve()}/objects"
+
+
+@pytest.fixture
+def job_agent(tmp_path: Path, backend: Backend, monkeypatch: pytest.MonkeyPatch) -> AgentProcess:
+    for key, value in backend.env.items():
+        monkeypatch.setenv(key, value)  # list_keys reads the bucket's credentials from here
+    return AgentProcess(tmp_path / "agent", [*backend.args, *JOB_ARGS], env=backend.env)
+
+
+def test_time_retention_empties_the_partition_and_its_files_go(
+    job_agent: AgentProcess, backend: Backend
+) -> None:
+    agent = job_agent.start()
+    try:
+        topic = f"ret-ms-{uuid.uuid4().hex[:8]}"
+        _produce(agent.bootstrap, topic, {"retention.ms": "5000"}, 100)
+        bucket = _bucket(backend, agent)
+        assert list_keys(bucket), "the records were written to segment files"
+        assert _watermarks(agent.bootstrap, topic) == (0, RECORDS)
+
+        _wait("log start at the high watermark",
+              lambda: _watermarks(agent.bootstrap, topic) == (RECORDS, RECORDS))  # fmt: skip
+        assert _fetch_error(agent.bootstrap, topic, 0) == errors.OFFSET_OUT_OF_RANGE
+        assert _fetch_error(agent.bootstrap, topic, RECORDS) == errors.NONE
+        _wait("segment files deleted", lambda: list_keys(bucket) == [])
+    finally:
+        assert agent.stop() == 0, agent.log_tail()
+
+
+def test_size_retention_keeps_the_newest_bytes(job_agent: AgentProcess) -> None:
+    agent = job_agent.start()
+    try:
+        topic = f"ret-bytes-{uuid.uuid4().hex[:8]}"
+        # 200 records of 1 KiB in batches of at most 20: keep at least 50 KiB of them.
+        _produce(agent.bootstrap, topic, {"retention.bytes": str(50 * 1024)}, 1024)
+        _wait("log start moved", lambda: _watermarks(agent.bootstrap, topic)[0] > 0)
+        low, high = _watermarks(agent.bootstrap, topic)
+        assert high == RECORDS
+        # At least 50 records of 1 KiB are kept, and at most one batch (20) more than needed.
+        assert RECORDS - 50 - 20 <= low <= RECORDS - 50, low
+        assert _fetch_error(agent.bootstrap, topic, low - 1) == errors.OFFSET_OUT_OF_RANGE
+        assert _fetch_error(agent.bootstrap, topic, low) == errors.NONE
+    finally:
+        assert agent.stop() == 0, agent.log_tail()
