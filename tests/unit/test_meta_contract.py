@@ -486,6 +486,25 @@ async def test_advance_log_start_drops_rows_below_it(store: MetadataStore) -> No
     assert await ext.advance_log_start("t", 5, 1) is None
 
 
+
+async def test_the_grace_of_a_released_file_counts_from_its_release(store: MetadataStore) -> None:
+    """DESIGN.md invariant 3: a file whose last rows retention (or DeleteRecords, or a topic
+    deletion) dropped is not garbage until a grace after that, however old the file is: a
+    reader that looked its rows up just before may still read it."""
+    await store.create_topic("t", 1, {})
+    await store.create_topic("d", 1, {})
+    old_t, old_d = new_file(), new_file()
+    await store.commit_file(old_t, [batch("t", count=5)])
+    await store.commit_file(old_d, [batch("d", count=5)])
+    await asyncio.sleep(0.02)  # both files are older than any cutoff taken from here on
+    before_release = int(time.time() * 1000)
+    await store.advance_log_start("t", 0, 5)
+    await store.delete_topic("d")
+    # Created before the cutoff, released after it: not listed yet.
+    assert await store.unreferenced_files(created_before_ms=before_release) == []
+    later = int(time.time() * 1000) + 1
+    assert await store.unreferenced_files(created_before_ms=later) == [old_t, old_d]
+
 async def test_expire_producers_forgets_idle_state(store: MetadataStore) -> None:
     ext = store
     await store.create_topic("t", 1, {})

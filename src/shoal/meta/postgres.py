@@ -279,7 +279,7 @@ class PostgresMetadataStore(PostgresGroupStoreMixin, PostgresAgentStoreMixin):
         )
 
     async def delete_topic(self, name: str, topic_id: uuid.UUID | None = None) -> None:
-        await self._transaction(postgres_topics.delete_topic, name, topic_id)
+        await self._transaction(postgres_topics.delete_topic, name, topic_id, self._clock())
 
     async def get_topic(self, name: str) -> TopicInfo | None:
         return await self._read(postgres_topics.get_topic, "name", name)
@@ -365,7 +365,7 @@ class PostgresMetadataStore(PostgresGroupStoreMixin, PostgresAgentStoreMixin):
         """Move the log start up to `offset` (clamped to the high watermark, never backwards)
         and drop the index rows wholly below it."""
         return await self._transaction(
-            postgres_maintenance.advance_log_start, topic, partition, offset
+            postgres_maintenance.advance_log_start, topic, partition, offset, self._clock()
         )
 
     async def expire_producers(self, idle_before_ms: int) -> int:

@@ -15,6 +15,7 @@ Conn = Any  # asyncpg.Connection or a pool proxy of one (asyncpg ships no precis
 async def unreferenced_files(conn: Conn, created_before_ms: int, limit: int) -> list[FileInfo]:
     rows = await conn.fetch(
         "SELECT file_id, key, size FROM files AS f WHERE created_at < $1"
+        " AND coalesce(released_at, 0) < $1"
         " AND NOT EXISTS (SELECT 1 FROM batches AS b WHERE b.file_ref = f.id)"
         " ORDER BY id LIMIT $2",
         created_before_ms, limit,
@@ -32,8 +33,19 @@ async def forget_files(conn: Conn, file_ids: list[str]) -> list[str]:
     return dropped_in_request_order(file_ids, {r[0] for r in rows})
 
 
+async def release_files(conn: Conn, file_refs: set[int], now_ms: int) -> None:
+    """Stamp the files among `file_refs` that no index row points into any more (called in the
+    transaction that dropped the rows)."""
+    if file_refs:
+        await conn.execute(
+            "UPDATE files AS f SET released_at = $1 WHERE id = ANY($2::bigint[])"
+            " AND NOT EXISTS (SELECT 1 FROM batches AS b WHERE b.file_ref = f.id)",
+            now_ms, sorted(file_refs),
+        )
+
+
 async def advance_log_start(
-    conn: Conn, topic: str, partition: int, offset: int
+    conn: Conn, topic: str, partition: int, offset: int, now_ms: int
 ) -> PartitionState | None:
     row = await conn.fetchrow(
         "SELECT log_start_offset, next_offset FROM partitions"
@@ -48,11 +60,12 @@ async def advance_log_start(
         topic, partition, start,
     )
     # Rows are dense and ordered, so "last_offset < start" is a prefix of the key range.
-    await conn.execute(
+    dropped = await conn.fetch(
         "DELETE FROM batches WHERE topic = $1 AND partition = $2 AND base_offset < $3"
-        " AND last_offset < $3",
+        " AND last_offset < $3 RETURNING file_ref",
         topic, partition, start,
     )
+    await release_files(conn, {int(r[0]) for r in dropped}, now_ms)
     return PartitionState(start, int(row[1]))
 
 

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from shoal.meta.postgres_groups import delete_topic_offsets
+from shoal.meta.postgres_maintenance import release_files
 from shoal.meta.store import TopicExistsError, TopicInfo, UnknownTopicError
 from shoal.meta.topics import altered, encode_configs, grown, topic_from_row
 
@@ -61,7 +62,7 @@ async def create_topic(
     return TopicInfo(name, topic_id, partitions, dict(configs))
 
 
-async def delete_topic(conn: Conn, name: str, topic_id: uuid.UUID | None) -> None:
+async def delete_topic(conn: Conn, name: str, topic_id: uuid.UUID | None, now_ms: int) -> None:
     info = await _lock_topic(conn, name)
     if topic_id is not None and info.topic_id != topic_id:
         raise UnknownTopicError(f"{name} has another topic id now (re-created)")
@@ -69,8 +70,10 @@ async def delete_topic(conn: Conn, name: str, topic_id: uuid.UUID | None) -> Non
     await conn.execute(
         "SELECT 1 FROM partitions WHERE topic = $1 ORDER BY topic, partition FOR UPDATE", name
     )
-    # Files stay: garbage collection removes them once no row points into them.
-    for table in ("batches", "producer_state", "partitions"):
+    # Files stay: garbage collection removes them a grace after no row points into them.
+    dropped = await conn.fetch("DELETE FROM batches WHERE topic = $1 RETURNING file_ref", name)
+    await release_files(conn, {int(r[0]) for r in dropped}, now_ms)
+    for table in ("producer_state", "partitions"):
         await conn.execute(f"DELETE FROM {table} WHERE topic = $1", name)
     await delete_topic_offsets(conn, name)
     await conn.execute("DELETE FROM topics WHERE name = $1", name)

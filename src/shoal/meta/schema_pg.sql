@@ -120,3 +120,9 @@ CREATE TABLE agents (
 CREATE TABLE group_coordinators (
     group_id TEXT PRIMARY KEY,
     epoch BIGINT NOT NULL);
+
+-- migration: 5
+-- When a file lost its last index row (retention, DeleteRecords, topic deletion): the GC's grace
+-- counts from the later of this and created_at, so a reader that looked the rows up just before
+-- they went still finds the file (DESIGN.md invariant 3). NULL: never released.
+ALTER TABLE files ADD COLUMN released_at BIGINT;

@@ -210,7 +210,7 @@ class SqliteMetadataStore(SqliteGroupStoreMixin, SqliteAgentStoreMixin):
         )
 
     async def delete_topic(self, name: str, topic_id: uuid.UUID | None = None) -> None:
-        await self._call(sqlite_topics.delete_topic, name, topic_id)
+        await self._call(sqlite_topics.delete_topic, name, topic_id, self._clock())
 
     async def get_topic(self, name: str) -> TopicInfo | None:
         return await self._call(sqlite_topics.get_topic, "name", name)
@@ -295,7 +295,9 @@ class SqliteMetadataStore(SqliteGroupStoreMixin, SqliteAgentStoreMixin):
         """Retention and DeleteRecords: move the log start up to `offset` (clamped to the high
         watermark, never backwards) and drop the index rows wholly below it. A batch that
         straddles the new start stays. Returns the new state, None for an unknown partition."""
-        return await self._call(sqlite_maintenance.advance_log_start, topic, partition, offset)
+        return await self._call(
+            sqlite_maintenance.advance_log_start, topic, partition, offset, self._clock()
+        )
 
     async def expire_producers(self, idle_before_ms: int) -> int:
         """Forget idempotence state, and non-transactional producer ids, untouched since

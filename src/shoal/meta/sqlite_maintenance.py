@@ -18,9 +18,10 @@ def unreferenced_files(
 ) -> list[FileInfo]:
     rows = conn.execute(
         "SELECT file_id, key, size FROM files AS f WHERE created_at < ?"
+        " AND coalesce(released_at, 0) < ?"
         " AND NOT EXISTS (SELECT 1 FROM batches AS b WHERE b.file_ref = f.id)"
         " ORDER BY id LIMIT ?",
-        (created_before_ms, limit),
+        (created_before_ms, created_before_ms, limit),
     ).fetchall()
     return [FileInfo(r[0], r[1], int(r[2])) for r in rows]
 
@@ -39,8 +40,18 @@ def forget_files(conn: sqlite3.Connection, file_ids: list[str]) -> list[str]:
     return dropped_in_request_order(file_ids, dropped)
 
 
+def release_files(conn: sqlite3.Connection, file_refs: set[int], now_ms: int) -> None:
+    """Stamp the files among `file_refs` that no index row points into any more (called in the
+    transaction that dropped the rows)."""
+    conn.executemany(
+        "UPDATE files AS f SET released_at = ? WHERE id = ?"
+        " AND NOT EXISTS (SELECT 1 FROM batches AS b WHERE b.file_ref = f.id)",
+        [(now_ms, ref) for ref in sorted(file_refs)],
+    )
+
+
 def advance_log_start(
-    conn: sqlite3.Connection, topic: str, partition: int, offset: int
+    conn: sqlite3.Connection, topic: str, partition: int, offset: int, now_ms: int
 ) -> PartitionState | None:
     with write_txn(conn):
         row = conn.execute(
@@ -56,11 +67,12 @@ def advance_log_start(
             (start, topic, partition),
         )
         # Rows are dense and ordered, so "last_offset < start" is a prefix of the key range.
-        conn.execute(
+        dropped = conn.execute(
             "DELETE FROM batches WHERE topic = ? AND partition = ? AND base_offset < ?"
-            " AND last_offset < ?",
+            " AND last_offset < ? RETURNING file_ref",
             (topic, partition, start, start),
-        )
+        ).fetchall()
+        release_files(conn, {int(r[0]) for r in dropped}, now_ms)
     return PartitionState(start, int(row[1]))
 
 

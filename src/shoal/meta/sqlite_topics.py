@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from shoal.meta.sqlite_groups import delete_topic_offsets
+from shoal.meta.sqlite_maintenance import release_files
 from shoal.meta.sqlite_txn import write_txn
 from shoal.meta.store import TopicExistsError, TopicInfo, UnknownTopicError
 from shoal.meta.topics import altered, encode_configs, grown, topic_from_row
@@ -58,13 +59,19 @@ def create_topic(
     return TopicInfo(name, topic_id, partitions, dict(configs))
 
 
-def delete_topic(conn: sqlite3.Connection, name: str, topic_id: uuid.UUID | None) -> None:
+def delete_topic(
+    conn: sqlite3.Connection, name: str, topic_id: uuid.UUID | None, now_ms: int
+) -> None:
     with write_txn(conn):
         info = _require_topic(conn, name)
         if topic_id is not None and info.topic_id != topic_id:
             raise UnknownTopicError(f"{name} has another topic id now (re-created)")
-        # Files stay: garbage collection removes them once no row points into them.
-        for table in ("batches", "producer_state", "partitions"):
+        # Files stay: garbage collection removes them a grace after no row points into them.
+        dropped = conn.execute(
+            "DELETE FROM batches WHERE topic = ? RETURNING file_ref", (name,)
+        ).fetchall()
+        release_files(conn, {int(r[0]) for r in dropped}, now_ms)
+        for table in ("producer_state", "partitions"):
             conn.execute(f"DELETE FROM {table} WHERE topic = ?", (name,))
         delete_topic_offsets(conn, name)
         conn.execute("DELETE FROM topics WHERE name = ?", (name,))
