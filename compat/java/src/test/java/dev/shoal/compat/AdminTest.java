@@ -23,6 +23,7 @@ import org.apache.kafka.clients.admin.AlterConfigOp;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
+import org.apache.kafka.clients.admin.ConsumerGroupListing;
 import org.apache.kafka.clients.admin.DescribeClusterResult;
 import org.apache.kafka.clients.admin.DescribeConfigsOptions;
 import org.apache.kafka.clients.admin.GroupListing;
@@ -309,6 +310,7 @@ class AdminTest {
       assertNotNull(listing, () -> group + " not in " + listed);
       assertEquals(GroupState.STABLE, listing.groupState().orElse(null));
       assertFalse(listing.isSimpleConsumerGroup());
+      assertEquals(GroupState.STABLE, legacyListing(admin, group));
 
       ConsumerGroupDescription d =
           get(admin.describeConsumerGroups(List.of(group)).describedGroups().get(group));
@@ -350,6 +352,19 @@ class AdminTest {
           get(admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata()).isEmpty(),
           "a deleted group keeps no offsets");
     }
+  }
+
+  /**
+   * The group's state through listConsumerGroups, deprecated in 4.x for listGroups but what
+   * tools built on 3.x clients still call.
+   */
+  @SuppressWarnings("deprecation")
+  private static GroupState legacyListing(Admin admin, String group) throws Exception {
+    Collection<ConsumerGroupListing> all = get(admin.listConsumerGroups().all());
+    ConsumerGroupListing listing =
+        all.stream().filter(g -> g.groupId().equals(group)).findFirst().orElse(null);
+    assertNotNull(listing, () -> group + " not in listConsumerGroups: " + all);
+    return listing.groupState().orElse(null);
   }
 
   @Test

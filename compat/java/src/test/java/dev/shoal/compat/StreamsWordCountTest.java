@@ -28,10 +28,12 @@ import org.apache.kafka.common.serialization.LongDeserializer;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.utils.Bytes;
+import org.apache.kafka.streams.CloseOptions;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.StreamsBuilder;
 import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.ThreadMetadata;
+import org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.Grouped;
 import org.apache.kafka.streams.kstream.KStream;
@@ -60,8 +62,8 @@ class StreamsWordCountTest {
 
   @TempDir Path stateRoot;
 
-  private Properties streamsProps(String app, String bootstrap, String instance)
-      throws Exception {
+  private static Properties streamsProps(
+      String app, String bootstrap, Path stateRoot, String instance) throws Exception {
     Properties props = new Properties();
     props.put(StreamsConfig.APPLICATION_ID_CONFIG, app);
     props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
@@ -129,6 +131,86 @@ class StreamsWordCountTest {
             > 0;
   }
 
+  private static int activeTasks(KafkaStreams streams) {
+    return streams.metadataForLocalThreads().stream()
+        .mapToInt((ThreadMetadata t) -> t.activeTasks().size())
+        .sum();
+  }
+
+  private static KafkaStreams[] startTwo(
+      String app, String input, String output, Path stateRoot, List<Throwable> failures)
+      throws Exception {
+    KafkaStreams first = wordCount(input, output, streamsProps(app, Shoal.bootstrap(), stateRoot, "a"));
+    KafkaStreams second = wordCount(input, output, streamsProps(app, Shoal.bootstrap2(), stateRoot, "b"));
+    for (KafkaStreams s : List.of(first, second)) {
+      s.setUncaughtExceptionHandler(
+          e -> {
+            failures.add(e);
+            return StreamThreadExceptionResponse.SHUTDOWN_CLIENT;
+          });
+      s.start();
+    }
+    try {
+      // Both instances own tasks before the input is written, so both do part of the count.
+      waitFor(
+          "both instances running with active tasks",
+          failures,
+          () -> hasActiveTasks(first) && hasActiveTasks(second));
+    } catch (Throwable t) {
+      first.close(Duration.ofSeconds(60));
+      second.close(Duration.ofSeconds(60));
+      throw t;
+    }
+    return new KafkaStreams[] {first, second};
+  }
+
+  private static void produce(String input, List<String> lines, int from, int to)
+      throws Exception {
+    try (KafkaProducer<String, String> producer = new KafkaProducer<>(Shoal.producerProps())) {
+      for (int i = from; i < to; i++) {
+        producer.send(new ProducerRecord<>(input, "line-" + i, lines.get(i)));
+      }
+      producer.flush();
+    }
+  }
+
+  /** Reads the output from the start until the last count of every word equals `expected`. */
+  private static void awaitCounts(String output, Map<String, Long> expected, List<Throwable> failures) {
+    Map<String, Long> latest = new TreeMap<>();
+    Properties consumerProps = Shoal.consumerProps(null);
+    consumerProps.put(
+        ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, LongDeserializer.class.getName());
+    consumerProps.put(
+        ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+    try (KafkaConsumer<String, Long> consumer = new KafkaConsumer<>(consumerProps)) {
+      List<TopicPartition> tps = Shoal.partitionsOf(output, PARTITIONS);
+      consumer.assign(tps);
+      consumer.seekToBeginning(tps);
+      long deadline = System.nanoTime() + STREAMS_WAIT.toNanos();
+      while (!latest.equals(expected)) {
+        assertTrue(failures.isEmpty(), () -> "a Streams thread died: " + failures);
+        assertTrue(
+            System.nanoTime() < deadline,
+            () -> "final counts never matched\nexpected " + expected + "\nlatest   " + latest);
+        for (ConsumerRecord<String, Long> r : consumer.poll(Duration.ofMillis(200))) {
+          latest.put(r.key(), r.value());
+        }
+      }
+    }
+    assertEquals(expected, latest);
+  }
+
+  /** Closes every instance; fails if one did not close in time. */
+  private static void closeAll(KafkaStreams... instances) {
+    List<String> unclosed = new ArrayList<>();
+    for (KafkaStreams s : instances) {
+      if (!s.close(Duration.ofSeconds(60))) {
+        unclosed.add(s.toString());
+      }
+    }
+    assertTrue(unclosed.isEmpty(), () -> "did not close within 60 s: " + unclosed);
+  }
+
   @Tag("quick")
   @Test
   void wordCountOnTwoInstancesAcrossTwoAgents() throws Exception {
@@ -137,60 +219,13 @@ class StreamsWordCountTest {
     String output = app + "-counts";
     Shoal.createTopic(input, PARTITIONS);
     Shoal.createTopic(output, PARTITIONS);
-
     List<Throwable> failures = new CopyOnWriteArrayList<>();
-    List<String> unclosed = new ArrayList<>();
-    KafkaStreams first = wordCount(input, output, streamsProps(app, Shoal.bootstrap(), "a"));
-    KafkaStreams second = wordCount(input, output, streamsProps(app, Shoal.bootstrap2(), "b"));
-    for (KafkaStreams s : List.of(first, second)) {
-      s.setUncaughtExceptionHandler(
-          e -> {
-            failures.add(e);
-            return org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler
-                .StreamThreadExceptionResponse.SHUTDOWN_CLIENT;
-          });
-    }
+    KafkaStreams[] instances = new KafkaStreams[0];
     try {
-      first.start();
-      second.start();
-      // Both instances own tasks before the input is written, so both do part of the count.
-      waitFor(
-          "both instances running with active tasks",
-          failures,
-          () -> hasActiveTasks(first) && hasActiveTasks(second));
-
+      instances = startTwo(app, input, output, stateRoot, failures);
       List<String> lines = inputLines();
-      Map<String, Long> expected = expectedCounts(lines);
-      try (KafkaProducer<String, String> producer =
-          new KafkaProducer<>(Shoal.producerProps())) {
-        for (int i = 0; i < lines.size(); i++) {
-          producer.send(new ProducerRecord<>(input, "line-" + i, lines.get(i)));
-        }
-        producer.flush();
-      }
-
-      Map<String, Long> latest = new TreeMap<>();
-      Properties consumerProps = Shoal.consumerProps(null);
-      consumerProps.put(
-          ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, LongDeserializer.class.getName());
-      consumerProps.put(
-          ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
-      try (KafkaConsumer<String, Long> consumer = new KafkaConsumer<>(consumerProps)) {
-        List<TopicPartition> tps = Shoal.partitionsOf(output, PARTITIONS);
-        consumer.assign(tps);
-        consumer.seekToBeginning(tps);
-        long deadline = System.nanoTime() + STREAMS_WAIT.toNanos();
-        while (!latest.equals(expected)) {
-          assertTrue(failures.isEmpty(), () -> "a Streams thread died: " + failures);
-          assertTrue(
-              System.nanoTime() < deadline,
-              () -> "final counts never matched\nexpected " + expected + "\nlatest   " + latest);
-          for (ConsumerRecord<String, Long> r : consumer.poll(Duration.ofMillis(200))) {
-            latest.put(r.key(), r.value());
-          }
-        }
-      }
-      assertEquals(expected, latest);
+      produce(input, lines, 0, lines.size());
+      awaitCounts(output, expectedCounts(lines), failures);
       assertTrue(failures.isEmpty(), () -> "a Streams thread died: " + failures);
 
       // The internal topics Streams asked for exist: the repartition topic of groupBy and the
@@ -203,15 +238,63 @@ class StreamsWordCountTest {
             internal.contains(app + "-word-counts-repartition"), () -> "topics " + internal);
         assertTrue(internal.contains(app + "-word-counts-changelog"), () -> "topics " + internal);
       }
+      closeAll(instances);
     } finally {
-      for (KafkaStreams s : List.of(first, second)) {
-        if (!s.close(Duration.ofSeconds(60))) {
-          unclosed.add(s.toString());
-        }
+      // Already closed unless the test failed; a second close returns at once.
+      for (KafkaStreams s : instances) {
+        s.close(Duration.ofSeconds(60));
       }
     }
-    // After the finally block, so a failure above is what the report shows.
-    assertTrue(unclosed.isEmpty(), () -> "did not close within 60 s: " + unclosed);
+  }
+
+  /**
+   * One instance leaves halfway: the other takes its tasks over, restores their counts from the
+   * changelog topic, and goes on counting from the committed offsets, so the final counts are
+   * still exact.
+   */
+  @Test
+  void countsStayExactWhenAnInstanceLeaves() throws Exception {
+    String app = Shoal.unique("wordcount-handover");
+    String input = app + "-lines";
+    String output = app + "-counts";
+    Shoal.createTopic(input, PARTITIONS);
+    Shoal.createTopic(output, PARTITIONS);
+    List<Throwable> failures = new CopyOnWriteArrayList<>();
+    KafkaStreams[] instances = new KafkaStreams[0];
+    try {
+      instances = startTwo(app, input, output, stateRoot, failures);
+      KafkaStreams stays = instances[0];
+      List<String> lines = inputLines();
+      int half = lines.size() / 2;
+      produce(input, lines, 0, half);
+      awaitCounts(output, expectedCounts(lines.subList(0, half)), failures);
+
+      int before = activeTasks(stays);
+      // Streams stays in the group on a plain close (its members come back with their state);
+      // leaving at once makes the coordinator rebalance now, not after the session timeout.
+      CloseOptions leave =
+          CloseOptions.groupMembershipOperation(CloseOptions.GroupMembershipOperation.LEAVE_GROUP)
+              .withTimeout(Duration.ofSeconds(60));
+      assertTrue(instances[1].close(leave), "the leaving instance did not close within 60 s");
+      instances = new KafkaStreams[] {stays};
+      // Two sub-topologies (the split before the repartition topic, the count after it) of
+      // PARTITIONS tasks each, all on the instance that stays.
+      waitFor(
+          "the remaining instance to own every task",
+          failures,
+          () -> stays.state() == KafkaStreams.State.RUNNING && activeTasks(stays) == 2 * PARTITIONS);
+      assertTrue(before < 2 * PARTITIONS, "the leaving instance owned no tasks");
+
+      produce(input, lines, half, lines.size());
+      awaitCounts(output, expectedCounts(lines), failures);
+      assertTrue(failures.isEmpty(), () -> "a Streams thread died: " + failures);
+      closeAll(instances);
+    } finally {
+      // Already closed unless the test failed; a second close returns at once.
+      for (KafkaStreams s : instances) {
+        s.close(Duration.ofSeconds(60));
+      }
+    }
   }
 
   private static void waitFor(
