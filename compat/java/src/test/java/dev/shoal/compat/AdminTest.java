@@ -24,6 +24,7 @@ import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.admin.ConsumerGroupListing;
+import org.apache.kafka.clients.admin.DeletedRecords;
 import org.apache.kafka.clients.admin.DescribeClusterResult;
 import org.apache.kafka.clients.admin.DescribeConfigsOptions;
 import org.apache.kafka.clients.admin.GroupListing;
@@ -33,6 +34,7 @@ import org.apache.kafka.clients.admin.MemberDescription;
 import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.OffsetSpec;
+import org.apache.kafka.clients.admin.RecordsToDelete;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
@@ -47,6 +49,7 @@ import org.apache.kafka.common.TopicPartitionInfo;
 import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.errors.GroupNotEmptyException;
 import org.apache.kafka.common.errors.InvalidConfigurationException;
+import org.apache.kafka.common.errors.OffsetOutOfRangeException;
 import org.apache.kafka.common.errors.TopicExistsException;
 import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
 import org.junit.jupiter.api.Tag;
@@ -54,7 +57,7 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The AdminClient calls an operator makes: topics, the cluster, offsets, configs and consumer
- * groups. DeleteRecords is left out: Shoal does not serve it yet (README.md).
+ * groups, and DeleteRecords.
  */
 class AdminTest {
   private static final long BASE_TS = 1_720_000_000_000L;
@@ -190,6 +193,31 @@ class AdminTest {
       ListOffsetsResultInfo max = offset(admin, tp, OffsetSpec.maxTimestamp());
       assertEquals(6, max.offset());
       assertEquals(maxTs, max.timestamp());
+    }
+  }
+
+  @Test
+  void deleteRecordsMovesTheLogStart() throws Exception {
+    String topic = Shoal.unique("admin-delete-records");
+    Shoal.createTopic(topic, 1);
+    TopicPartition tp = new TopicPartition(topic, 0);
+    try (KafkaProducer<String, String> producer = new KafkaProducer<>(Shoal.producerProps())) {
+      for (int i = 0; i < 10; i++) {
+        producer.send(new ProducerRecord<>(topic, 0, "k" + i, "v" + i)).get();
+      }
+    }
+    try (Admin admin = Shoal.admin()) {
+      DeletedRecords deleted =
+          get(admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(4))).lowWatermarks()
+              .get(tp));
+      assertEquals(4, deleted.lowWatermark());
+      assertEquals(4, offset(admin, tp, OffsetSpec.earliest()).offset());
+      // Beyond the high watermark: Kafka's OffsetOutOfRangeException, nothing moves.
+      assertInstanceOf(
+          OffsetOutOfRangeException.class,
+          failure(admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(11)))
+              .lowWatermarks().get(tp)));
+      assertEquals(4, offset(admin, tp, OffsetSpec.earliest()).offset());
     }
   }
 
