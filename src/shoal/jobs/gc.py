@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from prometheus_client import Counter
 
+from shoal.jobs.periodic import PeriodicTask
 from shoal.meta.store import DuplicateFileError, FileInfo
 from shoal.write.segment_format import file_id_ms, segment_key
 
@@ -104,8 +105,7 @@ class GarbageCollector:
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self._cursor: str | None = None
         self._pass_started_ms: int | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._periodic = PeriodicTask("gc", interval_ms, self._cycle, self._cycle_failed)
         self.stats: dict[str, int] = {
             "cycles": 0,
             "orphans_deleted": 0,
@@ -116,47 +116,23 @@ class GarbageCollector:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
-        if self._task is None:
-            self._stopping = False
-            self._task = asyncio.create_task(self._loop(), name="gc")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        # The flag as well as the cancel: on Python 3.11 `asyncio.wait_for` (used by every
-        # object-store call) can swallow a cancel that lands as its inner call completes, and
-        # the loop would then run on; it checks the flag after every step.
-        self._stopping = True
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise  # our caller is being cancelled too
+        await self._periodic.stop()
 
-    async def _loop(self) -> None:
-        while not self._stopping:
-            await asyncio.sleep(self.interval_ms / 1000)
-            if self._stopping:
-                return
-            try:
-                result = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # A store outage must not end the job; the next cycle tries again.
-                log.exception("gc cycle failed")
-                self.stats["errors"] += 1
-                GC_ERRORS.inc()
-                continue
-            if result.orphans_deleted or result.unreferenced_deleted:
-                log.info(
-                    "gc: deleted %d orphan and %d unreferenced segment files",
-                    result.orphans_deleted,
-                    result.unreferenced_deleted,
-                )
+    async def _cycle(self) -> None:
+        result = await self.run_once()
+        if result.orphans_deleted or result.unreferenced_deleted:
+            log.info(
+                "gc: deleted %d orphan and %d unreferenced segment files",
+                result.orphans_deleted,
+                result.unreferenced_deleted,
+            )
+
+    def _cycle_failed(self) -> None:
+        self.stats["errors"] += 1
+        GC_ERRORS.inc()
 
     # -- one cycle ------------------------------------------------------------------------------
     async def run_once(self) -> CycleResult:

@@ -20,7 +20,6 @@ queries (the size lookup walks the partition's rows); no object-store request.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -28,6 +27,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
+
+from shoal.jobs.periodic import PeriodicTask
 
 if TYPE_CHECKING:
     from shoal.meta.store import MetadataStore, TopicInfo
@@ -78,48 +79,27 @@ class RetentionJob:
         self._defaults = defaults
         self.interval_ms = interval_ms
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._periodic = PeriodicTask("retention", interval_ms, self._cycle, self._cycle_failed)
         self.stats: dict[str, int] = {"cycles": 0, "moved": 0, "offsets_dropped": 0, "errors": 0}
 
     def start(self) -> None:
-        if self._task is None:
-            self._stopping = False
-            self._task = asyncio.create_task(self._loop(), name="retention")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        self._stopping = True  # as in the GC: a cancel may be swallowed by a store call
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
+        await self._periodic.stop()
 
-    async def _loop(self) -> None:
-        while not self._stopping:
-            await asyncio.sleep(self.interval_ms / 1000)
-            if self._stopping:
-                return
-            try:
-                result = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("retention cycle failed")
-                self.stats["errors"] += 1
-                RETENTION_ERRORS.inc()
-                continue
-            if result.moved:
-                log.info(
-                    "retention: moved the log start of %d partitions (%d offsets)",
-                    result.moved,
-                    result.offsets_dropped,
-                )
+    async def _cycle(self) -> None:
+        result = await self.run_once()
+        if result.moved:
+            log.info(
+                "retention: moved the log start of %d partitions (%d offsets)",
+                result.moved,
+                result.offsets_dropped,
+            )
+
+    def _cycle_failed(self) -> None:
+        self.stats["errors"] += 1
+        RETENTION_ERRORS.inc()
 
     async def run_once(self) -> CycleResult:
         now_ms = self._clock_ms()
