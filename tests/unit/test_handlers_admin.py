@@ -389,6 +389,26 @@ async def test_describe_topic_configs(svc: Services, v: int) -> None:
     roundtrip(resp)
 
 
+
+async def test_retention_defaults_follow_the_agent_flags() -> None:
+    """The retention job applies --log-retention-ms / --log-retention-bytes to topics without
+    their own: DescribeConfigs reports those, for topics and for the broker."""
+    meta = SqliteMetadataStore(":memory:")
+    await meta.start()
+    try:
+        settings = Settings(node_id=7, log_retention_ms=1234, log_retention_bytes=5678)
+        svc = handler_services(settings, cast(MetadataStore, meta), reader=ForgettingReader())
+        await create(svc, new_topic(7, "plain"))
+        req = describe_req(4, (TOPIC, "plain", ("retention.ms", "retention.bytes")),
+                           (BROKER, "7", ("log.retention.ms", "log.retention.bytes")))  # fmt: skip
+        topic, broker = (await handle_describe_configs(svc, ctx(DESCRIBE, 4), req)).results
+        assert {c.name: c.value for c in topic.configs} == {
+            "retention.ms": "1234", "retention.bytes": "5678"}  # fmt: skip
+        assert {c.name: c.value for c in broker.configs} == {
+            "log.retention.ms": "1234", "log.retention.bytes": "5678"}  # fmt: skip
+    finally:
+        await meta.close()
+
 async def test_describe_broker_configs(svc: Services) -> None:
     req = describe_req(4, (BROKER, "7", None), (BROKER, "", None), (BROKER, "8", None),
                        (BROKER, "x", None), (3, "group", None))  # fmt: skip

@@ -236,6 +236,9 @@ def topic_defaults(settings: Settings | None = None) -> dict[str, str]:
     values = {d.name: d.default for d in _DEFS}
     if settings is not None:
         values["max.message.bytes"] = str(settings.message_bytes_max)
+        # The retention job applies the agent's defaults: report those.
+        values["retention.ms"] = str(settings.log_retention_ms)
+        values["retention.bytes"] = str(settings.log_retention_bytes)
     return values
 
 
@@ -326,8 +329,12 @@ def broker_config_entries(settings: Settings, node_id: int) -> list[ConfigEntry]
         ("listeners", f"PLAINTEXT://{settings.kafka_host}:{settings.kafka_port}", static,
          ConfigType.LIST, "Where this agent listens."),
         ("log.cleanup.policy", "delete", fixed, ConfigType.LIST, "Default cleanup.policy."),
-        ("log.retention.bytes", "-1", fixed, ConfigType.LONG, "Default retention.bytes."),
-        ("log.retention.ms", "604800000", fixed, ConfigType.LONG, "Default retention.ms."),
+        ("log.retention.bytes", str(settings.log_retention_bytes), static, ConfigType.LONG,
+         "Default retention.bytes."),
+        ("log.retention.check.interval.ms", str(settings.retention_check_interval_ms), static,
+         ConfigType.LONG, "How often retention runs (agents with the jobs role)."),
+        ("log.retention.ms", str(settings.log_retention_ms), static, ConfigType.LONG,
+         "Default retention.ms."),
         ("message.max.bytes", str(settings.message_bytes_max), static, ConfigType.INT,
          "Largest record batch accepted."),
         ("min.insync.replicas", "1", fixed, ConfigType.INT, "Default min.insync.replicas."),
