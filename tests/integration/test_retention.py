@@ -14,6 +14,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from shoal.protocol import errors
+from shoal.protocol.batch import split_batches
 from tests.agent_process import AgentProcess
 from tests.backends import Backend
 from tests.rawkafka import RawConnection, fetch_v12
@@ -21,6 +22,7 @@ from tests.s3_server import list_keys
 
 TIMEOUT_S = 30
 RECORDS = 200
+KEEP_BYTES = 50 * 1024
 JOB_ARGS = [
     "--flush-interval-ms", "20",
     "--retention-check-interval-ms", "500",
@@ -98,21 +100,41 @@ def test_time_retention_empties_the_partition_and_its_files_go(
         assert agent.stop() == 0, agent.log_tail()
 
 
+def _batch_bytes_from(bootstrap: str, topic: str, offset: int) -> list[int]:
+    """Sizes of the batches a consumer reads from `offset` (a batch's base) to the end."""
+    conn = RawConnection(bootstrap)
+    sizes: list[int] = []
+    try:
+        while True:
+            resp = conn.call(fetch_v12(topic, {0: offset}, max_bytes=1 << 20,
+                                       partition_max_bytes=1 << 20))  # fmt: skip
+            part = resp.responses[0].partitions[0]
+            assert part.error_code == errors.NONE, part.error_code
+            if not part.records:
+                return sizes
+            for data, header in split_batches(bytes(part.records), 1 << 20):
+                sizes.append(len(data))
+                offset = header.base_offset + header.last_offset_delta + 1
+    finally:
+        conn.close()
+
+
 def test_size_retention_keeps_the_newest_bytes(job_agent: AgentProcess) -> None:
     agent = job_agent.start()
     try:
         topic = f"ret-bytes-{uuid.uuid4().hex[:8]}"
-        # 200 records of 1 KiB in batches of at most 20: keep at least 50 KiB of them.
-        _produce(agent.bootstrap, topic, {"retention.bytes": str(50 * 1024)}, 1024)
+        # 200 records of 1 KiB, in batches of at most 20; retention.bytes keeps 50 KiB.
+        _produce(agent.bootstrap, topic, {"retention.bytes": str(KEEP_BYTES)}, 1024)
         # Cycles that ran while records were still arriving moved the start less far; wait for
-        # one after the last, then: at least 50 records of 1 KiB are kept, and at most one batch
-        # (20) more than needed.
+        # one after the last (the kept batches then hold at most 50 KiB + one batch of 20).
         _wait("log start caught up",
               lambda: _watermarks(agent.bootstrap, topic)[0] >= RECORDS - 50 - 20)  # fmt: skip
         low, high = _watermarks(agent.bootstrap, topic)
         assert high == RECORDS
-        assert low <= RECORDS - 50, low
+        # As Kafka: at least retention.bytes stay, and no older batch could have gone too.
+        sizes = _batch_bytes_from(agent.bootstrap, topic, low)
+        assert sum(sizes) >= KEEP_BYTES, (low, sizes)
+        assert sum(sizes) - sizes[0] < KEEP_BYTES, (low, sizes)
         assert _fetch_error(agent.bootstrap, topic, low - 1) == errors.OFFSET_OUT_OF_RANGE
-        assert _fetch_error(agent.bootstrap, topic, low) == errors.NONE
     finally:
         assert agent.stop() == 0, agent.log_tail()
