@@ -244,7 +244,7 @@ def kafka_tool(name: str, *args: str, timeout_s: float) -> subprocess.CompletedP
     TOOLS) run to completion; missing Java or Maven is a BrokerError. Raises
     subprocess.TimeoutExpired past `timeout_s`."""
     try:
-        return kafka_dist.tool(name, *args, timeout_s=timeout_s)
+        return kafka_dist.tool(name, *args, timeout_s=timeout_s, measured=True)
     except kafka_dist.KafkaDistError as exc:
         raise BrokerError(f"{name}: {exc}") from exc
 

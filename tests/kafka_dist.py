@@ -44,6 +44,9 @@ TOOL_TIMEOUT_S = 120.0
 # Heap of the peer broker: Kafka's own start script uses 1 GiB.
 BROKER_HEAP = "-Xmx1g"
 TOOL_HEAP = "-Xmx512m"
+# A tool runs for seconds: C1 alone compiles what it needs sooner (one kafka-topics --list took
+# 2.1 s of CPU instead of 3.4 s). Not for the broker, whose speed is measured.
+TOOL_JIT = ("-XX:TieredStopAtLevel=1",)
 
 # The scripts of a Kafka distribution and the classes they run (bin/*.sh of the 4.x release).
 TOOLS: dict[str, str] = {
@@ -108,20 +111,30 @@ def _resolve(out: Path) -> None:
     tmp.replace(out)
 
 
-def java_argv(main_class: str, args: Sequence[str], *, heap: str, log_config: str) -> list[str]:
+def java_argv(
+    main_class: str, args: Sequence[str], *, heap: str, log_config: str, jit: Sequence[str] = ()
+) -> list[str]:
     return [
-        _java(), heap, "-XX:+UseG1GC", "-Djava.awt.headless=true",
+        _java(), heap, *jit, "-XX:+UseG1GC", "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={DIST / log_config}",
         "-cp", classpath(), main_class, *args,
     ]  # fmt: skip
 
 
 def tool(
-    name: str, *args: str, timeout_s: float = TOOL_TIMEOUT_S, input_text: str | None = None
+    name: str,
+    *args: str,
+    timeout_s: float = TOOL_TIMEOUT_S,
+    input_text: str | None = None,
+    measured: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """Run one of Kafka's command-line tools (a name of `TOOLS`) to completion; its output is
-    text, its logging goes to stderr at WARN. Does not check the exit status."""
-    argv = java_argv(TOOLS[name], args, heap=TOOL_HEAP, log_config="log4j2-tools.properties")
+    text, its logging goes to stderr at WARN. Does not check the exit status. `measured` (a
+    perf tool as a benchmark's client) keeps the JVM's full JIT."""
+    argv = java_argv(
+        TOOLS[name], args, heap=TOOL_HEAP, log_config="log4j2-tools.properties",
+        jit=() if measured else TOOL_JIT,
+    )  # fmt: skip
     return subprocess.run(
         argv, capture_output=True, text=True, timeout=timeout_s, input=input_text, check=False
     )
@@ -130,7 +143,9 @@ def tool(
 def tool_process(name: str, *args: str, log: Path) -> subprocess.Popen[str]:
     """Start a long-running tool (a console consumer, a verifiable producer): stdout is a pipe
     of text lines, stderr goes to `log`."""
-    argv = java_argv(TOOLS[name], args, heap=TOOL_HEAP, log_config="log4j2-tools.properties")
+    argv = java_argv(
+        TOOLS[name], args, heap=TOOL_HEAP, log_config="log4j2-tools.properties", jit=TOOL_JIT
+    )
     with log.open("w") as err:
         return subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.PIPE, text=True,
