@@ -130,16 +130,15 @@ def test_recent_batches_round_trip_their_stored_form() -> None:
 
 
 def test_lookup_names_the_row_the_decision_needs() -> None:
-    assert lookup("tx", -1) is Lookup.BY_TRANSACTIONAL_ID
-    assert lookup(None, 7) is Lookup.BY_PRODUCER_ID
-    assert lookup(None, -1) is Lookup.NONE
+    assert lookup("tx") is Lookup.BY_TRANSACTIONAL_ID
+    assert lookup(None) is Lookup.NONE
 
 
-def test_idempotent_producer_bumps_only_a_matching_live_id() -> None:
+def test_idempotent_producer_always_gets_a_new_id() -> None:
+    # As Kafka's coordinator: no transactional id, no bump, whatever pair the request names.
     assert decide_init(None, -1, -1, None).action is Action.ALLOCATE
-    assert decide_init(None, 7, 3, ProducerRow(7, 3)) == InitDecision(Action.BUMP, 7, 4)
+    assert decide_init(None, 7, 3, ProducerRow(7, 3)).action is Action.ALLOCATE
     assert decide_init(None, 7, 2, ProducerRow(7, 3)).action is Action.ALLOCATE
-    assert decide_init(None, 7, 3, None).action is Action.ALLOCATE
 
 
 def test_transactional_id_maps_once_then_bumps_and_fences() -> None:
@@ -154,10 +153,7 @@ def test_exhausted_epoch_retires_the_id() -> None:
     assert decide_init("tx", -1, -1, ProducerRow(5, EPOCH_MAX)) == InitDecision(
         Action.RETIRE_AND_ALLOCATE, 5
     )
-    assert decide_init(None, 6, EPOCH_MAX, ProducerRow(6, EPOCH_MAX)).action is (
-        Action.RETIRE_AND_ALLOCATE
-    )
-    assert decide_init(None, 6, EPOCH_MAX - 1, ProducerRow(6, EPOCH_MAX - 1)).epoch == EPOCH_MAX
+    assert decide_init("tx", 6, EPOCH_MAX - 1, ProducerRow(6, EPOCH_MAX - 1)).epoch == EPOCH_MAX
 
 
 # -- maintenance ----------------------------------------------------------------------------

@@ -2,11 +2,13 @@
 
 Idempotence is on by default in current clients, so every producer starts here.
 
-Versions served: 0-6.
+Versions served: 0-5, as Apache Kafka 4.4.
 - v2: flexible.
-- v3: producer id and epoch in the request, so a producer can bump its epoch (KIP-360).
-- v6: two-phase commit fields (KIP-939): ignored (known gap: a request asking for 2PC is
-  answered as a plain InitProducerId; transactions are not served yet).
+- v3: producer id and epoch in the request, so a transactional producer can bump its epoch
+  (KIP-360); without a transactional id the pair is ignored and a new id is allocated, as Kafka
+  does (`meta/producers.py`).
+- v6 (two-phase commit, KIP-939) is not served: Kafka 4.4 does not serve it either, and a
+  client asking for 2PC must not get a plain InitProducerId.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from shoal.protocol.apis import ApiKey
 from shoal.protocol.messages import ZERO_THROTTLE, error
 
 
-@api(ApiKey.INIT_PRODUCER_ID, 0, 6)
+@api(ApiKey.INIT_PRODUCER_ID, 0, 5)
 async def handle_init_producer_id(svc: Services, ctx: RequestContext, req: Any) -> Any:
     msgs = ctx.responses()
     producer_id = int(getattr(req, "producer_id", -1))

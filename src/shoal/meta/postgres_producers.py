@@ -14,9 +14,9 @@ Conn = Any  # asyncpg.Connection or a pool proxy of one (asyncpg ships no precis
 async def init_producer(
     conn: Conn, transactional_id: str | None, producer_id: int, producer_epoch: int, now_ms: int
 ) -> tuple[int, int]:
-    how = lookup(transactional_id, producer_id)
+    how = lookup(transactional_id)
     while True:
-        current = await _load(conn, how, transactional_id, producer_id)
+        current = await _load(conn, how, transactional_id)
         decision = decide_init(transactional_id, producer_id, producer_epoch, current)
         if decision.action is Action.BUMP:
             await conn.execute(
@@ -51,19 +51,11 @@ async def init_producer(
         return int(new_id), 0
 
 
-async def _load(
-    conn: Conn, how: Lookup, transactional_id: str | None, producer_id: int
-) -> ProducerRow | None:
+async def _load(conn: Conn, how: Lookup, transactional_id: str | None) -> ProducerRow | None:
     if how is Lookup.BY_TRANSACTIONAL_ID:
         row = await conn.fetchrow(
             "SELECT producer_id, epoch FROM producers WHERE transactional_id = $1 FOR UPDATE",
             transactional_id,
-        )
-    elif how is Lookup.BY_PRODUCER_ID:
-        row = await conn.fetchrow(
-            "SELECT producer_id, epoch FROM producers"
-            " WHERE producer_id = $1 AND transactional_id IS NULL FOR UPDATE",
-            producer_id,
         )
     else:
         return None

@@ -3,9 +3,9 @@
 Each backend looks up the one `producers` row the request names (`lookup`), asks `decide_init`
 what to do, and carries the answer out in the same transaction. Kafka's rules:
 
-- No transactional id: if (producer_id, epoch) names a live id at that epoch (KIP-360), bump
-  its epoch; otherwise allocate a new id at epoch 0 (Kafka always hands out a fresh id here, so
-  a mismatch is not an error).
+- No transactional id: always a new id at epoch 0, whatever (producer_id, epoch) the request
+  names (Kafka's coordinator "blindly" allocates here; an idempotent client bumps its epoch
+  itself, and the differential suite saw Kafka 4.4 answer epoch 0 to such a request).
 - Transactional id: the first call maps it to a new id at epoch 0; later calls bump the epoch,
   fencing older instances. If (producer_id, epoch) is given and is not the current pair, the
   caller is fenced (ProducerFencedError).
@@ -37,7 +37,6 @@ class Lookup(Enum):
 
     NONE = "none"  # nothing to look up: allocate
     BY_TRANSACTIONAL_ID = "transactional_id"  # the row mapped to the transactional id
-    BY_PRODUCER_ID = "producer_id"  # the non-transactional row with that producer id
 
 
 class Action(Enum):
@@ -56,10 +55,8 @@ class InitDecision:
 _ALLOCATE = InitDecision(Action.ALLOCATE)
 
 
-def lookup(transactional_id: str | None, producer_id: int) -> Lookup:
-    if transactional_id is not None:
-        return Lookup.BY_TRANSACTIONAL_ID
-    return Lookup.BY_PRODUCER_ID if producer_id >= 0 else Lookup.NONE
+def lookup(transactional_id: str | None) -> Lookup:
+    return Lookup.NONE if transactional_id is None else Lookup.BY_TRANSACTIONAL_ID
 
 
 def decide_init(
@@ -70,11 +67,7 @@ def decide_init(
 ) -> InitDecision:
     """What InitProducerId does, given the row `lookup` named (None when there is none).
     Raises ProducerFencedError."""
-    if transactional_id is None:
-        if current is not None and current.epoch == producer_epoch:
-            return _bump(current)
-        return _ALLOCATE
-    if current is None:
+    if transactional_id is None or current is None:
         return _ALLOCATE
     if producer_id >= 0 and (producer_id, producer_epoch) != (current.producer_id, current.epoch):
         raise ProducerFencedError(

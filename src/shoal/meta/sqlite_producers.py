@@ -18,7 +18,7 @@ def init_producer(
     now_ms: int,
 ) -> tuple[int, int]:
     with write_txn(conn):
-        current = _load(conn, lookup(transactional_id, producer_id), transactional_id, producer_id)
+        current = _load(conn, lookup(transactional_id), transactional_id)
         decision = decide_init(transactional_id, producer_id, producer_epoch, current)
         if decision.action is Action.BUMP:
             conn.execute(
@@ -43,18 +43,12 @@ def init_producer(
 
 
 def _load(
-    conn: sqlite3.Connection, how: Lookup, transactional_id: str | None, producer_id: int
+    conn: sqlite3.Connection, how: Lookup, transactional_id: str | None
 ) -> ProducerRow | None:
     if how is Lookup.BY_TRANSACTIONAL_ID:
         row = conn.execute(
             "SELECT producer_id, epoch FROM producers WHERE transactional_id = ?",
             (transactional_id,),
-        ).fetchone()
-    elif how is Lookup.BY_PRODUCER_ID:
-        row = conn.execute(
-            "SELECT producer_id, epoch FROM producers"
-            " WHERE producer_id = ? AND transactional_id IS NULL",
-            (producer_id,),
         ).fetchone()
     else:
         return None

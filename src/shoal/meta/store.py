@@ -246,9 +246,9 @@ class MetadataStore(Protocol):
     async def init_producer(
         self, transactional_id: str | None, producer_id: int, producer_epoch: int
     ) -> tuple[int, int]:
-        """Allocate a new producer id (epoch 0), or bump the epoch of a given one / of the
-        transactional id's. Returns (producer_id, producer_epoch). Raises
-        ProducerFencedError. The rules are `producers.decide_init`."""
+        """Allocate a new producer id (epoch 0), or bump the epoch of the transactional id's.
+        Returns (producer_id, producer_epoch). Raises ProducerFencedError. The rules are
+        `producers.decide_init`."""
 
     # -- consumer groups ---------------------------------------------------------------------
     # The coordinator keeps live group state in memory; the store holds what must survive an
