@@ -31,7 +31,7 @@ from kio.schema.errors import ErrorCode
 
 from shoal.handlers.base import RequestContext, api
 from shoal.handlers.config_defaults import topic_config_entries, validate_topic_configs
-from shoal.handlers.duplicates import duplicates
+from shoal.handlers.duplicates import without_repeats
 from shoal.handlers.services import Services
 from shoal.handlers.topic_names import is_valid_topic_name
 from shoal.meta.store import (
@@ -54,19 +54,21 @@ ZERO_UUID = uuid.UUID(int=0)
 NO_TOPIC_ID = None
 
 
+DUPLICATE_NAME = "Duplicate topic name."
+DUPLICATE_ID = "Duplicate topic id."
+
+
 # -- CreateTopics -----------------------------------------------------------------------------
 
 
 @api(ApiKey.CREATE_TOPICS, 2, 7)
 async def handle_create_topics(svc: Services, ctx: RequestContext, req: Any) -> Any:
     msgs = ctx.responses()
-    repeated = duplicates([t.name for t in req.topics])
+    topics, repeated = without_repeats(req.topics, lambda t: str(t.name))
     collisions = _Collisions(svc)
     results = []
-    for topic in req.topics:
+    for topic in topics:
         try:
-            if topic.name in repeated:
-                raise ApiError(ErrorCode.invalid_request, f"Duplicate topic name {topic.name!r}.")
             info = await _create_one(svc, topic, bool(req.validate_only), collisions)
         except ApiError as refused:
             results.append(_create_error(msgs, topic.name, error(refused.code), refused.message))
@@ -76,6 +78,8 @@ async def handle_create_topics(svc: Services, ctx: RequestContext, req: Any) -> 
             )
         else:
             results.append(_create_ok(msgs, svc, info, bool(req.validate_only)))
+    for name in repeated:
+        results.append(_create_error(msgs, name, ErrorCode.invalid_request, DUPLICATE_NAME))
     return msgs.make(CreateTopicsResponse, throttle_time=ZERO_THROTTLE, topics=tuple(results))
 
 
@@ -234,11 +238,10 @@ async def handle_delete_topics(svc: Services, ctx: RequestContext, req: Any) -> 
         wanted = [(t.name, t.topic_id if t.topic_id != ZERO_UUID else None) for t in req.topics]
     else:
         wanted = [(name, None) for name in req.topic_names]
-    dup_names = duplicates([n for n, i in wanted if i is None and n is not None])
-    dup_ids = duplicates([i for _, i in wanted if i is not None])
+    unique, repeated = without_repeats(wanted, _delete_key)
 
     results = []
-    for name, topic_id in wanted:
+    for name, topic_id in unique:
         shown, shown_id = name, topic_id
         try:
             if name is not None and topic_id is not None:
@@ -246,12 +249,8 @@ async def handle_delete_topics(svc: Services, ctx: RequestContext, req: Any) -> 
                     ErrorCode.invalid_request, "You may not specify both topic name and topic id."
                 )
             if topic_id is not None:
-                if topic_id in dup_ids:
-                    raise ApiError(ErrorCode.invalid_request, "Duplicate topic id.")
                 shown = await _delete_by_id(svc, topic_id)
             elif name is not None:
-                if name in dup_names:
-                    raise ApiError(ErrorCode.invalid_request, "Duplicate topic name.")
                 shown_id = await _delete_by_name(svc, name)
             else:
                 raise ApiError(ErrorCode.invalid_request, "Neither topic name nor id was given.")
@@ -265,7 +264,24 @@ async def handle_delete_topics(svc: Services, ctx: RequestContext, req: Any) -> 
             )
         else:
             results.append(_delete_result(msgs, shown, shown_id, ErrorCode.none, None))
+    for key in repeated:
+        by_id = isinstance(key, uuid.UUID)
+        results.append(
+            _delete_result(
+                msgs,
+                None if by_id else str(key),
+                key if isinstance(key, uuid.UUID) else None,
+                ErrorCode.invalid_request,
+                DUPLICATE_ID if by_id else DUPLICATE_NAME,
+            )
+        )
     return msgs.make(DeleteTopicsResponse, throttle_time=ZERO_THROTTLE, responses=tuple(results))
+
+
+def _delete_key(wanted: tuple[str | None, uuid.UUID | None]) -> str | uuid.UUID | None:
+    """What names a DeleteTopics entry: its id if it has one, else its name."""
+    name, topic_id = wanted
+    return topic_id if topic_id is not None else name
 
 
 async def _delete_by_name(svc: Services, name: str) -> uuid.UUID | None:
@@ -326,13 +342,11 @@ def _delete_result(
 @api(ApiKey.CREATE_PARTITIONS, 0, 3)
 async def handle_create_partitions(svc: Services, ctx: RequestContext, req: Any) -> Any:
     msgs = ctx.responses()
-    repeated = duplicates([t.name for t in req.topics])
+    topics, repeated = without_repeats(req.topics, lambda t: str(t.name))
     results = []
-    for topic in req.topics:
+    for topic in topics:
         code, message = ErrorCode.none, None
         try:
-            if topic.name in repeated:
-                raise ApiError(ErrorCode.invalid_request, "Duplicate topic in request.")
             await _grow(svc, topic, bool(req.validate_only))
         except ApiError as refused:
             code, message = error(refused.code), refused.message
@@ -344,6 +358,15 @@ async def handle_create_partitions(svc: Services, ctx: RequestContext, req: Any)
                 name=topic.name,
                 error_code=code,
                 error_message=message,
+            )
+        )
+    for name in repeated:
+        results.append(
+            msgs.make(
+                CreatePartitionsTopicResult,
+                name=name,
+                error_code=ErrorCode.invalid_request,
+                error_message=DUPLICATE_NAME,
             )
         )
     return msgs.make(CreatePartitionsResponse, throttle_time=ZERO_THROTTLE, results=tuple(results))
