@@ -96,6 +96,9 @@ async def handle_fetch(svc: Services, ctx: RequestContext, req: Any) -> list[Buf
                 results.append(_empty(index, -slot - 1))
                 continue
             r = reads[slot]
+            if r.error_code != errors.NONE:
+                results.append(_empty(index, r.error_code, aborted=None))
+                continue
             sent += r.byte_count
             results.append(
                 FetchPartitionResult(
@@ -117,14 +120,19 @@ async def handle_fetch(svc: Services, ctx: RequestContext, req: Any) -> list[Buf
     return encode_fetch_response_parts(ctx.api_version, topics_out)
 
 
-def _empty(index: int, code: int) -> FetchPartitionResult:
+def _empty(
+    index: int, code: int, aborted: tuple[tuple[int, int], ...] | None = ()
+) -> FetchPartitionResult:
+    """A partition answered with an error, as Kafka answers (the differential suite compares
+    them): no watermarks; the aborted list is empty for a partition the request named wrongly
+    and null for one whose read failed (an offset out of range)."""
     return FetchPartitionResult(
         partition_index=index,
         error_code=code,
         high_watermark=-1,
         last_stable_offset=-1,
         log_start_offset=-1,
-        aborted_transactions=None,
+        aborted_transactions=aborted,
         preferred_read_replica=-1,
         records=[],
     )

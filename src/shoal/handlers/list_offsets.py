@@ -13,9 +13,11 @@ Versions served: 1-10.
 - v6: flexible.
 - v7: max timestamp lookup (-3, KIP-734).
 - v8: earliest local offset (-4, KIP-405): the earliest offset, as nothing is tiered.
-- v9: latest tiered offset (-5, KIP-1005): the latest offset, as nothing is tiered.
+- v9: latest tiered offset (-5, KIP-1005): -1, as Kafka answers for a topic without remote
+  storage (Shoal reports remote.storage.enable=false).
 - v10: a timeout in the request (KIP-1075).
 - v11 (not served): earliest pending upload offset (-6, tiered storage).
+Any other negative timestamp (-6 included) is UNSUPPORTED_VERSION, as from Kafka 4.4.
 """
 
 from __future__ import annotations
@@ -84,14 +86,16 @@ async def _lookup(svc: Services, topic: str, partition: int, ts: int) -> tuple[i
     state = await svc.meta.partition_state(topic, partition)
     if state is None:
         return errors.UNKNOWN_TOPIC_OR_PARTITION, -1, -1
-    if ts in (LATEST, LATEST_TIERED):
+    if ts == LATEST:
         return errors.NONE, state.high_watermark, -1
+    if ts == LATEST_TIERED:
+        return errors.NONE, -1, -1
     if ts in (EARLIEST, EARLIEST_LOCAL):
         return errors.NONE, state.log_start_offset, -1
     if ts == MAX_TIMESTAMP:
         found = await svc.meta.max_timestamp_offset(topic, partition)
     elif ts < 0:
-        return errors.INVALID_REQUEST, -1, -1
+        return errors.UNSUPPORTED_VERSION, -1, -1
     else:
         found = await svc.meta.offset_for_timestamp(topic, partition, ts)
     if found is None:

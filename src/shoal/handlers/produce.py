@@ -87,6 +87,8 @@ async def handle_produce(svc: Services, ctx: RequestContext, req: Any) -> bytes 
                 failed = next((o for o in mine if o.error_code != errors.NONE), None)
                 if failed is not None:
                     slot.error_code = failed.error_code
+                    # Kafka answers a sequence or epoch refusal with the log start too.
+                    slot.log_start_offset = failed.log_start_offset
                     if failed.error_code == errors.UNKNOWN_TOPIC_OR_PARTITION:
                         # Deleted (perhaps re-created) since it was looked up: the client's
                         # retry must see the topic as it is now, not as this agent cached it.
