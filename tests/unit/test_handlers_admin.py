@@ -380,9 +380,13 @@ async def test_describe_topic_configs(svc: Services, v: int) -> None:
     assert set(TOPIC_CONFIGS) <= set(by_name)
     retention = by_name["retention.ms"]
     assert (retention.value, retention.config_source) == ("5000", ConfigSource.TOPIC_CONFIG)
-    assert [s.source for s in retention.synonyms] == [1, 5]
-    assert retention.synonyms[1].name == "log.retention.ms"
-    assert by_name["cleanup.policy"].config_source == ConfigSource.DEFAULT_CONFIG
+    # As Kafka: log.retention.ms has no default of its own, so no DEFAULT synonym follows.
+    assert [(s.name, s.source) for s in retention.synonyms] == [("retention.ms", 1)]
+    policy = by_name["cleanup.policy"]
+    assert policy.config_source == ConfigSource.DEFAULT_CONFIG
+    assert [(s.name, s.value, s.source) for s in policy.synonyms] == [
+        ("log.cleanup.policy", "delete", 5)]  # fmt: skip
+    assert by_name["remote.storage.enable"].synonyms == ()  # no broker key
     if v >= 3:
         assert retention.config_type == 5 and retention.documentation
     assert sorted(c.name for c in picked.configs) == ["cleanup.policy", "retention.ms"]
@@ -401,12 +405,20 @@ async def test_retention_defaults_follow_the_agent_flags() -> None:
         svc = handler_services(settings, cast(MetadataStore, meta), reader=ForgettingReader())
         await create(svc, new_topic(7, "plain"))
         req = describe_req(4, (TOPIC, "plain", ("retention.ms", "retention.bytes")),
-                           (BROKER, "7", ("log.retention.ms", "log.retention.bytes")))  # fmt: skip
+                           (BROKER, "7", ("log.retention.ms", "log.retention.bytes")),
+                           synonyms=True)  # fmt: skip
         topic, broker = (await handle_describe_configs(svc, ctx(DESCRIBE, 4), req)).results
         assert {c.name: c.value for c in topic.configs} == {
             "retention.ms": "1234", "retention.bytes": "5678"}  # fmt: skip
         assert {c.name: c.value for c in broker.configs} == {
             "log.retention.ms": "1234", "log.retention.bytes": "5678"}  # fmt: skip
+        # Flags moved from Kafka's defaults are static broker configs, for topics too.
+        by_name = {c.name: c for c in topic.configs}
+        assert by_name["retention.bytes"].config_source == ConfigSource.STATIC_BROKER_CONFIG
+        assert [(s.name, s.value, s.source) for s in by_name["retention.bytes"].synonyms] == [
+            ("log.retention.bytes", "5678", 4), ("log.retention.bytes", "-1", 5)]  # fmt: skip
+        assert [(s.name, s.source) for s in by_name["retention.ms"].synonyms] == [
+            ("log.retention.ms", 4)]  # fmt: skip
     finally:
         await meta.close()
 

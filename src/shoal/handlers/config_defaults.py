@@ -68,6 +68,12 @@ class ConfigDef:
     doc: str
     check: Check
     broker_synonym: str | None = None  # the broker-wide key Kafka derives this default from
+    # False where Kafka's broker key has no default of its own (log.retention.ms defers to
+    # log.retention.hours): Kafka then lists no DEFAULT synonym.
+    broker_key_default: bool = True
+
+
+Synonym = tuple[str, str | None, ConfigSource]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +87,8 @@ class ConfigEntry:
     doc: str
     read_only: bool = False
     is_sensitive: bool = False
-    synonym: str | None = None
-    default: str | None = None
+    # (name, value, source) in order of precedence, the one in force first, as Kafka lists them.
+    synonyms: tuple[Synonym, ...] = ()
 
 
 def _integer(low: int, high: int) -> Check:
@@ -165,12 +171,14 @@ _DEFS: tuple[ConfigDef, ...] = (
               _integer(0, LONG_MAX), "log.cleaner.delete.retention.ms"),
     ConfigDef("file.delete.delay.ms", _L, "60000", "Accepted for compatibility.",
               _integer(0, LONG_MAX), "log.segment.delete.delay.ms"),
+    ConfigDef("errors.deadletterqueue.group.enable", ConfigType.BOOLEAN, "false",
+              "Accepted for compatibility: share groups are not served.", _boolean),
     ConfigDef("flush.messages", _L, str(LONG_MAX),
               "Accepted for compatibility: every acknowledged batch is in the object store.",
               _integer(1, LONG_MAX), "log.flush.interval.messages"),
     ConfigDef("flush.ms", _L, str(LONG_MAX),
               "Accepted for compatibility: every acknowledged batch is in the object store.",
-              _integer(0, LONG_MAX), "log.flush.interval.ms"),
+              _integer(0, LONG_MAX), "log.flush.interval.ms", False),
     ConfigDef("follower.replication.throttled.replicas", ConfigType.LIST, "",
               "Accepted for compatibility: there is no replication.", _list_of()),
     ConfigDef("index.interval.bytes", _I, "4096", "Accepted for compatibility.",
@@ -184,6 +192,9 @@ _DEFS: tuple[ConfigDef, ...] = (
     ConfigDef("max.compaction.lag.ms", _L, str(LONG_MAX),
               "Longest time a record stays ineligible for compaction.",
               _integer(1, LONG_MAX), "log.cleaner.max.compaction.lag.ms"),
+    ConfigDef("max.decompressed.message.bytes", _I, "2147483639",
+              "Accepted for compatibility: batches are not decompressed on produce.",
+              _integer(0, INT_MAX), "max.decompressed.message.bytes"),
     ConfigDef("max.message.bytes", _I, "1048588",
               "Largest record batch the topic accepts.", _integer(0, INT_MAX),
               "message.max.bytes"),
@@ -207,6 +218,14 @@ _DEFS: tuple[ConfigDef, ...] = (
               _integer(1, INT_MAX), "min.insync.replicas"),
     ConfigDef("preallocate", ConfigType.BOOLEAN, "false", "Accepted for compatibility.",
               _boolean, "log.preallocate"),
+    ConfigDef("remote.copy.lag.bytes", _L, "-1", "Accepted for compatibility.",
+              _integer(-1, LONG_MAX), "log.remote.copy.lag.bytes"),
+    ConfigDef("remote.copy.lag.ms", _L, "0", "Accepted for compatibility.",
+              _integer(-1, LONG_MAX), "log.remote.copy.lag.ms"),
+    ConfigDef("remote.log.copy.disable", ConfigType.BOOLEAN, "false",
+              "Accepted for compatibility.", _boolean),
+    ConfigDef("remote.log.delete.on.disable", ConfigType.BOOLEAN, "false",
+              "Accepted for compatibility.", _boolean),
     ConfigDef("remote.storage.enable", ConfigType.BOOLEAN, "false",
               "Accepted for compatibility: all data is in the object store.", _boolean),
     ConfigDef("retention.bytes", _L, "-1",
@@ -214,15 +233,15 @@ _DEFS: tuple[ConfigDef, ...] = (
               _integer(-1, LONG_MAX), "log.retention.bytes"),
     ConfigDef("retention.ms", _L, "604800000",
               "Age after which data is dropped; -1: keep forever.",
-              _integer(-1, LONG_MAX), "log.retention.ms"),
+              _integer(-1, LONG_MAX), "log.retention.ms", False),
     ConfigDef("segment.bytes", _I, "1073741824", "Accepted for compatibility.",
               _integer(14, INT_MAX), "log.segment.bytes"),
     ConfigDef("segment.index.bytes", _I, "10485760", "Accepted for compatibility.",
               _integer(4, INT_MAX), "log.index.size.max.bytes"),
     ConfigDef("segment.jitter.ms", _L, "0", "Accepted for compatibility.",
-              _integer(0, LONG_MAX), "log.roll.jitter.ms"),
+              _integer(0, LONG_MAX), "log.roll.jitter.ms", False),
     ConfigDef("segment.ms", _L, "604800000", "Accepted for compatibility.",
-              _integer(1, LONG_MAX), "log.roll.ms"),
+              _integer(1, LONG_MAX), "log.roll.ms", False),
     ConfigDef("unclean.leader.election.enable", ConfigType.BOOLEAN, "false",
               "Accepted for compatibility: there are no leaders to elect.", _boolean,
               "unclean.leader.election.enable"),
@@ -280,19 +299,34 @@ def topic_config_entries(
     entries = []
     for name in sorted(set(defaults) | set(overrides)):
         definition = TOPIC_CONFIGS.get(name)
-        overridden = name in overrides
+        synonyms = _broker_synonyms(definition, defaults.get(name))
+        if name in overrides:
+            synonyms = ((name, overrides[name], ConfigSource.TOPIC_CONFIG), *synonyms)
         entries.append(
             ConfigEntry(
                 name=name,
-                value=overrides[name] if overridden else defaults[name],
-                source=ConfigSource.TOPIC_CONFIG if overridden else ConfigSource.DEFAULT_CONFIG,
+                value=overrides[name] if name in overrides else defaults[name],
+                source=synonyms[0][2] if synonyms else ConfigSource.DEFAULT_CONFIG,
                 type=definition.type if definition else ConfigType.UNKNOWN,
                 doc=definition.doc if definition else "",
-                synonym=definition.broker_synonym if definition else None,
-                default=defaults.get(name),
+                synonyms=synonyms,
             )
         )
     return entries
+
+
+def _broker_synonyms(definition: ConfigDef | None, value: str | None) -> tuple[Synonym, ...]:
+    """What Kafka lists under a topic config for its broker-wide key: the agent's flag where it
+    moved the default (a static broker config), then the key's own default if it has one."""
+    if definition is None or definition.broker_synonym is None or value is None:
+        return ()
+    key = definition.broker_synonym
+    rows: list[Synonym] = []
+    if value != definition.default:
+        rows.append((key, value, ConfigSource.STATIC_BROKER_CONFIG))
+    if definition.broker_key_default:
+        rows.append((key, definition.default, ConfigSource.DEFAULT_CONFIG))
+    return tuple(rows)
 
 
 def list_append(current: str | None, items: str) -> str:
@@ -310,40 +344,74 @@ def list_subtract(current: str | None, items: str) -> str:
     return LIST_SEPARATOR.join(v for v in split_list(current) if v not in removed)
 
 
+# Kafka's defaults of the broker keys whose agent flag has one (None: the key has none, Kafka
+# derives it from another key: log.retention.ms from log.retention.hours).
+KAFKA_BROKER_DEFAULTS: Mapping[str, str | None] = {
+    "auto.create.topics.enable": "true",
+    "log.retention.bytes": "-1",
+    "log.retention.check.interval.ms": "300000",
+    "log.retention.ms": None,
+    "message.max.bytes": "1048588",
+    "num.partitions": "1",
+    "socket.request.max.bytes": "104857600",
+}
+KAFKA_RETENTION_MS = str(7 * 24 * 3600 * 1000)
+
+
 def broker_config_entries(settings: Settings, node_id: int) -> list[ConfigEntry]:
     """What DescribeConfigs(BROKER) reports. Agents take their settings from flags at start and
-    cannot change them at run time, so every entry is static and read-only."""
+    cannot change them at run time, so every entry is read-only. As from Kafka, a flag left at
+    Kafka's default is a DEFAULT_CONFIG, one moved from it a STATIC_BROKER_CONFIG whose synonyms
+    list the default after it; an agent's own addresses and ids are always static."""
     static = ConfigSource.STATIC_BROKER_CONFIG
-    fixed = ConfigSource.DEFAULT_CONFIG
     listener = f"PLAINTEXT://{settings.advertised}:{settings.kafka_port}"
-    rows: list[tuple[str, str, ConfigSource, ConfigType, str]] = [
-        ("advertised.listeners", listener, static, ConfigType.LIST, "Where clients connect."),
-        ("auto.create.topics.enable", str(settings.auto_create_topics).lower(), static,
-         ConfigType.BOOLEAN, "Create unknown topics on first use."),
-        ("broker.id", str(node_id), static, ConfigType.INT, "This agent's node id."),
-        ("broker.rack", settings.az, static, ConfigType.STRING, "This agent's zone."),
-        ("compression.type", "producer", fixed, ConfigType.STRING,
-         "Batches are stored as the producer sent them."),
-        ("default.replication.factor", "1", fixed, ConfigType.INT,
-         "Reported replication factor: the object store gives durability."),
-        ("listeners", f"PLAINTEXT://{settings.kafka_host}:{settings.kafka_port}", static,
+    retention_ms: str | None = str(settings.log_retention_ms)
+    if retention_ms == KAFKA_RETENTION_MS:
+        retention_ms = None  # as Kafka: log.retention.hours holds the default
+    own: list[tuple[str, str, ConfigType, str]] = [
+        ("advertised.listeners", listener, ConfigType.LIST, "Where clients connect."),
+        ("broker.id", str(node_id), ConfigType.INT, "This agent's node id."),
+        ("broker.rack", settings.az, ConfigType.STRING, "This agent's zone."),
+        ("listeners", f"PLAINTEXT://{settings.kafka_host}:{settings.kafka_port}",
          ConfigType.LIST, "Where this agent listens."),
-        ("log.cleanup.policy", "delete", fixed, ConfigType.LIST, "Default cleanup.policy."),
-        ("log.retention.bytes", str(settings.log_retention_bytes), static, ConfigType.LONG,
+    ]  # fmt: skip
+    flags: list[tuple[str, str | None, ConfigType, str]] = [
+        ("auto.create.topics.enable", str(settings.auto_create_topics).lower(),
+         ConfigType.BOOLEAN, "Create unknown topics on first use."),
+        ("compression.type", "producer", ConfigType.STRING,
+         "Batches are stored as the producer sent them."),
+        ("default.replication.factor", "1", ConfigType.INT,
+         "Reported replication factor: the object store gives durability."),
+        ("log.cleanup.policy", "delete", ConfigType.LIST, "Default cleanup.policy."),
+        ("log.retention.bytes", str(settings.log_retention_bytes), ConfigType.LONG,
          "Default retention.bytes."),
-        ("log.retention.check.interval.ms", str(settings.retention_check_interval_ms), static,
+        ("log.retention.check.interval.ms", str(settings.retention_check_interval_ms),
          ConfigType.LONG, "How often retention runs (agents with the jobs role)."),
-        ("log.retention.ms", str(settings.log_retention_ms), static, ConfigType.LONG,
-         "Default retention.ms."),
-        ("message.max.bytes", str(settings.message_bytes_max), static, ConfigType.INT,
+        ("log.retention.hours", "168", ConfigType.INT,
+         "Default retention, where log.retention.ms is not set."),
+        ("log.retention.ms", retention_ms, ConfigType.LONG, "Default retention.ms."),
+        ("message.max.bytes", str(settings.message_bytes_max), ConfigType.INT,
          "Largest record batch accepted."),
-        ("min.insync.replicas", "1", fixed, ConfigType.INT, "Default min.insync.replicas."),
-        ("num.partitions", str(settings.default_partitions), static, ConfigType.INT,
+        ("min.insync.replicas", "1", ConfigType.INT, "Default min.insync.replicas."),
+        ("num.partitions", str(settings.default_partitions), ConfigType.INT,
          "Partitions of auto-created topics."),
-        ("socket.request.max.bytes", str(settings.frame_bytes_max), static, ConfigType.INT,
+        ("socket.request.max.bytes", str(settings.frame_bytes_max), ConfigType.INT,
          "Largest request frame accepted."),
     ]  # fmt: skip
-    return [
-        ConfigEntry(name=n, value=v, source=s, type=t, doc=d, read_only=True, default=None)
-        for n, v, s, t, d in rows
-    ]
+    entries = [
+        ConfigEntry(name=n, value=v, source=static, type=t, doc=d, read_only=True,
+                    synonyms=((n, v, static),))
+        for n, v, t, d in own
+    ]  # fmt: skip
+    for name, value, kind, doc in flags:
+        default = KAFKA_BROKER_DEFAULTS.get(name, value)
+        synonyms: tuple[Synonym, ...] = ()
+        source = ConfigSource.DEFAULT_CONFIG
+        if value != default:
+            source = static
+            synonyms = ((name, value, static),)
+        if default is not None:
+            synonyms = (*synonyms, (name, default, ConfigSource.DEFAULT_CONFIG))
+        entries.append(ConfigEntry(name=name, value=value, source=source, type=kind, doc=doc,
+                                   read_only=True, synonyms=synonyms))  # fmt: skip
+    return sorted(entries, key=lambda e: e.name)

@@ -33,7 +33,6 @@ from shoal.handlers.base import RequestContext, api
 from shoal.handlers.config_defaults import (
     TOPIC_CONFIGS,
     ConfigEntry,
-    ConfigSource,
     ConfigType,
     ResourceType,
     broker_config_entries,
@@ -152,13 +151,10 @@ def _entry(msgs: Messages, entry: ConfigEntry, synonyms: bool, documentation: bo
 
 
 def _synonyms(msgs: Messages, entry: ConfigEntry) -> list[Any]:
-    """The override first, then the default it hides, named like Kafka's broker-wide key."""
-    rows = [(entry.name, entry.value, entry.source)]
-    if entry.source == ConfigSource.TOPIC_CONFIG and entry.default is not None:
-        rows.append((entry.synonym or entry.name, entry.default, ConfigSource.DEFAULT_CONFIG))
-    elif entry.source == ConfigSource.DEFAULT_CONFIG and entry.synonym is not None:
-        rows = [(entry.synonym, entry.value, ConfigSource.DEFAULT_CONFIG)]
-    return [msgs.make(DescribeConfigsSynonym, name=n, value=v, source=int(s)) for n, v, s in rows]
+    return [
+        msgs.make(DescribeConfigsSynonym, name=n, value=v, source=int(s))
+        for n, v, s in entry.synonyms
+    ]
 
 
 # -- AlterConfigs (legacy: replaces the whole override set) -----------------------------------
