@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
-import fnmatch
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,15 +24,28 @@ from shoal.protocol.batch import HEADER_BYTES, LOG_OVERHEAD, parse_header
 MISSING: Final = "<missing>"
 
 
+def glob_match(pattern: str, path: str) -> bool:
+    """`*` matches any run of characters, everything else itself: paths hold brackets
+    (`topics[name].configs[key]`), which fnmatch would read as character classes."""
+    regex = _GLOBS.get(pattern)
+    if regex is None:
+        regex = _GLOBS[pattern] = re.compile(".*".join(map(re.escape, pattern.split("*"))))
+    return regex.fullmatch(path) is not None
+
+
+_GLOBS: dict[str, re.Pattern[str]] = {}
+
+
 @dataclass(frozen=True, slots=True)
 class Ignore:
-    """Paths (fnmatch patterns over `a.b[0].c` paths) left out of the comparison, and why."""
+    """Paths (`glob_match` patterns over `a.b[0].c` paths) left out of the comparison, and
+    why."""
 
     pattern: str
     reason: str
 
     def matches(self, path: str) -> bool:
-        return fnmatch.fnmatchcase(path, self.pattern)
+        return glob_match(self.pattern, path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +184,8 @@ def _walk(k: Any, s: Any, rules: Sequence[Ignore], path: str, out: list[Divergen
     if isinstance(k, list) and isinstance(s, list):
         keys = {_key_of(x) for x in (k, s) if x}
         key = keys.pop() if len(keys) == 1 and not path.endswith(ORDERED) else None
+        if key is not None and len(k) == len(s) == 1 and k[0].get(key) != s[0].get(key):
+            key = None  # the one element each side has, named its own way
         if key is not None:
             # Matched by name: one missing element is one divergence, not a shifted tail.
             ks = {str(i[key]): i for i in k}

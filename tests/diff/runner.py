@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.diff.cases import Case, Vars
-from tests.diff.compare import Divergence, diff, to_tree
+from tests.diff.compare import IGNORE, Divergence, diff, to_tree
 from tests.rawkafka import RawConnection
 
 WAIT_S = 30.0
@@ -43,11 +43,13 @@ def run_case(bootstrap: str, case: Case) -> list[Answer]:
     return out
 
 
-def diff_case(kafka: list[Answer], shoal: list[Answer]) -> list[Divergence]:
-    """Divergences of two runs of one case, each path prefixed by its step's label."""
+def diff_case(case: Case, kafka: list[Answer], shoal: list[Answer]) -> list[Divergence]:
+    """Divergences of two runs of `case`, each path prefixed by its step's label; the case's
+    own ignore rules match that prefixed path."""
     assert [a.label for a in kafka] == [a.label for a in shoal]
-    return [
+    found = [
         Divergence(f"{k.label}: {d.path}", d.kafka, d.shoal)
         for k, s in zip(kafka, shoal, strict=True)
-        for d in diff(k.tree, s.tree)
+        for d in diff(k.tree, s.tree, IGNORE)
     ]
+    return [d for d in found if not any(rule.matches(d.path) for rule in case.ignore)]
