@@ -20,6 +20,7 @@ from shoal.protocol.batch import (
     patch_base_offset,
     patch_base_offset_into,
     split_batches,
+    with_log_append_time,
 )
 from tests.unit.batchgen import make_batch, recrc
 
@@ -311,3 +312,23 @@ def test_parse_header_truncated() -> None:
     with pytest.raises(BatchError) as info:
         parse_header(b"\x00" * 60)
     assert info.value.error_code == errors.INVALID_RECORD
+
+
+# --- LogAppendTime ---------------------------------------------------------------------------
+
+
+def test_log_append_time_stamps_the_header_and_keeps_the_records() -> None:
+    batch = make_batch([(b"k", b"a"), (b"k", b"b")], timestamp_ms=1_000, timestamp_step_ms=5)
+    stamped, header = with_log_append_time(batch, 1_700_000_000_123)
+    assert (header.timestamp_type, header.max_timestamp) == (1, 1_700_000_000_123)
+    assert header.base_timestamp == 1_000
+    # The CRC is right again (split_batches checks it), and only attributes, maxTimestamp and
+    # the CRC changed.
+    ((_, checked),) = split_batches(stamped, LIMIT)
+    assert checked == header
+    changed = [i for i, (a, b) in enumerate(zip(batch, stamped, strict=True)) if a != b]
+    assert changed and all(i in range(17, 23) or i in range(35, 43)
+                           for i in changed)  # fmt: skip
+    # kio (another decoder, which checks the CRC too) reads it back.
+    decoded, _ = read_batch(stamped, 0)
+    assert [r.value for r in decoded.records] == [b"a", b"b"]

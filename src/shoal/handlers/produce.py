@@ -17,28 +17,33 @@ Versions served: 3-13 (the hand-written encoder's range, protocol/encoders.py).
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from shoal import metrics
 from shoal.handlers.base import CloseConnection, RequestContext, api
+from shoal.handlers.config_defaults import LONG_MAX, TOPIC_CONFIGS
 from shoal.handlers.services import Services
-from shoal.handlers.topic_lookup import (
-    auto_create_partitions,
-    find_or_create_topic,
-    find_topic,
-)
+from shoal.handlers.topic_lookup import find_topic
 from shoal.meta.store import MetadataError, TopicInfo
 from shoal.protocol import errors
 from shoal.protocol.apis import ApiKey
-from shoal.protocol.batch import BatchError, split_batches
+from shoal.protocol.batch import (
+    NO_TIMESTAMP,
+    BatchError,
+    BatchHeader,
+    split_batches,
+    with_log_append_time,
+)
 from shoal.protocol.encoders import (
     PRODUCE_MAX_VERSION,
     PRODUCE_MIN_VERSION,
     ProducePartitionResult,
     encode_produce_response,
 )
+from shoal.protocol.records import record_timestamps
 from shoal.write.writer import AppendItem
 
 VALID_ACKS = (-1, 0, 1)
@@ -54,7 +59,9 @@ class _Slot:
     item_count: int = 0
     base_offset: int = -1
     log_start_offset: int = -1
+    log_append_time_ms: int = -1
     error_message: str | None = None
+    record_errors: list[tuple[int, str | None]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -87,6 +94,7 @@ async def handle_produce(svc: Services, ctx: RequestContext, req: Any) -> bytes 
                 failed = next((o for o in mine if o.error_code != errors.NONE), None)
                 if failed is not None:
                     slot.error_code = failed.error_code
+                    slot.log_append_time_ms = -1
                     # Kafka answers a sequence or epoch refusal with the log start too.
                     slot.log_start_offset = failed.log_start_offset
                     if failed.error_code == errors.UNKNOWN_TOPIC_OR_PARTITION:
@@ -113,9 +121,10 @@ async def handle_produce(svc: Services, ctx: RequestContext, req: Any) -> bytes 
                         index=s.index,
                         error_code=s.error_code,
                         base_offset=s.base_offset,
-                        log_append_time_ms=-1,
+                        log_append_time_ms=s.log_append_time_ms,
                         log_start_offset=s.log_start_offset,
                         error_message=s.error_message,
+                        record_errors=s.record_errors,
                     )
                     for s in t.slots
                 ],
@@ -132,18 +141,17 @@ async def _validate(
     topics: list[_Topic] = []
     items: list[AppendItem] = []
     record_count = 0
+    now_ms = int(time.time() * 1000)
     for topic_data in req.topic_data:
+        stamps: _Timestamps | None = None
         topic_id = getattr(topic_data, "topic_id", None)
         name = getattr(topic_data, "name", None)
         out = _Topic(key=topic_id if name is None and topic_id is not None else (name or ""))
         topics.append(out)
         try:
-            if name is None:  # v13 names topics by id
-                code, info = await find_topic(svc.topics, None, topic_id)
-            else:
-                code, info = await find_or_create_topic(
-                    svc.topics, name, None, create_partitions=auto_create_partitions(svc.settings)
-                )
+            # By name, or by id from v13. Never created here: as in Kafka, only a Metadata
+            # request auto-creates, and every client sends one before producing.
+            code, info = await find_topic(svc.topics, name, topic_id)
         except MetadataError:
             # The metadata store is unreachable: retriable, nothing was written.
             code, info = errors.KAFKA_STORAGE_ERROR, None
@@ -172,12 +180,84 @@ async def _validate(
                 slot.error_code = errors.INVALID_TXN_STATE
                 slot.error_message = "transactions are not supported yet"
                 continue
+            if stamps is None:
+                stamps = _Timestamps.of(info)
+            refused = stamps.refusal(batches, now_ms)
+            if refused is not None:
+                slot.error_code, slot.error_message = errors.INVALID_TIMESTAMP, refused[1]
+                slot.record_errors = [refused]
+                # As Kafka's answer to a record it refuses: with the partition's log start.
+                state = await svc.meta.partition_state(info.name, slot.index)
+                slot.log_start_offset = -1 if state is None else state.log_start_offset
+                continue
+            if stamps.log_append_time:
+                batches = [with_log_append_time(data, now_ms) for data, _ in batches]
+                slot.log_append_time_ms = now_ms
             slot.first_item = len(items)
             slot.item_count = len(batches)
             for data, header in batches:
                 items.append(AppendItem(info.name, slot.index, data, header, info.topic_id))
                 record_count += header.record_count
     return topics, items, record_count
+
+
+@dataclass(frozen=True, slots=True)
+class _Timestamps:
+    """A topic's message.timestamp.* configs, as Kafka's LogValidator applies them. CreateTime
+    timestamps are checked on the batch header alone (its first and its largest timestamp), so
+    records stay undecoded: a record earlier than its batch's first is not caught."""
+
+    log_append_time: bool
+    before_max_ms: int
+    after_max_ms: int
+
+    @classmethod
+    def of(cls, info: TopicInfo) -> _Timestamps:
+        def config(key: str) -> str:
+            return info.configs.get(key, TOPIC_CONFIGS[key].default)
+
+        return cls(
+            log_append_time=config("message.timestamp.type") == "LogAppendTime",
+            before_max_ms=_int(config("message.timestamp.before.max.ms"), LONG_MAX),
+            after_max_ms=_int(config("message.timestamp.after.max.ms"), LONG_MAX),
+        )
+
+    def refusal(
+        self, batches: list[tuple[bytes, BatchHeader]], now_ms: int
+    ) -> tuple[int, str] | None:
+        """(index of the first record out of range among the partition's records, Kafka's
+        message) when Kafka would refuse these batches with INVALID_TIMESTAMP, else None."""
+        if self.log_append_time:
+            return None  # the agent's clock stamps them
+        low, high = now_ms - self.before_max_ms, now_ms + self.after_max_ms
+
+        def bad(ts: int) -> bool:
+            return ts != NO_TIMESTAMP and not low <= ts <= high
+
+        if not any(bad(h.base_timestamp) or bad(h.max_timestamp) for _, h in batches):
+            return None
+        # Refused: only now are the records read (decompression bounded), to name the record
+        # as Kafka does; a header that lied about its timestamps is let through, as by Kafka.
+        index = 0
+        try:
+            for data, _ in batches:
+                for delta, ts in record_timestamps(data):
+                    if bad(ts):
+                        return index, (
+                            f"Timestamp {ts} of message with offset {delta} is out of range."
+                            f" The timestamp should be within [{low}, {high}]"
+                        )
+                    index += 1
+        except BatchError as exc:
+            return 0, str(exc)
+        return None
+
+
+def _int(value: str, default: int) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return default
 
 
 def _max_message_bytes(svc: Services, info: TopicInfo) -> int:

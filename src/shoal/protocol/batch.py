@@ -37,6 +37,7 @@ HEADER_BYTES: Final = _HEADER.size  # 61
 LOG_OVERHEAD: Final = 12
 CRC_START: Final = 21  # offset of `attributes`, where the CRC coverage begins
 MAGIC_V2: Final = 2
+NO_TIMESTAMP: Final = -1
 
 _COMPRESSION_MASK: Final = 0x07
 _TIMESTAMP_TYPE_BIT: Final = 0x08
@@ -195,6 +196,28 @@ def _check_fields(h: BatchHeader, allow_control: bool) -> None:
         raise BatchError(
             errors.INVALID_RECORD, f"producer id {h.producer_id} without a base sequence"
         )
+
+
+_ATTRIBUTES: Final = struct.Struct(">h")
+_ATTRIBUTES_AT: Final = CRC_START
+_MAX_TIMESTAMP_AT: Final = 35
+_TIMESTAMP: Final = struct.Struct(">q")
+_CRC: Final = struct.Struct(">I")
+_CRC_AT: Final = 17
+
+
+def with_log_append_time(batch: bytes, now_ms: int) -> tuple[bytes, BatchHeader]:
+    """A copy of `batch` stamped as Kafka stamps a batch for a LogAppendTime topic: the
+    timestamp-type bit set, maxTimestamp the append time, the CRC computed again (it covers
+    both). The records keep their own timestamps; consumers read maxTimestamp for every record
+    of such a batch. One copy and one CRC pass over the batch."""
+    out = bytearray(batch)
+    attributes = _ATTRIBUTES.unpack_from(out, _ATTRIBUTES_AT)[0] | _TIMESTAMP_TYPE_BIT
+    _ATTRIBUTES.pack_into(out, _ATTRIBUTES_AT, attributes)
+    _TIMESTAMP.pack_into(out, _MAX_TIMESTAMP_AT, now_ms)
+    _CRC.pack_into(out, _CRC_AT, crc32c(memoryview(out)[CRC_START:]))
+    data = bytes(out)
+    return data, parse_header(data)
 
 
 def patch_base_offset(batch: bytes | bytearray | memoryview, base_offset: int) -> bytes:
