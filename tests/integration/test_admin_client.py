@@ -136,7 +136,9 @@ def test_legacy_alter_configs_replaces_and_synonyms(admin: AdminClient) -> None:
     new = NewTopic("adm-legacy", 1, 1, config={"segment.ms": "60000"})
     admin.create_topics([new])["adm-legacy"].result(TIMEOUT_S)
     resource = ConfigResource(
-        ConfigResource.Type.TOPIC, "adm-legacy", set_config={"retention.ms": "42"}
+        ConfigResource.Type.TOPIC,
+        "adm-legacy",
+        set_config={"retention.ms": "42", "retention.bytes": "4096"},
     )
     assert admin.alter_configs([resource])[resource].result(TIMEOUT_S) is None
     configs = topic_configs(admin, "adm-legacy")
@@ -144,7 +146,9 @@ def test_legacy_alter_configs_replaces_and_synonyms(admin: AdminClient) -> None:
     # The legacy API replaces the whole override set: segment.ms is back to its default.
     assert configs["segment.ms"].value == "604800000"
     assert ConfigSource(configs["segment.ms"].source) == ConfigSource.DEFAULT_CONFIG
-    assert set(configs["retention.ms"].synonyms) == {"retention.ms", "log.retention.ms"}
+    # As Kafka: the override, then the broker key's default; log.retention.ms has none.
+    assert set(configs["retention.bytes"].synonyms) == {"retention.bytes", "log.retention.bytes"}
+    assert set(configs["retention.ms"].synonyms) == {"retention.ms"}
 
 
 def test_broker_configs_and_cluster(admin: AdminClient) -> None:
