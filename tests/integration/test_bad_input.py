@@ -250,7 +250,9 @@ def list_offset_at(agent: AgentProcess, timestamp: int, partition: int = 1) -> t
 def test_decompression_bomb_is_refused_in_bounded_memory(
     strict_agent: AgentProcess, healthy: Healthy
 ) -> None:
-    bomb = batch_of_payload(zstd_bomb(BOMB_BYTES), 4, 1, timestamp_ms=1, max_timestamp_ms=2**62)
+    # Timestamps within Kafka's bounds (no more than an hour ahead), so the batch is stored.
+    now_ms = int(time.time() * 1000)
+    bomb = batch_of_payload(zstd_bomb(BOMB_BYTES), 4, 1, timestamp_ms=1, max_timestamp_ms=now_ms)
     assert len(bomb) < 100_000
     # Produce keeps batches as bytes (only the header and CRC are checked): accepted.
     request = produce_request(bomb, partition=1)
@@ -268,6 +270,20 @@ def test_decompression_bomb_is_refused_in_bounded_memory(
     assert grown < 512 * 1024 * 1024, f"RSS grew by {grown / 2**20:.0f} MiB"
     assert len(healthy.waits_s) > waits_before
     assert max(healthy.waits_s[waits_before:]) < 2.0
+
+
+def test_a_timestamp_refusal_does_not_inflate_the_batch(
+    strict_agent: AgentProcess, healthy: Healthy
+) -> None:
+    # Two hours ahead: Kafka 4 refuses it (INVALID_TIMESTAMP). The agent names the record
+    # without decompressing: a bomb sent this way costs no memory, however often.
+    ahead_ms = int(time.time() * 1000) + 2 * 3600 * 1000
+    bomb = batch_of_payload(zstd_bomb(BOMB_BYTES), 4, 1, timestamp_ms=1, max_timestamp_ms=ahead_ms)
+    before = strict_agent.rss_bytes()
+    for _ in range(5):
+        assert produce_error(strict_agent, produce_request(bomb, partition=1)) == 32
+    grown = strict_agent.rss_bytes() - before
+    assert grown < 32 * 1024 * 1024, f"RSS grew by {grown / 2**20:.0f} MiB"
 
 
 def test_an_acks_0_produce_that_fails_closes_the_connection(

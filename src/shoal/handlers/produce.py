@@ -236,21 +236,33 @@ class _Timestamps:
 
         if not any(bad(h.base_timestamp) or bad(h.max_timestamp) for _, h in batches):
             return None
-        # Refused: only now are the records read (decompression bounded), to name the record
-        # as Kafka does; a header that lied about its timestamps is let through, as by Kafka.
+        # Refused: only now are records read, to name the first one out of range as Kafka
+        # does, and only in uncompressed batches (linear in the bytes received), so that no
+        # client can make the produce path inflate batches; a compressed batch is named by its
+        # first record. A header that lied about its timestamps is let through, as by Kafka.
         index = 0
-        try:
-            for data, _ in batches:
+        for data, h in batches:
+            if h.compression:
+                if bad(h.base_timestamp) or bad(h.max_timestamp):
+                    ts = h.base_timestamp if bad(h.base_timestamp) else h.max_timestamp
+                    return index, _out_of_range(ts, 0, low, high)
+                index += h.record_count
+                continue
+            try:
                 for delta, ts in record_timestamps(data):
                     if bad(ts):
-                        return index, (
-                            f"Timestamp {ts} of message with offset {delta} is out of range."
-                            f" The timestamp should be within [{low}, {high}]"
-                        )
+                        return index, _out_of_range(ts, delta, low, high)
                     index += 1
-        except BatchError as exc:
-            return 0, str(exc)
+            except BatchError as exc:
+                return index, str(exc)
         return None
+
+
+def _out_of_range(ts: int, offset_delta: int, low: int, high: int) -> str:
+    return (
+        f"Timestamp {ts} of message with offset {offset_delta} is out of range."
+        f" The timestamp should be within [{low}, {high}]"
+    )
 
 
 def _int(value: str, default: int) -> int:
