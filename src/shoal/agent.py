@@ -37,6 +37,7 @@ from shoal.groups.model import GroupConfig
 from shoal.handlers.services import Services
 from shoal.http.app import HttpServer
 from shoal.http.status import AgentSection, fixed, merged, redact
+from shoal.jobs.expiry import ExpiryJobs, ExpirySettings
 from shoal.jobs.gc import GarbageCollector
 from shoal.jobs.retention import RetentionDefaults, RetentionJob
 from shoal.meta.agent_store import AgentInfo
@@ -164,7 +165,21 @@ class Agent:
         )
         self.gc: GarbageCollector | None = None
         self.retention: RetentionJob | None = None
+        self.expiry: ExpiryJobs | None = None
         if "jobs" in settings.roles:
+            self.expiry = ExpiryJobs(
+                self.meta,
+                ExpirySettings(
+                    producer_id_expiration_ms=settings.producer_id_expiration_ms,
+                    producer_id_expiration_check_interval_ms=(
+                        settings.producer_id_expiration_check_interval_ms
+                    ),
+                    offsets_retention_ms=settings.offsets_retention_minutes * 60_000,
+                    offsets_retention_check_interval_ms=(
+                        settings.offsets_retention_check_interval_ms
+                    ),
+                ),
+            )
             self.retention = RetentionJob(
                 self.meta,
                 RetentionDefaults(settings.log_retention_ms, settings.log_retention_bytes),
@@ -213,6 +228,8 @@ class Agent:
             self.gc.start()
         if self.retention is not None:
             self.retention.start()
+        if self.expiry is not None:
+            self.expiry.start()
         log.info(
             "shoal %s agent listening: kafka %s:%d, http %s:%d",
             __version__,
@@ -232,6 +249,8 @@ class Agent:
             await self.gc.stop()
         if self.retention is not None:
             await self.retention.stop()
+        if self.expiry is not None:
+            await self.expiry.stop()
         await self.kafka.stop_accepting()
         await self.writer.close()
         await self.groups.stop()

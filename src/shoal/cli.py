@@ -208,6 +208,30 @@ AGENT_OPTIONS: tuple[_Opt, ...] = (
         int,
         "how often jobs-role agents apply retention",
     ),
+    _Opt(
+        "--producer-id-expiration-ms",
+        "producer_id_expiration_ms",
+        int,
+        "idempotence state of a producer idle this long is forgotten (jobs role)",
+    ),
+    _Opt(
+        "--producer-id-expiration-check-interval-ms",
+        "producer_id_expiration_check_interval_ms",
+        int,
+        "how often jobs-role agents expire producer state",
+    ),
+    _Opt(
+        "--offsets-retention-minutes",
+        "offsets_retention_minutes",
+        int,
+        "committed offsets of a group empty this long are deleted (jobs role)",
+    ),
+    _Opt(
+        "--offsets-retention-check-interval-ms",
+        "offsets_retention_check_interval_ms",
+        int,
+        "how often jobs-role agents expire committed offsets",
+    ),
     _Opt("--gc-grace-ms", "gc_grace_ms", int, "age before an unused segment file is deleted"),
     _Opt(
         "--gc-files-per-cycle-max",

@@ -91,6 +91,12 @@ class Settings:
     log_retention_ms: int = 7 * 24 * 3600 * 1000
     log_retention_bytes: int = -1
     retention_check_interval_ms: int = 300_000
+    # Expiry of metadata (jobs role; Kafka's broker names and defaults): producer state idle for
+    # producer.id.expiration.ms, offsets of groups Empty for offsets.retention.minutes.
+    producer_id_expiration_ms: int = 86_400_000
+    producer_id_expiration_check_interval_ms: int = 600_000
+    offsets_retention_minutes: int = 7 * 24 * 60
+    offsets_retention_check_interval_ms: int = 600_000
     # Tests only: exit the process at a write-path step (see write/crash_points.py).
     crash_point: str | None = None
     # Cluster membership: heartbeat period, and the age after which an agent counts as gone.

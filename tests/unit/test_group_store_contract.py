@@ -7,6 +7,7 @@ tests/conftest.py).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -213,3 +214,24 @@ async def test_writes_with_a_stale_coordinator_epoch_are_refused(open_store: Ope
     with pytest.raises(StaleCoordinatorError):
         await first.save_group(group(generation=1), old_epoch)
     assert (await second.claim_group("g"))[0] > new_epoch
+
+
+async def test_expire_offsets_follows_kafkas_offsets_retention(store: MetadataStore) -> None:
+    await store.create_topic("t", 2, {})
+    for gid in ("empty", "stable", "solo"):
+        await store.commit_offsets(gid, [CommittedOffset("t", 0, 7, -1, None)])
+    await store.save_group(group("empty", members=0))
+    await store.save_group(group("stable"))
+    now_ms = int(time.time() * 1000)
+    # Nothing is old enough yet.
+    assert await store.expire_offsets(now_ms - 3_600_000) == (0, 0)
+    assert len(await store.list_groups()) == 3
+    # Past the cutoff: the Empty group's offsets and then the group itself go, and the offsets
+    # of a group that never joined; a group with members keeps everything.
+    assert await store.expire_offsets(now_ms + 60_000) == (2, 1)
+    assert await store.fetch_offsets("empty") == []
+    assert await store.fetch_offsets("solo") == []
+    assert [o.offset for o in await store.fetch_offsets("stable")] == [7]
+    assert await store.load_group("empty") is None
+    assert await store.load_group("stable") is not None
+    assert await store.expire_offsets(now_ms + 60_000) == (0, 0)

@@ -353,6 +353,10 @@ KAFKA_BROKER_DEFAULTS: Mapping[str, str | None] = {
     "log.retention.ms": None,
     "message.max.bytes": "1048588",
     "num.partitions": "1",
+    "offsets.retention.check.interval.ms": "600000",
+    "offsets.retention.minutes": "10080",
+    "producer.id.expiration.check.interval.ms": "600000",
+    "producer.id.expiration.ms": "86400000",
     "socket.request.max.bytes": "104857600",
 }
 KAFKA_RETENTION_MS = str(7 * 24 * 3600 * 1000)
@@ -395,6 +399,15 @@ def broker_config_entries(settings: Settings, node_id: int) -> list[ConfigEntry]
         ("min.insync.replicas", "1", ConfigType.INT, "Default min.insync.replicas."),
         ("num.partitions", str(settings.default_partitions), ConfigType.INT,
          "Partitions of auto-created topics."),
+        ("offsets.retention.check.interval.ms", str(settings.offsets_retention_check_interval_ms),
+         ConfigType.LONG, "How often committed offsets expire (jobs role)."),
+        ("offsets.retention.minutes", str(settings.offsets_retention_minutes), ConfigType.INT,
+         "Offsets of a group empty this long are deleted."),
+        ("producer.id.expiration.check.interval.ms",
+         str(settings.producer_id_expiration_check_interval_ms), ConfigType.INT,
+         "How often producer state expires (jobs role)."),
+        ("producer.id.expiration.ms", str(settings.producer_id_expiration_ms), ConfigType.INT,
+         "Idempotence state of a producer idle this long is forgotten."),
         ("socket.request.max.bytes", str(settings.frame_bytes_max), ConfigType.INT,
          "Largest request frame accepted."),
     ]  # fmt: skip

@@ -373,6 +373,13 @@ class PostgresMetadataStore(PostgresGroupStoreMixin, PostgresAgentStoreMixin):
         `idle_before_ms`. Returns the number of rows removed."""
         return await self._transaction(postgres_maintenance.expire_producers, idle_before_ms)
 
+    async def expire_offsets(self, expired_before_ms: int) -> tuple[int, int]:
+        """See `MetadataStore.expire_offsets`."""
+        result: tuple[int, int] = await self._transaction(
+            postgres_maintenance.expire_offsets, expired_before_ms
+        )
+        return result
+
     # -- producers ---------------------------------------------------------------------------
     async def init_producer(
         self, transactional_id: str | None, producer_id: int, producer_epoch: int

@@ -1,4 +1,5 @@
-"""PostgreSQL I/O of the maintenance calls (garbage collection, retention, producer expiry):
+"""PostgreSQL I/O of the maintenance calls (garbage collection, retention, producer and offset
+expiry):
 transaction bodies run by `postgres.py`. What they decide is in `maintenance`; the SQLite twin
 is `sqlite_maintenance`."""
 
@@ -83,3 +84,21 @@ async def expire_producers(conn: Conn, idle_before_ms: int) -> int:
         idle_before_ms,
     )
     return int(states) + int(ids)
+
+
+async def expire_offsets(conn: Conn, expired_before_ms: int) -> tuple[int, int]:
+    """As `sqlite_maintenance.expire_offsets`."""
+    offsets = await conn.fetchval(
+        "WITH d AS (DELETE FROM group_offsets WHERE group_id IN (SELECT group_id FROM"
+        " consumer_groups WHERE state = 'Empty' AND updated_at < $1) OR (commit_time < $1 AND"
+        " group_id NOT IN (SELECT group_id FROM consumer_groups)) RETURNING 1)"
+        " SELECT count(*) FROM d",
+        expired_before_ms,
+    )
+    groups = await conn.fetchval(
+        "WITH d AS (DELETE FROM consumer_groups WHERE state = 'Empty' AND updated_at < $1"
+        " AND group_id NOT IN (SELECT group_id FROM group_offsets) RETURNING 1)"
+        " SELECT count(*) FROM d",
+        expired_before_ms,
+    )
+    return int(offsets), int(groups)

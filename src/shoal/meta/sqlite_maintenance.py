@@ -1,4 +1,5 @@
-"""SQLite I/O of the maintenance calls: garbage collection, retention, producer expiry.
+"""SQLite I/O of the maintenance calls: garbage collection, retention, producer and offset
+expiry.
 
 Run on the store's worker thread with its connection (see `sqlite.py`); what they decide is in
 `maintenance`. The PostgreSQL twin is `postgres_maintenance`.
@@ -88,3 +89,22 @@ def expire_producers(conn: sqlite3.Connection, idle_before_ms: int) -> int:
             (idle_before_ms,),
         ).rowcount
     return int(states) + int(ids)
+
+
+def expire_offsets(conn: sqlite3.Connection, expired_before_ms: int) -> tuple[int, int]:
+    """Kafka's offsets.retention.minutes: every committed offset of a group stored Empty since
+    before the cutoff, and each offset of a group that never joined (commits only) committed
+    before it, go; then the Empty groups left without offsets. (offsets, groups) removed."""
+    with write_txn(conn):
+        offsets = conn.execute(
+            "DELETE FROM group_offsets WHERE group_id IN (SELECT group_id FROM consumer_groups"
+            " WHERE state = 'Empty' AND updated_at < ?)"
+            " OR (commit_time < ? AND group_id NOT IN (SELECT group_id FROM consumer_groups))",
+            (expired_before_ms, expired_before_ms),
+        ).rowcount
+        groups = conn.execute(
+            "DELETE FROM consumer_groups WHERE state = 'Empty' AND updated_at < ?"
+            " AND group_id NOT IN (SELECT group_id FROM group_offsets)",
+            (expired_before_ms,),
+        ).rowcount
+    return int(offsets), int(groups)

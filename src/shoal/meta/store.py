@@ -242,6 +242,11 @@ class MetadataStore(Protocol):
     async def expire_producers(self, idle_before_ms: int) -> int:
         """Forget idempotence state untouched since `idle_before_ms`."""
 
+    async def expire_offsets(self, expired_before_ms: int) -> tuple[int, int]:
+        """Drop the committed offsets of groups Empty since before the cutoff (and of
+        commit-only groups, each offset committed before it), then such groups left without
+        offsets: Kafka's offsets.retention.minutes. Returns (offsets, groups) removed."""
+
     # -- producers ---------------------------------------------------------------------------
     async def init_producer(
         self, transactional_id: str | None, producer_id: int, producer_epoch: int
