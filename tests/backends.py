@@ -17,12 +17,15 @@ import contextlib
 import itertools
 import os
 import re
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+
+from tests.agent_process import AgentProcess
 
 ALL_BACKENDS = ("embedded", "s3-pg")
 _numbers = itertools.count()
@@ -123,3 +126,17 @@ def open_backend(kind: str, request: pytest.FixtureRequest) -> Iterator[Backend]
         )
     finally:
         drop_database(pg_server_url, database)
+
+
+@contextlib.contextmanager
+def agent_on_backend(
+    kind: str, request: pytest.FixtureRequest, data_dir: Path, args: Sequence[str] = ()
+) -> Iterator[AgentProcess]:
+    """One agent process on a fresh instance of backend `kind`, stopped cleanly at the end: the
+    agent a module's tests share (a start costs more than most of their steps)."""
+    with open_backend(kind, request) as backend:
+        proc = AgentProcess(data_dir, [*backend.args, *args], env=backend.env).start()
+        try:
+            yield proc
+        finally:
+            assert proc.stop() == 0, proc.log_tail()

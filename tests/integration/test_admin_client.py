@@ -18,7 +18,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from tests.agent_process import AgentProcess
-from tests.backends import open_backend
+from tests.backends import agent_on_backend
 
 TIMEOUT_S = 30
 
@@ -29,15 +29,9 @@ def admin_agent(
 ) -> Iterator[AgentProcess]:
     """One agent per backend for the module (the tests use distinct topic names)."""
     data: Path = tmp_path_factory.mktemp("admin")
-    with open_backend(backend_kind, request) as backend:
-        proc = AgentProcess(
-            data, [*backend.args, "--auto-create-topics", "false", "--az", "zone-x"],
-            env=backend.env,
-        ).start()
-        try:
-            yield proc
-        finally:
-            assert proc.stop() == 0, proc.log_tail()
+    args = ["--auto-create-topics", "false", "--az", "zone-x"]
+    with agent_on_backend(backend_kind, request, data, args) as proc:
+        yield proc
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, 
 from kio.static.primitive import i32Timedelta
 
 from tests.agent_process import AgentProcess
-from tests.backends import open_backend
+from tests.backends import agent_on_backend
 from tests.integration.test_clients_roundtrip import create_topic
 from tests.rawkafka import RawConnection
 from tests.unit.batchgen import batch_of_payload, make_batch, zstd_bomb
@@ -37,17 +37,10 @@ def strict_agent(
     tmp_path_factory: pytest.TempPathFactory, backend_kind: str, request: pytest.FixtureRequest
 ) -> Iterator[AgentProcess]:
     data: Path = tmp_path_factory.mktemp("strict")
-    with open_backend(backend_kind, request) as backend:
-        proc = AgentProcess(
-            data,
-            [*backend.args, "--auto-create-topics", "false", "--flush-interval-ms", "10"],
-            env=backend.env,
-        ).start()
+    args = ["--auto-create-topics", "false", "--flush-interval-ms", "10"]
+    with agent_on_backend(backend_kind, request, data, args) as proc:
         create_topic(proc.bootstrap, TOPIC, 2)
-        try:
-            yield proc
-        finally:
-            assert proc.stop() == 0, proc.log_tail()
+        yield proc
 
 
 @dataclass

@@ -20,7 +20,7 @@ from kafka import TopicPartition as KpTopicPartition
 
 from shoal.protocol import errors
 from tests.agent_process import AgentProcess
-from tests.backends import open_backend
+from tests.backends import agent_on_backend
 from tests.integration.test_kafkajs import kafkajs  # noqa: F401  (the npm install fixture)
 from tests.rawkafka import RawConnection, fetch_v12
 
@@ -34,15 +34,9 @@ def agent_dr(
     tmp_path_factory: pytest.TempPathFactory, backend_kind: str, request: pytest.FixtureRequest
 ) -> Iterator[AgentProcess]:
     data: Path = tmp_path_factory.mktemp("delete-records")
-    with open_backend(backend_kind, request) as backend:
-        proc = AgentProcess(
-            data, [*backend.args, "--auto-create-topics", "false", "--flush-interval-ms", "20"],
-            env=backend.env,
-        ).start()  # fmt: skip
-        try:
-            yield proc
-        finally:
-            assert proc.stop() == 0, proc.log_tail()
+    args = ["--auto-create-topics", "false", "--flush-interval-ms", "20"]
+    with agent_on_backend(backend_kind, request, data, args) as proc:
+        yield proc
 
 
 def _topic(agent: AgentProcess, configs: dict[str, str] | None = None) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.agent_process import AgentProcess
-from tests.backends import open_backend
+from tests.backends import agent_on_backend
 from tests.diff.cases import CASES
 from tests.diff.compare import Divergence, version_differences, version_ranges
 from tests.diff.expected import VERSIONS, unexpected, unseen
@@ -36,14 +36,8 @@ def shoal_agent(
     tmp_path_factory: pytest.TempPathFactory, backend_kind: str, request: pytest.FixtureRequest
 ) -> Iterator[AgentProcess]:
     data: Path = tmp_path_factory.mktemp("diff-shoal")
-    with open_backend(backend_kind, request) as backend:
-        proc = AgentProcess(
-            data, [*backend.args, "--flush-interval-ms", "20"], env=backend.env
-        ).start()
-        try:
-            yield proc
-        finally:
-            assert proc.stop() == 0, proc.log_tail()
+    with agent_on_backend(backend_kind, request, data, ["--flush-interval-ms", "20"]) as proc:
+        yield proc
 
 
 def test_shoal_answers_as_kafka_but_for_the_listed_divergences(

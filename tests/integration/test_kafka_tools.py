@@ -24,7 +24,7 @@ import pytest
 from kafka.partitioner.default import murmur2  # type: ignore[import-untyped]
 
 from tests.agent_process import AgentProcess
-from tests.backends import open_backend
+from tests.backends import agent_on_backend
 from tests.kafka_dist import tool
 
 pytestmark = pytest.mark.timeout(300)
@@ -40,17 +40,11 @@ def agent_tools(
     tmp_path_factory: pytest.TempPathFactory, backend_kind: str, request: pytest.FixtureRequest
 ) -> Iterator[AgentProcess]:
     data: Path = tmp_path_factory.mktemp("kafka-tools")
-    with open_backend(backend_kind, request) as backend:
-        # No auto-creation: every topic here is made by kafka-topics, so a tool that writes to
-        # a topic that is not there fails instead of creating it with other settings.
-        proc = AgentProcess(
-            data, [*backend.args, "--auto-create-topics", "false", "--flush-interval-ms", "20"],
-            env=backend.env,
-        ).start()  # fmt: skip
-        try:
-            yield proc
-        finally:
-            assert proc.stop() == 0, proc.log_tail()
+    # No auto-creation: every topic here is made by kafka-topics, so a tool that writes to
+    # a topic that is not there fails instead of creating it with other settings.
+    args = ["--auto-create-topics", "false", "--flush-interval-ms", "20"]
+    with agent_on_backend(backend_kind, request, data, args) as proc:
+        yield proc
 
 
 def run(name: str, *args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
