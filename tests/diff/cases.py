@@ -306,6 +306,18 @@ def init_producer_id(v: Vars) -> Any:
     )
 
 
+def init_transactional(transactional_id: str, timeout_ms: int) -> Builder:
+    return lambda v: msg(
+        ApiKey.INIT_PRODUCER_ID,
+        4,
+        InitProducerIdRequest,
+        transactional_id=transactional_id,
+        transaction_timeout=timedelta_ms(timeout_ms),
+        producer_id=-1,
+        producer_epoch=-1,
+    )
+
+
 def producer_ids_ready() -> Step:
     """Waits until the broker allocates producer ids: KRaft Kafka takes a block of them from
     its controller first, answering COORDINATOR_LOAD_IN_PROGRESS meanwhile."""
@@ -733,6 +745,27 @@ def _cases() -> list[Case]:
             Ignore("create time kept: *records[*].crc", "covers the test's clock"),
         ),
     )
+
+    # InitProducerId with a transactional id: its timeout is checked first (Kafka's
+    # transaction.max.timeout.ms, 15 minutes), before any coordinator work.
+    txn = "diff-txn"
+    case(
+        "init_producer_id_transactional",
+        Step(
+            "find transaction coordinator",
+            lambda v: msg(
+                ApiKey.FIND_COORDINATOR, 4, FindCoordinatorRequest,
+                key_type=1, coordinator_keys=(txn,),
+            ),
+            compare=False,
+            until=lambda r: int(r.coordinators[0].error_code) == 0,
+        ),
+        Step(
+            "timeout above the maximum", init_transactional(txn, 2**31 - 1),
+            until=lambda r: int(r.error_code) not in RETRIABLE_COORDINATOR,
+        ),
+        Step("timeout zero", init_transactional(txn, 0)),
+    )  # fmt: skip
 
     # Fetch
     t = "diff-fetch"

@@ -24,6 +24,10 @@ from shoal.protocol import errors
 from shoal.protocol.apis import ApiKey
 from shoal.protocol.messages import ZERO_THROTTLE, error
 
+# Kafka's transaction.max.timeout.ms default: a transactional producer asking for longer (or
+# for none) is refused with INVALID_TRANSACTION_TIMEOUT before anything is allocated.
+TRANSACTION_MAX_TIMEOUT_MS = 900_000
+
 
 @api(ApiKey.INIT_PRODUCER_ID, 0, 5)
 async def handle_init_producer_id(svc: Services, ctx: RequestContext, req: Any) -> Any:
@@ -31,6 +35,15 @@ async def handle_init_producer_id(svc: Services, ctx: RequestContext, req: Any) 
     producer_id = int(getattr(req, "producer_id", -1))
     producer_epoch = int(getattr(req, "producer_epoch", -1))
     code = errors.NONE
+    timeout_ms = int(req.transaction_timeout.total_seconds() * 1000)
+    if req.transactional_id is not None and not 0 < timeout_ms <= TRANSACTION_MAX_TIMEOUT_MS:
+        return msgs.make(
+            InitProducerIdResponse,
+            throttle_time=ZERO_THROTTLE,
+            error_code=error(errors.INVALID_TRANSACTION_TIMEOUT),
+            producer_id=-1,
+            producer_epoch=-1,
+        )
     try:
         pid, epoch = await svc.meta.init_producer(req.transactional_id, producer_id, producer_epoch)
     except ProducerFencedError:
