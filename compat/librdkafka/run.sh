@@ -30,7 +30,7 @@ Fetches librdkafka's source (Debian source package), builds its test runner once
 
 Options:
   --bootstrap HOST:PORT   broker to test (default $BOOTSTRAP)
-  --tests 0001,0004,...   tests to run (default: ids in $HERE/tests.allow)
+  --tests 0001,0019/full  tests to run; ID/full runs one without -Q (default: $HERE/tests.allow)
   --suite NAME            Debian suite to take the source from (default $SUITE)
   --kafka-version V       broker version the tests assume (default $KAFKA_VERSION)
   --timeout SECONDS       wall-clock limit per test (default $TEST_TIMEOUT)
@@ -171,7 +171,8 @@ read_tests() {
     fi
     local id
     for id in $raw; do
-        [[ "$id" =~ ^[0-9]{4}$ ]] || die "test id must be 4 digits, got: $id"
+        # ID/full: run without quick mode, whose sub-tests not marked quick return at once.
+        [[ "$id" =~ ^[0-9]{4}(/full)?$ ]] || die "test id must be 4 digits (or ID/full), got: $id"
         echo "$id"
     done
 }
@@ -185,13 +186,15 @@ check_broker() {
 
 # Prints pass, skip or "fail: why" for one test; a test that did not run at all counts as fail.
 run_one() {
-    local id="$1" logf="$2" rc=0
+    local spec="$1" logf="$2" rc=0
+    local id="${spec%/full}" quick=(-Q)
+    [[ "$spec" == */full ]] && quick=()
     (
         cd "$SRC/tests"
         export RDKAFKA_TEST_CONF="$CONF" TESTS="$id" TEST_KAFKA_VERSION="$KAFKA_VERSION"
         export LD_LIBRARY_PATH="$SRC/src:$SRC/src-cpp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
         # No -E: tests are picked by id, and sockem (in-process socket emulation) needs no cluster.
-        exec timeout -k 10 "$TEST_TIMEOUT" ./test-runner -Q "${RUNNER_ARGS[@]}"
+        exec timeout -k 10 "$TEST_TIMEOUT" ./test-runner "${quick[@]}" "${RUNNER_ARGS[@]}"
     ) >"$logf" 2>&1 </dev/null || rc=$?
     rm -f "$SRC"/tests/stats_*.json
     if [[ $rc -eq 0 ]] && grep -aq "Test ${id}_[^ ]* PASSED" "$logf"; then
@@ -223,15 +226,15 @@ main() {
     local id result start elapsed passed=0 failed=0 skipped=0
     for id in $ids; do
         start=$(date +%s.%N)
-        result="$(run_one "$id" "$logs/$id.log")"
+        result="$(run_one "$id" "$logs/${id%/full}.log")"
         elapsed=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
         case "$result" in
             pass) passed=$((passed + 1)); log "PASS $id (${elapsed} s)" ;;
             skip) skipped=$((skipped + 1)); log "SKIP $id (${elapsed} s): skipped by test-runner" ;;
             *)
                 failed=$((failed + 1))
-                log "FAIL $id (${elapsed} s, ${result#fail: }); log: $logs/$id.log"
-                tail -n 25 "$logs/$id.log" | sed 's/\x1b\[[0-9;]*m//g; s/^/    /' >&2
+                log "FAIL $id (${elapsed} s, ${result#fail: }); log: $logs/${id%/full}.log"
+                tail -n 25 "$logs/${id%/full}.log" | sed 's/\x1b\[[0-9;]*m//g; s/^/    /' >&2
                 ;;
         esac
     done
