@@ -187,8 +187,9 @@ async def _validate(
                 slot.error_code, slot.error_message = errors.INVALID_TIMESTAMP, refused[1]
                 slot.record_errors = [refused]
                 # As Kafka's answer to a record it refuses: with the partition's log start.
-                state = await svc.meta.partition_state(info.name, slot.index)
-                slot.log_start_offset = -1 if state is None else state.log_start_offset
+                with contextlib.suppress(MetadataError):  # the refusal stands without it
+                    state = await svc.meta.partition_state(info.name, slot.index)
+                    slot.log_start_offset = -1 if state is None else state.log_start_offset
                 continue
             if stamps.log_append_time:
                 batches = [with_log_append_time(data, now_ms) for data, _ in batches]
