@@ -62,6 +62,15 @@ class AgentProcess:
         return f"127.0.0.1:{self.kafka_port}"
 
     @property
+    def serves_kafka(self) -> bool:
+        """False for an agent started with --roles lacking `proxy`."""
+        args = self.extra_args
+        if "--roles" not in args:
+            return True
+        roles = args[args.index("--roles") + 1].split(",")
+        return "proxy" in roles
+
+    @property
     def http(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
@@ -73,7 +82,9 @@ class AgentProcess:
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
                 self._spawn()
-                wait_for_port(self.kafka_port, proc=self.proc)
+                # A jobs-only agent opens no Kafka listener; its HTTP port says it is up.
+                wait_for_port(self.kafka_port if self.serves_kafka else self.http_port,
+                              proc=self.proc)  # fmt: skip
                 return self
             except RuntimeError as exc:
                 taken = ADDRESS_IN_USE in self.log_tail().lower()

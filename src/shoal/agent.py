@@ -27,7 +27,7 @@ import shoal.handlers.produce
 import shoal.handlers.topics_admin  # noqa: F401
 from shoal import __version__
 from shoal.cluster.cluster_id import cluster_id_for
-from shoal.cluster.membership import Membership, new_agent_id
+from shoal.cluster.membership import PROXY_ROLE, Membership, new_agent_id
 from shoal.cluster.membership_notify import MembershipNotifier
 from shoal.cluster.ownership import RingOwnership
 from shoal.groups.coordinator import GroupCoordinator
@@ -223,20 +223,28 @@ class Agent:
         await self.writer.start()
         await self.groups.start()
         register(self._group_collector)
-        await self.kafka.start()
+        # Without the proxy role an agent serves no Kafka client: it opens no listener, and
+        # peers leave it out of Metadata, coordinators and the block ring (serves_clients).
+        if PROXY_ROLE in self.settings.roles:
+            await self.kafka.start()
         if self.gc is not None:
             self.gc.start()
         if self.retention is not None:
             self.retention.start()
         if self.expiry is not None:
             self.expiry.start()
+        kafka = (
+            f"kafka {self.settings.kafka_host}:{self.kafka.port}"
+            if PROXY_ROLE in self.settings.roles
+            else "no kafka listener (no proxy role)"
+        )
         log.info(
-            "shoal %s agent listening: kafka %s:%d, http %s:%d",
+            "shoal %s agent listening: %s, http %s:%d, roles %s",
             __version__,
-            self.settings.kafka_host,
-            self.kafka.port,
+            kafka,
             self.settings.http_host,
             self.settings.http_port,
+            ",".join(self.settings.roles),
         )
 
     async def stop(self) -> None:

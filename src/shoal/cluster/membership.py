@@ -61,6 +61,14 @@ def new_agent_id() -> str:
     return uuid.uuid4().hex
 
 
+PROXY_ROLE = "proxy"
+
+
+def serves_clients(agent: AgentInfo) -> bool:
+    """Agents with the `proxy` role listen for Kafka clients; others (`jobs` alone) do not."""
+    return PROXY_ROLE in agent.roles
+
+
 def _identity(a: AgentInfo) -> tuple[Any, ...]:
     """What routing depends on: everything but the heartbeat time."""
     return (a.agent_id, a.node_id, a.host, a.kafka_port, a.http_port, a.az, a.agent_group,
@@ -96,6 +104,7 @@ class Membership:
         self._requested = requested_node_id
         self._me = local
         self._live: list[AgentInfo] = [local]  # sorted by node id
+        self._serving = [local] if serves_clients(local) else []
         self._known: list[AgentInfo] = [local]  # last good list, self included
         self._by_node: dict[int, AgentInfo] = {local.node_id: local}
         self._listeners: list[Listener] = []
@@ -121,15 +130,20 @@ class Membership:
         return self._me
 
     def live(self) -> list[AgentInfo]:
-        return list(self._live)
+        """The live agents that serve clients (the `proxy` role): every routing decision
+        (Metadata, coordinators, the block ring) is over these. A jobs-only agent is live but
+        never named to a client nor given a block or a group."""
+        return list(self._serving)
 
     def in_zone(self, az: str) -> list[AgentInfo]:
-        return [a for a in self._live if a.az == az]
+        return [a for a in self._serving if a.az == az]
 
     def by_node_id(self, node_id: int) -> AgentInfo | None:
-        return self._by_node.get(node_id)
+        agent = self._by_node.get(node_id)
+        return agent if agent is not None and serves_clients(agent) else None
 
     def zones(self) -> dict[str, list[AgentInfo]]:
+        """Every live agent by zone, whatever its roles (for status pages)."""
         out: dict[str, list[AgentInfo]] = {}
         for agent in self._live:
             out.setdefault(agent.az, []).append(agent)
@@ -296,6 +310,7 @@ class Membership:
             live = [a for a in known if a.agent_id != self._me.agent_id] or [self._me]
         changed = [_identity(a) for a in live] != [_identity(a) for a in self._live]
         self._live = list(live)
+        self._serving = [a for a in live if serves_clients(a)]
         self._by_node = {a.node_id: a for a in live}
         if not changed:
             return
