@@ -344,20 +344,28 @@ def idempotent_batch(
     )
 
 
+GROUP_KEY, TRANSACTION_KEY = 0, 1
+
+
+def coordinator_found(label: str, key: str, key_type: int) -> Step:
+    """Waits until the broker names a coordinator of `key` (a group or a transactional id)."""
+    return Step(
+        label,
+        lambda v: msg(
+            ApiKey.FIND_COORDINATOR, 4, FindCoordinatorRequest,
+            key_type=key_type, coordinator_keys=(key,),
+        ),
+        compare=False,
+        until=lambda r: int(r.coordinators[0].error_code) == 0,
+    )  # fmt: skip
+
+
 def find_coordinator(group: str) -> tuple[Step, ...]:
     """Waits until the broker names a coordinator of `group` and that coordinator has loaded
     the group's offsets partition (Kafka answers NOT_COORDINATOR or
     COORDINATOR_LOAD_IN_PROGRESS meanwhile, to every group request)."""
     return (
-        Step(
-            "find coordinator",
-            lambda v: msg(
-                ApiKey.FIND_COORDINATOR, 4, FindCoordinatorRequest,
-                key_type=0, coordinator_keys=(group,),
-            ),
-            compare=False,
-            until=lambda r: int(r.coordinators[0].error_code) == 0,
-        ),
+        coordinator_found("find coordinator", group, GROUP_KEY),
         Step(
             "coordinator loaded",
             offset_fetch(group, "diff-none"),
@@ -751,15 +759,7 @@ def _cases() -> list[Case]:
     txn = "diff-txn"
     case(
         "init_producer_id_transactional",
-        Step(
-            "find transaction coordinator",
-            lambda v: msg(
-                ApiKey.FIND_COORDINATOR, 4, FindCoordinatorRequest,
-                key_type=1, coordinator_keys=(txn,),
-            ),
-            compare=False,
-            until=lambda r: int(r.coordinators[0].error_code) == 0,
-        ),
+        coordinator_found("find transaction coordinator", txn, TRANSACTION_KEY),
         Step(
             "timeout above the maximum", init_transactional(txn, 2**31 - 1),
             until=lambda r: int(r.error_code) not in RETRIABLE_COORDINATOR,
