@@ -6,8 +6,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from tests.diff.cases import Case, Vars
 from tests.diff.compare import IGNORE, Divergence, diff, to_tree
+from tests.diff.steps import Case, Vars
 from tests.rawkafka import RawConnection
 
 WAIT_S = 30.0

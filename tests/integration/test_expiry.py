@@ -13,7 +13,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[at
 
 from tests.agent_process import AgentProcess
 from tests.backends import Backend
-from tests.diff.cases import init_producer_id, produce, setup_topic
+from tests.diff.requests import init_producer_id, produce, setup_topic
 from tests.rawkafka import RawConnection
 from tests.unit.batchgen import make_batch
 
