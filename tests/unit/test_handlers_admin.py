@@ -320,6 +320,25 @@ async def test_delete_by_id(svc: Services) -> None:
     roundtrip(resp)
 
 
+async def test_delete_answers_a_repeated_name_or_id_once_after_the_others(svc: Services) -> None:
+    (made,) = (await create(svc, new_topic(7, "twice-by-id"))).topics
+    await create(svc, new_topic(7, "twice"), new_topic(7, "once"))
+    zero = uuid.UUID(int=0)
+    topics = tuple(part(DELETE, 6, "DeleteTopicState", name=n, topic_id=i) for n, i in (
+        ("twice", zero), (None, made.topic_id), ("once", zero), ("twice", zero),
+        (None, made.topic_id)))  # fmt: skip
+    resp = await handle_delete_topics(svc, ctx(DELETE, 6), request(DELETE, 6, topics=topics))
+    assert [(r.name, r.topic_id, r.error_code) for r in resp.responses] == [
+        ("once", resp.responses[0].topic_id, ErrorCode.none),
+        ("twice", None, ErrorCode.invalid_request),
+        (None, made.topic_id, ErrorCode.invalid_request),
+    ]
+    # As Kafka: the repeated ones are refused, not deleted; the rest of the request is.
+    assert await svc.meta.get_topic("twice") is not None
+    assert await svc.meta.get_topic("twice-by-id") is not None
+    assert await svc.meta.get_topic("once") is None
+
+
 # -- CreatePartitions -----------------------------------------------------------------------------
 
 

@@ -20,11 +20,7 @@ def duplicates(items: Iterable[K]) -> set[K]:
 def without_repeats(items: Sequence[T], key: Callable[[T], K | None]) -> tuple[list[T], list[K]]:
     """(the items whose key is not repeated, or that have none, in request order; each repeated
     key once, in order of first appearance)."""
-    repeated = duplicates(k for k in map(key, items) if k is not None)
-    kept = [item for item in items if key(item) not in repeated]
-    seen: dict[K, None] = {}
-    for item in items:
-        k = key(item)
-        if k is not None and k in repeated:
-            seen.setdefault(k)
-    return kept, list(seen)
+    keys = [key(item) for item in items]
+    counts = Counter(k for k in keys if k is not None)  # keeps first-appearance order
+    kept = [item for item, k in zip(items, keys, strict=True) if k is None or counts[k] == 1]
+    return kept, [k for k, n in counts.items() if n > 1]

@@ -264,17 +264,12 @@ async def handle_delete_topics(svc: Services, ctx: RequestContext, req: Any) -> 
             )
         else:
             results.append(_delete_result(msgs, shown, shown_id, ErrorCode.none, None))
+    invalid = ErrorCode.invalid_request
     for key in repeated:
-        by_id = isinstance(key, uuid.UUID)
-        results.append(
-            _delete_result(
-                msgs,
-                None if by_id else str(key),
-                key if isinstance(key, uuid.UUID) else None,
-                ErrorCode.invalid_request,
-                DUPLICATE_ID if by_id else DUPLICATE_NAME,
-            )
-        )
+        if isinstance(key, uuid.UUID):
+            results.append(_delete_result(msgs, None, key, invalid, DUPLICATE_ID))
+        else:
+            results.append(_delete_result(msgs, str(key), None, invalid, DUPLICATE_NAME))
     return msgs.make(DeleteTopicsResponse, throttle_time=ZERO_THROTTLE, responses=tuple(results))
 
 
