@@ -19,13 +19,17 @@ import pytest
 from shoal.meta.store import (
     BatchOutcome,
     CommitDeadlineError,
+    DuplicateFileError,
     FileInfo,
+    FileRow,
     InvalidPartitionsError,
     MetadataError,
     MetadataStore,
     OffsetAtTime,
     PartitionState,
     PendingBatch,
+    RowMove,
+    SwapResult,
     TopicExistsError,
     UnknownTopicError,
 )
@@ -504,6 +508,110 @@ async def test_the_grace_of_a_released_file_counts_from_its_release(store: Metad
     assert await store.unreferenced_files(created_before_ms=before_release) == []
     later = int(time.time() * 1000) + 1
     assert await store.unreferenced_files(created_before_ms=later) == [old_t, old_d]
+
+
+
+# -- file compaction ------------------------------------------------------------------------
+
+
+def _moves_into(rows: list[FileRow], start: int = 8) -> list[RowMove]:
+    """Each row at its place in a merged file, one after another from `start`."""
+    out, pos = [], start
+    for row in rows:
+        out.append(RowMove(row, pos, row.byte_len))
+        pos += row.byte_len
+    return out
+
+
+async def test_compaction_swaps_rows_into_the_merged_file(store: MetadataStore) -> None:
+    await store.create_topic("t", 2, {})
+    a, b, big = new_file(1000), new_file(2000), new_file(50_000)
+    await store.commit_file(a, [batch(count=2, pos=8), batch(partition=1, pos=108)])
+    await store.commit_file(b, [batch(count=3, pos=8), batch(partition=1, count=1, pos=108)])
+    await store.commit_file(big, [batch(count=1, pos=8)])
+    future = int(time.time() * 1000) + 60_000
+    candidates = await store.compaction_candidates(10_000, future)
+    assert [(c.file_id, c.size, c.level) for c in candidates] == [
+        (a.file_id, 1000, 0), (b.file_id, 2000, 0)
+    ]
+    assert await store.compaction_candidates(10_000, 0) == []
+    rows = await store.file_rows([a.file_id, b.file_id])
+    assert [(r.file_id, r.partition, r.base_offset, r.last_offset) for r in rows] == [
+        (a.file_id, 0, 0, 1), (b.file_id, 0, 2, 4), (a.file_id, 1, 0, 0), (b.file_id, 1, 1, 1)
+    ]
+    merged = new_file(4000)
+    result = await store.swap_files(merged, 1, _moves_into(rows), [])
+    assert result == SwapResult(moved=4, dropped=0, released=2)
+    for partition, offsets in ((0, [(0, 1), (2, 4), (5, 5)]), (1, [(0, 0), (1, 1)])):
+        assert await all_offsets(store, "t", partition) == offsets
+    read = await store.read_batches("t", 0, 0, 1 << 20)
+    assert [(r.file_key, r.byte_pos) for r in read] == [
+        (merged.key, 8), (merged.key, 108), (big.key, 8)
+    ]
+    # The old files are released (garbage one grace later), the merged one is a candidate of
+    # level 1.
+    assert {f.file_id for f in await store.unreferenced_files(future)} == {a.file_id, b.file_id}
+    assert [(c.file_id, c.level) for c in await store.compaction_candidates(10_000, future)] == [
+        (merged.file_id, 1)
+    ]
+
+
+async def test_a_swap_leaves_rows_that_moved_or_went_meanwhile(store: MetadataStore) -> None:
+    """The check of the swap: retention dropped one row, another compactor moved another; only
+    the rows still where the compactor read them move, and a merge that moved nothing leaves a
+    file nothing points into (garbage)."""
+    await store.create_topic("t", 1, {})
+    a = new_file()
+    await store.commit_file(a, [batch(count=5, pos=8 + 100 * i) for i in range(3)])
+    rows = await store.file_rows([a.file_id])
+    assert [r.base_offset for r in rows] == [0, 5, 10]
+    await store.advance_log_start("t", 0, 5)  # retention: the first row goes
+    other = new_file()
+    assert (await store.swap_files(other, 1, _moves_into(rows[2:]), [])).moved == 1
+    ours = new_file()
+    result = await store.swap_files(ours, 1, _moves_into(rows), [])
+    assert result == SwapResult(moved=1, dropped=0, released=1)
+    read = await store.read_batches("t", 0, 0, 1 << 20)
+    assert [(r.base_offset, r.file_key) for r in read] == [(5, ours.key), (10, other.key)]
+    late = new_file()
+    assert await store.swap_files(late, 2, _moves_into(rows), []) == SwapResult(0, 0, 0)
+    future = int(time.time() * 1000) + 60_000
+    assert late.file_id in {f.file_id for f in await store.unreferenced_files(future)}
+
+
+async def test_a_swap_drops_superseded_rows(store: MetadataStore) -> None:
+    await store.create_topic("t", 1, {})
+    a = new_file()
+    await store.commit_file(a, [batch(count=2, pos=8 + 100 * i) for i in range(3)])
+    rows = await store.file_rows([a.file_id])
+    merged = new_file()
+    result = await store.swap_files(merged, 1, [RowMove(rows[2], 8, 50)], rows[:2])
+    assert result == SwapResult(moved=1, dropped=2, released=1)
+    read = await store.read_batches("t", 0, 0, 1 << 20)
+    assert [(r.base_offset, r.last_offset, r.byte_pos, r.byte_len) for r in read] == [
+        (4, 5, 8, 50)
+    ]
+    # Offsets stay: the high watermark, and a fetch inside the gap finds the next batch.
+    assert await store.partition_state("t", 0) == PartitionState(0, 6)
+    assert [r.base_offset for r in await store.read_batches("t", 0, 1, 1 << 20)] == [4]
+
+
+async def test_a_swap_is_refused_for_a_claimed_file_or_past_its_deadline(
+    store: MetadataStore,
+) -> None:
+    await store.create_topic("t", 1, {})
+    a = new_file()
+    await store.commit_file(a, [batch(pos=8)])
+    rows = await store.file_rows([a.file_id])
+    claimed = new_file()
+    await store.commit_file(claimed, [])  # the GC claimed it as an orphan
+    with pytest.raises(DuplicateFileError):
+        await store.swap_files(claimed, 1, _moves_into(rows), [])
+    late = replace(new_file(), commit_by_ms=int(time.time() * 1000) - 1)
+    with pytest.raises(CommitDeadlineError):
+        await store.swap_files(late, 1, _moves_into(rows), [])
+    assert (await store.read_batches("t", 0, 0, 1 << 20))[0].file_key == a.key
+
 
 async def test_expire_producers_forgets_idle_state(store: MetadataStore) -> None:
     ext = store

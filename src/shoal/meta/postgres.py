@@ -45,12 +45,16 @@ from shoal.meta.postgres_groups import PostgresGroupStoreMixin
 from shoal.meta.store import (
     BatchOutcome,
     BatchRow,
+    CompactionFile,
     FileInfo,
+    FileRow,
     HwmCallback,
     MetadataError,
     OffsetAtTime,
     PartitionState,
     PendingBatch,
+    RowMove,
+    SwapResult,
     TopicInfo,
 )
 from shoal.meta.topics import check_new_topic
@@ -366,6 +370,32 @@ class PostgresMetadataStore(PostgresGroupStoreMixin, PostgresAgentStoreMixin):
         and drop the index rows wholly below it."""
         return await self._transaction(
             postgres_maintenance.advance_log_start, topic, partition, offset, self._clock()
+        )
+
+    # -- file compaction ---------------------------------------------------------------------
+    async def compaction_candidates(
+        self, size_below: int, created_before_ms: int, limit: int = 1000
+    ) -> list[CompactionFile]:
+        """See `MetadataStore.compaction_candidates`."""
+        return await self._read(
+            postgres_maintenance.compaction_candidates,
+            size_below,
+            created_before_ms,
+            page_limit(limit),
+        )
+
+    async def file_rows(self, file_ids: list[str]) -> list[FileRow]:
+        """See `MetadataStore.file_rows`."""
+        if not file_ids:
+            return []
+        return await self._read(postgres_maintenance.file_rows, list(file_ids))
+
+    async def swap_files(
+        self, file: FileInfo, level: int, moves: list[RowMove], drops: list[FileRow]
+    ) -> SwapResult:
+        """See `MetadataStore.swap_files`."""
+        return await self._transaction(
+            postgres_maintenance.swap_files, file, level, list(moves), list(drops), self._clock()
         )
 
     async def expire_producers(self, idle_before_ms: int) -> int:

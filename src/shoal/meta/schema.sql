@@ -116,3 +116,8 @@ CREATE TABLE group_coordinators (
 -- counts from the later of this and created_at, so a reader that looked the rows up just before
 -- they went still finds the file (DESIGN.md invariant 3). NULL: never released.
 ALTER TABLE files ADD COLUMN released_at INTEGER;
+
+-- migration: 6
+-- File compaction (jobs/compaction.py): how many merges a file's bytes went through. Writers'
+-- files are level 0; a merge of files of levels <= n writes level n + 1.
+ALTER TABLE files ADD COLUMN level INTEGER NOT NULL DEFAULT 0;

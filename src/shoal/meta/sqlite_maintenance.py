@@ -1,5 +1,5 @@
-"""SQLite I/O of the maintenance calls: garbage collection, retention, producer and offset
-expiry.
+"""SQLite I/O of the maintenance calls: garbage collection, retention, file compaction,
+producer and offset expiry.
 
 Run on the store's worker thread with its connection (see `sqlite.py`); what they decide is in
 `maintenance`. The PostgreSQL twin is `postgres_maintenance`.
@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import sqlite3
 
+from shoal.meta.commits import check_deadline
 from shoal.meta.maintenance import dropped_in_request_order, new_log_start
 from shoal.meta.sqlite_txn import write_txn
-from shoal.meta.store import FileInfo, PartitionState
+from shoal.meta.store import (
+    CompactionFile,
+    DuplicateFileError,
+    FileInfo,
+    FileRow,
+    PartitionState,
+    RowMove,
+    SwapResult,
+)
 
 
 def unreferenced_files(
@@ -41,14 +50,17 @@ def forget_files(conn: sqlite3.Connection, file_ids: list[str]) -> list[str]:
     return dropped_in_request_order(file_ids, dropped)
 
 
-def release_files(conn: sqlite3.Connection, file_refs: set[int], now_ms: int) -> None:
+def release_files(conn: sqlite3.Connection, file_refs: set[int], now_ms: int) -> int:
     """Stamp the files among `file_refs` that no index row points into any more (called in the
-    transaction that dropped the rows)."""
-    conn.executemany(
-        "UPDATE files AS f SET released_at = ? WHERE id = ?"
-        " AND NOT EXISTS (SELECT 1 FROM batches AS b WHERE b.file_ref = f.id)",
-        [(now_ms, ref) for ref in sorted(file_refs)],
-    )
+    transaction that dropped the rows); returns how many were stamped."""
+    released = 0
+    for ref in sorted(file_refs):
+        released += conn.execute(
+            "UPDATE files AS f SET released_at = ? WHERE id = ? AND released_at IS NULL"
+            " AND NOT EXISTS (SELECT 1 FROM batches AS b WHERE b.file_ref = f.id)",
+            (now_ms, ref),
+        ).rowcount
+    return released
 
 
 def advance_log_start(
@@ -108,3 +120,90 @@ def expire_offsets(conn: sqlite3.Connection, expired_before_ms: int) -> tuple[in
             (expired_before_ms,),
         ).rowcount
     return int(offsets), int(groups)
+
+
+def compaction_candidates(
+    conn: sqlite3.Connection, size_below: int, created_before_ms: int, limit: int
+) -> list[CompactionFile]:
+    rows = conn.execute(
+        "SELECT file_id, key, size, level, created_at FROM files AS f"
+        " WHERE size < ? AND created_at < ? AND released_at IS NULL"
+        " AND EXISTS (SELECT 1 FROM batches AS b WHERE b.file_ref = f.id)"
+        " ORDER BY id LIMIT ?",
+        (size_below, created_before_ms, limit),
+    ).fetchall()
+    return [CompactionFile(r[0], r[1], int(r[2]), int(r[3]), int(r[4])) for r in rows]
+
+
+def file_rows(conn: sqlite3.Connection, file_ids: list[str]) -> list[FileRow]:
+    out: list[FileRow] = []
+    conn.execute("BEGIN")  # one snapshot for every file
+    try:
+        for file_id in dict.fromkeys(file_ids):
+            out.extend(
+                FileRow(file_id, r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]))
+                for r in conn.execute(
+                    "SELECT b.topic, b.partition, b.base_offset, b.last_offset, b.byte_pos,"
+                    " b.byte_len FROM batches AS b JOIN files AS f ON f.id = b.file_ref"
+                    " WHERE f.file_id = ?",
+                    (file_id,),
+                )
+            )
+    finally:
+        conn.execute("COMMIT")
+    out.sort(key=lambda r: (r.topic, r.partition, r.base_offset))
+    return out
+
+
+_ROW_AT = "topic = ? AND partition = ? AND base_offset = ? AND file_ref = ? AND byte_pos = ?"
+
+
+def swap_files(
+    conn: sqlite3.Connection,
+    file: FileInfo,
+    level: int,
+    moves: list[RowMove],
+    drops: list[FileRow],
+    now_ms: int,
+) -> SwapResult:
+    with write_txn(conn):
+        check_deadline(file, now_ms)
+        try:
+            new_ref = conn.execute(
+                "INSERT INTO files (file_id, key, size, created_at, committed, level)"
+                " VALUES (?, ?, ?, ?, 1, ?)",
+                (file.file_id, file.key, file.size, now_ms, level),
+            ).lastrowid
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateFileError(f"file {file.file_id} is already recorded") from exc
+        old_ids = {m.row.file_id for m in moves} | {r.file_id for r in drops}
+        refs: dict[str, int] = {}
+        for file_id in old_ids:
+            row = conn.execute("SELECT id FROM files WHERE file_id = ?", (file_id,)).fetchone()
+            if row is not None:
+                refs[file_id] = int(row[0])
+        moved = dropped = 0
+        for move in moves:
+            ref = refs.get(move.row.file_id)
+            if ref is None:
+                continue
+            r = move.row
+            moved += conn.execute(
+                f"UPDATE batches SET file_ref = ?, byte_pos = ?, byte_len = ? WHERE {_ROW_AT}",
+                (new_ref, move.byte_pos, move.byte_len, r.topic, r.partition, r.base_offset,
+                 ref, r.byte_pos),
+            ).rowcount
+        for r in drops:
+            ref = refs.get(r.file_id)
+            if ref is None:
+                continue
+            dropped += conn.execute(
+                f"DELETE FROM batches WHERE {_ROW_AT}",
+                (r.topic, r.partition, r.base_offset, ref, r.byte_pos),
+            ).rowcount
+        if not moved:
+            # Nothing points into the new file: it is garbage from the start (the GC deletes
+            # it one grace after now, as any unreferenced file).
+            conn.execute("UPDATE files SET committed = 0 WHERE id = ?", (new_ref,))
+        released = release_files(conn, set(refs.values()), now_ms)
+    return SwapResult(moved, dropped, released)

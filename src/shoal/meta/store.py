@@ -138,6 +138,48 @@ class BatchRow:
 
 
 @dataclass(frozen=True, slots=True)
+class CompactionFile:
+    """A segment file that index rows still point into, as file compaction chooses them."""
+
+    file_id: str
+    key: str
+    size: int
+    level: int  # 0: written by a producer's flush; n + 1: merged from files of level <= n
+    created_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileRow:
+    """An index row as compaction sees it: which batch, and where it is in which file."""
+
+    file_id: str
+    topic: str
+    partition: int
+    base_offset: int
+    last_offset: int
+    byte_pos: int
+    byte_len: int
+
+
+@dataclass(frozen=True, slots=True)
+class RowMove:
+    """Point `row` at (`byte_pos`, `byte_len`) of the file being swapped in, if it is still
+    where `row` says (same file, same position): the check that makes a swap safe beside
+    retention, topic deletion and another compactor."""
+
+    row: FileRow
+    byte_pos: int
+    byte_len: int
+
+
+@dataclass(frozen=True, slots=True)
+class SwapResult:
+    moved: int  # rows now pointing into the new file
+    dropped: int  # rows deleted (compacted topics: every record of the batch superseded)
+    released: int  # old files left without rows (deleted by the GC one grace later)
+
+
+@dataclass(frozen=True, slots=True)
 class OffsetAtTime:
     offset: int
     timestamp: int
@@ -238,6 +280,24 @@ class MetadataStore(Protocol):
         self, topic: str, partition: int, offset: int
     ) -> PartitionState | None:
         """Retention / DeleteRecords: move the log start up (never back), drop rows below."""
+
+    async def compaction_candidates(
+        self, size_below: int, created_before_ms: int, limit: int = 1000
+    ) -> list[CompactionFile]:
+        """Files smaller than `size_below` bytes, recorded before `created_before_ms`, that
+        index rows point into, oldest first: what file compaction may merge."""
+
+    async def file_rows(self, file_ids: list[str]) -> list[FileRow]:
+        """The index rows pointing into these files, by topic, partition and offset."""
+
+    async def swap_files(
+        self, file: FileInfo, level: int, moves: list[RowMove], drops: list[FileRow]
+    ) -> SwapResult:
+        """One transaction: record `file` (of compaction `level`), point each row of `moves`
+        that is still where it says at its place in `file`, delete each row of `drops` that is
+        still where it says, and stamp the old files left without rows as released. Rows that
+        moved or went meanwhile are left alone. Raises DuplicateFileError (the GC claimed the
+        file as an orphan) and CommitDeadlineError, as `commit_file`."""
 
     async def expire_producers(self, idle_before_ms: int) -> int:
         """Forget idempotence state untouched since `idle_before_ms`."""
