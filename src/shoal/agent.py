@@ -27,7 +27,7 @@ import shoal.handlers.produce
 import shoal.handlers.topics_admin  # noqa: F401
 from shoal import __version__
 from shoal.cluster.cluster_id import cluster_id_for
-from shoal.cluster.membership import PROXY_ROLE, Membership, new_agent_id
+from shoal.cluster.membership import JOBS_ROLE, PROXY_ROLE, Membership, new_agent_id
 from shoal.cluster.membership_notify import MembershipNotifier
 from shoal.cluster.ownership import RingOwnership
 from shoal.groups.coordinator import GroupCoordinator
@@ -37,6 +37,7 @@ from shoal.groups.model import GroupConfig
 from shoal.handlers.services import Services
 from shoal.http.app import HttpServer
 from shoal.http.status import AgentSection, fixed, merged, redact
+from shoal.jobs.compaction import FileCompactor
 from shoal.jobs.expiry import ExpiryJobs, ExpirySettings
 from shoal.jobs.gc import GarbageCollector
 from shoal.jobs.retention import RetentionDefaults, RetentionJob
@@ -66,7 +67,7 @@ class Agent:
         self.meta = open_metadata_store(settings.metadata_url)
         self.waiters = PartitionWaiters()
         self.writer = SegmentWriter(
-            self.store,
+            self.store.for_cause("produce"),
             self.meta,
             flush_interval_ms=settings.flush_interval_effective_ms,
             flush_bytes_max=settings.flush_bytes_max,
@@ -76,7 +77,9 @@ class Agent:
             on_commit=self._on_commit,
             on_uploaded=self._on_uploaded,
         )
-        self.blocks = BlockCache(self.store, settings.block_bytes, settings.cache_bytes_max)
+        self.blocks = BlockCache(
+            self.store.for_cause("fetch"), settings.block_bytes, settings.cache_bytes_max
+        )
         self.membership = Membership(
             self.meta,
             AgentInfo(
@@ -166,7 +169,17 @@ class Agent:
         self.gc: GarbageCollector | None = None
         self.retention: RetentionJob | None = None
         self.expiry: ExpiryJobs | None = None
-        if "jobs" in settings.roles:
+        self.compactor: FileCompactor | None = None
+        if JOBS_ROLE in settings.roles:
+            if settings.compaction_interval_ms > 0:
+                self.compactor = FileCompactor(
+                    self.store.for_cause("compaction"),
+                    self.meta,
+                    interval_ms=settings.compaction_interval_ms,
+                    target_bytes=settings.compaction_file_bytes_target,
+                    commit_within_ms=settings.commit_within_ms,
+                    should_run=self.membership.leads_jobs,
+                )
             self.expiry = ExpiryJobs(
                 self.meta,
                 ExpirySettings(
@@ -186,7 +199,7 @@ class Agent:
                 interval_ms=settings.retention_check_interval_ms,
             )
             self.gc = GarbageCollector(
-                self.store,
+                self.store.for_cause("gc"),
                 self.meta,
                 interval_ms=settings.gc_interval_ms,
                 grace_ms=settings.gc_grace_ms,
@@ -233,6 +246,8 @@ class Agent:
             self.retention.start()
         if self.expiry is not None:
             self.expiry.start()
+        if self.compactor is not None:
+            self.compactor.start()
         kafka = (
             f"kafka {self.settings.kafka_host}:{self.kafka.port}"
             if PROXY_ROLE in self.settings.roles
@@ -259,6 +274,8 @@ class Agent:
             await self.retention.stop()
         if self.expiry is not None:
             await self.expiry.stop()
+        if self.compactor is not None:
+            await self.compactor.stop()
         await self.kafka.stop_accepting()
         await self.writer.close()
         await self.groups.stop()

@@ -209,6 +209,18 @@ AGENT_OPTIONS: tuple[_Opt, ...] = (
         "how often jobs-role agents apply retention",
     ),
     _Opt(
+        "--compaction-interval-ms",
+        "compaction_interval_ms",
+        int,
+        "how often the jobs agent merges small segment files (0: never)",
+    ),
+    _Opt(
+        "--compaction-file-bytes-target",
+        "compaction_file_bytes_target",
+        int,
+        "size of the files compaction writes (bytes)",
+    ),
+    _Opt(
         "--producer-id-expiration-ms",
         "producer_id_expiration_ms",
         int,

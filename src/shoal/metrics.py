@@ -22,11 +22,14 @@ CONNECTIONS_CLOSED = Counter(
     "shoal_connections_closed_total", "Connections closed by the agent", ["reason"]
 )
 
+# cause: what the request was for (`ObjectStore.for_cause`): produce (a flush's PUT), fetch
+# (a block a fetch missed, here or for a peer), compaction, gc (listing and deletes), other.
+OBJECT_STORE_CAUSES = ("produce", "fetch", "compaction", "gc", "other")
 OBJECT_STORE_REQUESTS = Counter(
-    "shoal_object_store_requests_total", "Object-store requests", ["op"]
+    "shoal_object_store_requests_total", "Object-store requests", ["op", "cause"]
 )
 OBJECT_STORE_BYTES = Counter(
-    "shoal_object_store_bytes_total", "Object-store bytes moved", ["op"]
+    "shoal_object_store_bytes_total", "Object-store bytes moved", ["op", "cause"]
 )
 OBJECT_STORE_ERRORS = Counter(
     "shoal_object_store_errors_total", "Object-store requests that failed", ["op"]
@@ -92,8 +95,10 @@ def _initialise_label_sets() -> None:
     """Export every known label set from the start, at 0: a scrape (or a dashboard's rate())
     then sees `op="get"` even before the first GET, rather than a series that appears later."""
     for op in ("get", "put", "delete", "list"):
-        for family in (OBJECT_STORE_REQUESTS, OBJECT_STORE_BYTES, OBJECT_STORE_ERRORS):
-            family.labels(op=op)
+        for cause in OBJECT_STORE_CAUSES:
+            OBJECT_STORE_REQUESTS.labels(op=op, cause=cause)
+            OBJECT_STORE_BYTES.labels(op=op, cause=cause)
+        OBJECT_STORE_ERRORS.labels(op=op)
         OBJECT_STORE_LATENCY.labels(op=op)
     for crossed in ("true", "false"):
         FETCH_BYTES.labels(cross_zone=crossed)

@@ -12,6 +12,8 @@ LOCAL_FLUSH_INTERVAL_MS = 2
 REMOTE_FLUSH_INTERVAL_MS = 100
 # Below this a segment would have to be uploaded and committed within half a second.
 GC_GRACE_MS_MIN = 1_000
+# A merged file smaller than two blocks of the read path would buy little.
+COMPACTION_FILE_BYTES_TARGET_MIN = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,11 @@ class Settings:
     log_retention_ms: int = 7 * 24 * 3600 * 1000
     log_retention_bytes: int = -1
     retention_check_interval_ms: int = 300_000
+    # File compaction (jobs role, the live jobs agent with the smallest node id): every
+    # compaction_interval_ms, small segment files are merged into files of up to
+    # compaction_file_bytes_target (jobs/compaction.py); 0 turns it off.
+    compaction_interval_ms: int = 30_000
+    compaction_file_bytes_target: int = 64 * 1024 * 1024
     # Expiry of metadata (jobs role; Kafka's broker names and defaults): producer state idle for
     # producer.id.expiration.ms, offsets of groups Empty for offsets.retention.minutes.
     producer_id_expiration_ms: int = 86_400_000
@@ -104,6 +111,15 @@ class Settings:
     heartbeat_timeout_ms: int = 5_000
 
     def __post_init__(self) -> None:
+        if self.compaction_interval_ms < 0:
+            raise ValueError(
+                f"compaction_interval_ms must be 0 (off) or more, not {self.compaction_interval_ms}"
+            )
+        if self.compaction_file_bytes_target < COMPACTION_FILE_BYTES_TARGET_MIN:
+            raise ValueError(
+                "compaction_file_bytes_target must be at least"
+                f" {COMPACTION_FILE_BYTES_TARGET_MIN}, not {self.compaction_file_bytes_target}"
+            )
         if self.gc_grace_ms < GC_GRACE_MS_MIN:
             raise ValueError(
                 f"gc_grace_ms must be at least {GC_GRACE_MS_MIN}, not {self.gc_grace_ms}"

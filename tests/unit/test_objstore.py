@@ -75,7 +75,7 @@ def test_s3_url_query_becomes_config() -> None:
 
 async def test_counts_requests_bytes_and_errors() -> None:
     store = ObjectStore.from_url("memory://", timeout_ms=1_000)
-    before = metrics.OBJECT_STORE_REQUESTS.labels(op="put")._value.get()
+    before = metrics.OBJECT_STORE_REQUESTS.labels(op="put", cause="other")._value.get()
     await store.put_create("a", b"12345")
     await store.get("a")
     await store.get_range("a", 0, 2)
@@ -88,7 +88,7 @@ async def test_counts_requests_bytes_and_errors() -> None:
     assert store.bytes["get"] == 7
     # A miss is an answer, not an error.
     assert store.errors["get"] == 0
-    assert metrics.OBJECT_STORE_REQUESTS.labels(op="put")._value.get() == before + 1
+    assert metrics.OBJECT_STORE_REQUESTS.labels(op="put", cause="other")._value.get() == before + 1
 
 
 class _Flaky:

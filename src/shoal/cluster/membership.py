@@ -62,6 +62,7 @@ def new_agent_id() -> str:
 
 
 PROXY_ROLE = "proxy"
+JOBS_ROLE = "jobs"
 
 
 def serves_clients(agent: AgentInfo) -> bool:
@@ -148,6 +149,13 @@ class Membership:
         for agent in self._live:
             out.setdefault(agent.az, []).append(agent)
         return dict(sorted(out.items()))
+
+    def leads_jobs(self) -> bool:
+        """This agent is the live agent with the `jobs` role and the smallest node id: the one
+        that runs the jobs that are safe but wasteful to run twice (file compaction). Two
+        agents may both believe it while their views differ, for a heartbeat or two."""
+        runners = [a for a in self._live if JOBS_ROLE in a.roles]
+        return bool(runners) and runners[0].agent_id == self._me.agent_id
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)

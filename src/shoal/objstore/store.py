@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import os
 import random
 import time
@@ -110,6 +111,17 @@ class ObjectStore:
         self.counts: dict[str, int] = dict.fromkeys(OPS, 0)
         self.bytes: dict[str, int] = dict.fromkeys(OPS, 0)
         self.errors: dict[str, int] = dict.fromkeys(OPS, 0)
+        self.cause = "other"
+
+    def for_cause(self, cause: str) -> ObjectStore:
+        """The same store, its requests counted under `cause` in the metrics (what each
+        request costs is then known by what it was for). Shares the connection and the plain
+        counters of /v1/status."""
+        if cause not in metrics.OBJECT_STORE_CAUSES:
+            raise ValueError(f"unknown object-store request cause {cause!r}")
+        twin = copy.copy(self)
+        twin.cause = cause
+        return twin
 
     def status(self) -> dict[str, Any]:
         """The `object_store` section of `/v1/status`: the URL and requests by operation."""
@@ -254,12 +266,12 @@ class ObjectStore:
                 continue
             if count_bytes and isinstance(result, bytes):
                 self.bytes[op] += len(result)
-                metrics.OBJECT_STORE_BYTES.labels(op=op).inc(len(result))
+                metrics.OBJECT_STORE_BYTES.labels(op=op, cause=self.cause).inc(len(result))
             return result
 
     async def _timed(self, op: str, call: Callable[[], Awaitable[T]], sent: int | None) -> T:
         self.counts[op] += 1
-        metrics.OBJECT_STORE_REQUESTS.labels(op=op).inc()
+        metrics.OBJECT_STORE_REQUESTS.labels(op=op, cause=self.cause).inc()
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout_ms / 1000):
@@ -275,7 +287,7 @@ class ObjectStore:
             metrics.OBJECT_STORE_LATENCY.labels(op=op).observe(time.perf_counter() - started)
         if sent is not None:
             self.bytes[op] += sent
-            metrics.OBJECT_STORE_BYTES.labels(op=op).inc(sent)
+            metrics.OBJECT_STORE_BYTES.labels(op=op, cause=self.cause).inc(sent)
         return result
 
     async def _backoff(self, attempt: int) -> None:
