@@ -55,12 +55,25 @@ def encode_record(
     return zigzag_varint(len(body)) + bytes(body)
 
 
-def _compress(codec: int, data: bytes) -> bytes:
+def xerial_snappy(data: bytes, chunk_bytes: int = 32 * 1024) -> bytes:
+    """Snappy framed as snappy-java's SnappyOutputStream frames it (Java clients, kafka-python):
+    magic, version 1, compatible version 1 (big-endian), then [int32 length][raw block] chunks,
+    each block compressing `chunk_bytes` of input."""
+    out = bytearray(b"\x82SNAPPY\x00" + struct.pack(">ii", 1, 1))
+    for pos in range(0, len(data), chunk_bytes):
+        block = bytes(cramjam.snappy.compress_raw(data[pos : pos + chunk_bytes]))
+        out += struct.pack(">i", len(block)) + block
+    return bytes(out)
+
+
+def _compress(codec: int, data: bytes, xerial_chunk_bytes: int | None = None) -> bytes:
     if codec == 0:
         return data
     if codec == 1:
         return bytes(cramjam.gzip.compress(data))
     if codec == 2:
+        if xerial_chunk_bytes is not None:
+            return xerial_snappy(data, xerial_chunk_bytes)
         return bytes(cramjam.snappy.compress_raw(data))
     if codec == 3:
         return bytes(cramjam.lz4.compress(data))
@@ -83,17 +96,28 @@ def make_batch(
     control: bool = False,
     headers: list[tuple[bytes, bytes | None]] | None = None,
     timestamp_step_ms: int = 0,
+    record_headers: list[list[tuple[bytes, bytes | None]]] | None = None,
+    xerial_chunk_bytes: int | None = None,
 ) -> bytes:
     """Encode `records` ((key, value) pairs) as one v2 batch; record i gets the timestamp
     `timestamp_ms + i * timestamp_step_ms` (all the same by default).
 
-    `compression` is Kafka's codec id (0 none, 1 gzip, 2 snappy (raw, as librdkafka sends),
-    3 lz4 frame, 4 zstd); `headers` are attached to every record.
+    `compression` is Kafka's codec id (0 none, 1 gzip, 2 snappy (raw, as librdkafka sends, or
+    xerial-framed in chunks of `xerial_chunk_bytes` when given, as Java clients send), 3 lz4
+    frame, 4 zstd); `headers` are attached to every record, or `record_headers[i]` to record i.
     """
     if not records:
         raise ValueError("a batch needs at least one record")
+    if record_headers is not None and len(record_headers) != len(records):
+        raise ValueError("record_headers needs one list per record")
     body = b"".join(
-        encode_record(i, key, value, i * timestamp_step_ms, headers)
+        encode_record(
+            i,
+            key,
+            value,
+            i * timestamp_step_ms,
+            headers if record_headers is None else record_headers[i],
+        )
         for i, (key, value) in enumerate(records)
     )
     attributes = compression & 0x07
@@ -110,7 +134,7 @@ def make_batch(
         producer_epoch,
         base_sequence,
         len(records),
-    ) + _compress(compression, body)
+    ) + _compress(compression, body, xerial_chunk_bytes)
     batch_length = len(post_crc) + 9  # partitionLeaderEpoch + magic + crc
     pre_crc = _PRE_CRC.pack(base_offset, batch_length, partition_leader_epoch, 2, crc32c(post_crc))
     return pre_crc + post_crc
