@@ -4,8 +4,8 @@ Starts `shoal playground --agents 6 --zones 3` on a fresh data dir, produces `--
 `--record-bytes` records over `--partitions` partitions, then for each G in `--groups` restarts
 the playground (cold caches) and runs G consumer groups in every zone at once, each reading the
 whole topic from the beginning with `client.id=shoal_az=<zone>`. Prints, per round, the GETs of
-each zone (summed over its agents' `shoal_object_store_requests_total{op="get"}`) against the
-bound 1.15 x (stored bytes / 4 MiB) + segment files, and `shoal_fetch_bytes_total
+each zone (summed over its agents' `shoal_object_store_requests_total{cause="fetch",op="get"}`)
+against the bound 1.15 x (stored bytes / 4 MiB) + segment files, and `shoal_fetch_bytes_total
 {cross_zone="true"}`. Then the same bytes in `--compare-partitions` (8 vs 512) partitions.
 
     .venv/bin/python bench/read_path.py                          # the issue's figures: 128 MiB
@@ -204,7 +204,7 @@ def run_round(pg: Playground, topic: str, high: list[int], groups: int, partitio
     )  # fmt: skip
     took = time.monotonic() - started
     problems = [f"{r.group}: {r.distinct}/{sum(high)} {r.fatal[:2]}" for r in results if not r.done]
-    gets = pg.counter_per_zone("shoal_object_store_requests_total", op="get")
+    gets = pg.counter_per_zone("shoal_object_store_requests_total", op="get", cause="fetch")
     cross = sum(pg.counter_per_zone("shoal_fetch_bytes_total", cross_zone="true").values())
     peers = sum(pg.counter_per_zone("shoal_peer_requests_total", direction="sent").values())
     fallbacks = sum(pg.counter_per_zone("shoal_peer_fallbacks_total").values())

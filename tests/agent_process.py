@@ -135,6 +135,17 @@ class AgentProcess:
         with urllib.request.urlopen(f"{self.http}/metrics", timeout=10) as resp:
             return str(resp.read().decode())
 
+    def counter(self, name: str, **labels: str) -> float:
+        """Sum of the samples of metric `name` whose labels include `labels`."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(self.metrics())
+            for sample in family.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+        )
+
     def status(self) -> dict[str, Any]:
         """The agent's /v1/status document."""
         with urllib.request.urlopen(f"{self.http}/v1/status", timeout=10) as resp:

@@ -70,6 +70,10 @@ class ClusterAgent:
     def counter(self, name: str, **labels: str) -> float:
         return sample_sum(self.samples(), name, **labels)
 
+    def gets(self) -> float:
+        """GETs of the read path (fetch misses), not of compaction."""
+        return self.counter("shoal_object_store_requests_total", op="get", cause="fetch")
+
     def status(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"{self.process.http}/v1/status", timeout=10) as resp:
             return dict(json.loads(resp.read()))
@@ -164,7 +168,8 @@ class Cluster:
         return out
 
     def gets(self) -> dict[int, float]:
-        return self.counters("shoal_object_store_requests_total", op="get")
+        """GETs of the read path (fetch misses), not of compaction, per live agent index."""
+        return {a.index: a.gets() for a in self.live()}
 
     def cross_zone_bytes(self) -> dict[int, float]:
         return self.counters("shoal_fetch_bytes_total", cross_zone="true")

@@ -74,16 +74,16 @@ def test_metrics_and_status(agent: AgentProcess) -> None:
         'shoal_requests_total{api="Produce"}',
         'shoal_requests_total{api="Fetch"}',
         'shoal_request_latency_seconds_bucket{api="Produce"',
-        'shoal_object_store_requests_total{op="put"}',
-        'shoal_object_store_requests_total{op="get"}',
-        'shoal_object_store_bytes_total{op="put"}',
+        'shoal_object_store_requests_total{cause="produce",op="put"}',
+        'shoal_object_store_requests_total{cause="fetch",op="get"}',
+        'shoal_object_store_bytes_total{cause="produce",op="put"}',
         "shoal_block_cache_hits_total",
         "shoal_block_cache_misses_total",
         'shoal_segment_flushes_total{reason="time"}',
         'shoal_fetch_bytes_total{cross_zone="false"}',
     ):
         assert name in text, name
-    puts = _metric(text, 'shoal_object_store_requests_total{op="put"}')
+    puts = _metric(text, 'shoal_object_store_requests_total{cause="produce",op="put"}')
     assert puts >= 1
 
     with urllib.request.urlopen(f"{agent.http}/v1/status", timeout=10) as resp:

@@ -43,6 +43,11 @@ def metric(agent: AgentProcess, name: str, **labels: str) -> float:
     return total
 
 
+def _fetch_gets(agent: AgentProcess) -> float:
+    """The read path's GETs (not compaction's)."""
+    return metric(agent, "shoal_object_store_requests_total", op="get", cause="fetch")
+
+
 @pytest.fixture
 def agents(tmp_path: Path) -> Iterator[list[AgentProcess]]:
     yield from run_agents(tmp_path, [])
@@ -62,6 +67,9 @@ def run_agents(tmp_path: Path, extra: list[str]) -> Iterator[list[AgentProcess]]
         # Larger segments than the local default, so that files span several blocks.
         "--flush-interval-ms",
         "200",
+        # GETs are counted against the files as written: no merge may move rows meanwhile.
+        "--compaction-interval-ms",
+        "0",
     ]
     procs = [
         AgentProcess(tmp_path / f"agent-{i}", [*common, "--node-id", str(i)]) for i in range(3)
@@ -163,14 +171,14 @@ def test_each_block_read_once_per_zone(agents: list[AgentProcess], tmp_path: Pat
     segments = list((tmp_path / "objects").rglob("*.seg"))
     stored = sum(f.stat().st_size for f in segments)
     assert stored >= RECORDS * RECORD
-    gets_before = sum(metric(a, "shoal_object_store_requests_total", op="get") for a in agents)
+    gets_before = sum(_fetch_gets(a) for a in agents)
 
     async def consume() -> list[int]:
         return list(await asyncio.gather(*(read_all(a, hwms) for a in agents)))
 
     counts = asyncio.run(consume())
     assert counts == [RECORDS] * 3
-    gets = sum(metric(a, "shoal_object_store_requests_total", op="get") for a in agents)
+    gets = sum(_fetch_gets(a) for a in agents)
     gets -= gets_before
     bound = 1.15 * stored / BLOCK + len(segments)
     print(f"stored {stored} bytes in {len(segments)} files; GETs {gets:.0f}, bound {bound:.1f}")
@@ -228,7 +236,7 @@ def test_dead_owner_falls_back_and_other_zone_client_counts_as_cross_zone(
     assert dead_blocks, "the ring gave the agent about to die no block; nothing to test"
     agents[2].kill()
     reader = agents[0]
-    gets_before = metric(reader, "shoal_object_store_requests_total", op="get")
+    gets_before = _fetch_gets(reader)
     got = asyncio.run(read_all(reader, hwms, client_id="peer-reads-test,shoal_az=zone-2"))
     assert got == RECORDS
     fallbacks = metric(reader, "shoal_peer_fallbacks_total")
@@ -237,7 +245,7 @@ def test_dead_owner_falls_back_and_other_zone_client_counts_as_cross_zone(
     # Fallback reads go through the reader's own block cache: the reader GETs each block it
     # owns or reads for the dead owner at most once, however many fetches need it.
     peers = reader.status()["peers"]
-    gets = metric(reader, "shoal_object_store_requests_total", op="get") - gets_before
+    gets = _fetch_gets(reader) - gets_before
     assert peers["fallback_reads"] >= 1
     assert gets <= len(reader_blocks) + len(dead_blocks)
     # Record bytes went to a client of another zone.

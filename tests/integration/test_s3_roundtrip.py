@@ -42,7 +42,7 @@ def test_confluent_roundtrip_on_s3(s3: S3Server, tmp_path: Path) -> None:
     assert all(k.startswith("segments/") and k.endswith(".seg") for k in keys)
     put_line = next(
         line for line in metrics.splitlines()
-        if line.startswith('shoal_object_store_requests_total{op="put"}')
+        if line.startswith('shoal_object_store_requests_total{cause="produce",op="put"}')
     )  # fmt: skip
     assert float(put_line.split()[-1]) >= len(keys)
 
