@@ -10,6 +10,15 @@ against the bound 1.15 x (stored bytes / 4 MiB) + segment files, and `shoal_fetc
 
     .venv/bin/python bench/read_path.py                          # the issue's figures: 128 MiB
     .venv/bin/python bench/read_path.py --mib 32 --groups 1,4    # quicker
+
+With `--compaction`, the same read before and after file compaction: the topic is written and
+read with compaction off (the files as the writers made them), then the agents run compaction
+until the topic's file count stops changing, then it is read again, cold, with compaction off;
+the bound after is 1.1 x (stored bytes / 4 MiB) + 2 per zone, and the table shows what the
+compaction itself cost (its GETs and PUTs).
+
+    .venv/bin/python bench/read_path.py --compaction --mib 256 --partitions 64 --groups 1 \
+        --compare-partitions ''
 """
 
 from __future__ import annotations
@@ -217,6 +226,60 @@ def run_round(pg: Playground, topic: str, high: list[int], groups: int, partitio
     )  # fmt: skip
 
 
+def compaction_bound(stored_bytes: int, block_bytes: int = 4 * MiB) -> float:
+    """The bound of a catch-up read of compacted files: 1.1 x (bytes / block) + 2 per zone."""
+    return 1.1 * stored_bytes / block_bytes + 2
+
+
+SETTLE_POLLS = 5
+SETTLE_POLL_S = 2.0
+
+
+def compact(pg: Playground, topic: str, interval_ms: int, timeout_s: float) -> tuple[float, float]:
+    """Run the agents with compaction on until `topic`'s file count has not changed for
+    SETTLE_POLLS polls; then back to compaction off. Returns compaction's (GETs, PUTs)."""
+    flags = pg.agent_flags
+    pg.agent_flags = [*flags, "--compaction-interval-ms", str(interval_ms)]
+    pg.restart()
+    started = time.monotonic()
+    seen: list[int] = []
+    try:
+        while time.monotonic() - started < timeout_s:
+            seen.append(topic_files(pg.data_dir / "metadata.db", topic)[0])
+            if len(seen) >= SETTLE_POLLS and len(set(seen[-SETTLE_POLLS:])) == 1:
+                break
+            time.sleep(SETTLE_POLL_S)
+        gets = sum(pg.counter_per_zone(
+            "shoal_object_store_requests_total", op="get", cause="compaction").values())
+        puts = sum(pg.counter_per_zone(
+            "shoal_object_store_requests_total", op="put", cause="compaction").values())
+    finally:
+        pg.agent_flags = flags
+    print(f"  compaction settled at {seen[-1]} files in {time.monotonic() - started:.0f}s"
+          f" ({gets:.0f} GETs, {puts:.0f} PUTs)", flush=True)  # fmt: skip
+    return gets, puts
+
+
+def print_compaction(
+    before: Round, after: Round, cost: tuple[float, float], zones: list[str]
+) -> None:
+    print(f"\nCatch-up read before and after file compaction ({before.partitions} partitions,"
+          f" {before.groups_per_zone} group(s) per zone)")  # fmt: skip
+    head = f"  {'':>7} {'files':>6} {'stored MiB':>10} {'blocks':>6} {'bound':>7}"
+    head += "".join(f" {z + ' GETs':>12}" for z in zones) + f" {'ok':>3}"
+    print(head)
+    for name, r, bound in (
+        ("before", before, get_bound(before.stored_bytes, before.files)),
+        ("after", after, compaction_bound(after.stored_bytes)),
+    ):
+        line = f"  {name:>7} {r.files:>6} {r.stored_bytes / MiB:>10.1f} {r.blocks:>6}"
+        line += f" {bound:>7.1f}" + "".join(f" {r.gets[z]:>12.0f}" for z in zones)
+        ok = not r.errors and all(r.gets[z] <= bound for z in zones)
+        print(line + f" {'yes' if ok else 'NO':>3}")
+    print(f"  compaction cost: {cost[0]:.0f} GETs and {cost[1]:.0f} PUTs in all (once, not per"
+          " zone)")
+
+
 def print_rounds(title: str, rounds: list[Round], zones: list[str]) -> None:
     print(f"\n{title}")
     head = f"  {'partitions':>10} {'groups/zone':>11} {'stored MiB':>10} {'files':>6}"
@@ -254,6 +317,10 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="also print the rounds as JSON")
     ap.add_argument("--round-timeout-s", type=float, default=ROUND_TIMEOUT_S)
     ap.add_argument("--consumer-debug", default=None, help="librdkafka debug contexts")
+    ap.add_argument("--compaction", action="store_true",
+                    help="read before and after file compaction (see above)")
+    ap.add_argument("--compaction-interval-ms", type=int, default=1000)
+    ap.add_argument("--compaction-timeout-s", type=float, default=1800.0)
     args = ap.parse_args()
     TIMEOUTS["round_s"] = args.round_timeout_s
     if args.consumer_debug:
@@ -264,12 +331,15 @@ def main() -> int:
     pg = Playground(
         root / "data", args.agents, args.zones,
         free_base(args.agents, 21000), free_base(args.agents, 31000),
-        ["--flush-interval-ms", str(args.flush_interval_ms)],
+        # Compaction off while reading: the GETs are of the files the round starts with.
+        ["--flush-interval-ms", str(args.flush_interval_ms), "--compaction-interval-ms", "0"],
     )  # fmt: skip
     pg.data_dir.mkdir(exist_ok=True)
     print(f"shoal playground --agents {args.agents} --zones {args.zones}, data in {root}")
     rounds: list[Round] = []
     compare: list[Round] = []
+    compacted: list[Round] = []
+    cost = (0.0, 0.0)
     try:
         pg.start()
         topic = f"read-{args.partitions}p-{uuid.uuid4().hex[:6]}"
@@ -277,6 +347,12 @@ def main() -> int:
         for g in [int(x) for x in args.groups.split(",") if x]:
             rounds.append(run_round(pg, topic, high, g, args.partitions))
             print_rounds("(progress)", rounds[-1:], pg.zones_list())
+        if args.compaction:
+            cost = compact(pg, topic, args.compaction_interval_ms, args.compaction_timeout_s)
+            compacted.append(
+                run_round(pg, topic, high, rounds[0].groups_per_zone, args.partitions)
+            )
+            print_rounds("(progress, after compaction)", compacted, pg.zones_list())
         counts = [int(x) for x in args.compare_partitions.split(",") if x]
         for n in counts:
             t = f"read-{n}p-{uuid.uuid4().hex[:6]}"
@@ -300,10 +376,13 @@ def main() -> int:
                 spread = abs(a - b) / max(a, b, 1.0) * 100
                 print(f"  {z}: {compare[0].partitions}p {a:.0f} vs {compare[1].partitions}p"
                       f" {b:.0f} GETs: {spread:.1f}% apart")  # fmt: skip
+    if compacted:
+        print_compaction(rounds[0], compacted[0], cost, zones)
     if args.json:
         print(json.dumps({"groups": [asdict(r) for r in rounds],
-                          "partitions": [asdict(r) for r in compare]}, indent=1))  # fmt: skip
-    failed = any(r.errors for r in rounds + compare)
+                          "partitions": [asdict(r) for r in compare],
+                          "compacted": [asdict(r) for r in compacted]}, indent=1))  # fmt: skip
+    failed = any(r.errors for r in rounds + compare + compacted)
     return 1 if failed else 0
 
 
