@@ -594,6 +594,12 @@ async def test_a_swap_drops_superseded_rows(store: MetadataStore) -> None:
     # Offsets stay: the high watermark, and a fetch inside the gap finds the next batch.
     assert await store.partition_state("t", 0) == PartitionState(0, 6)
     assert [r.base_offset for r in await store.read_batches("t", 0, 1, 1 << 20)] == [4]
+    # A cleaning that only drops rows records no file.
+    last = await store.file_rows([merged.file_id])
+    assert await store.swap_files(None, 0, [], last) == SwapResult(0, 1, 1)
+    assert await all_offsets(store, "t", 0) == []
+    with pytest.raises(ValueError):
+        await store.swap_files(None, 0, _moves_into(rows), [])
 
 
 async def test_a_swap_is_refused_for_a_claimed_file_or_past_its_deadline(

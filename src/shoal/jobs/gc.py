@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from prometheus_client import Counter
 
 from shoal.jobs.periodic import PeriodicTask
 from shoal.meta.store import DuplicateFileError, FileInfo
-from shoal.write.segment_format import file_id_ms, segment_key
+from shoal.write.segment_format import file_id_ms, segment_file_id
 
 if TYPE_CHECKING:
     from shoal.meta.store import MetadataStore
@@ -55,7 +54,6 @@ class KnowsFiles(Protocol):
     async def known_files(self, file_ids: list[str]) -> set[str]: ...
 
 SEGMENTS_PREFIX = "segments/"
-_KEY_RE = re.compile(r"^segments/\d{4}/\d{2}/\d{2}/([0-9A-HJKMNP-TV-Z]{26})\.seg$")
 # Deletes of one cycle run this many at a time: fast enough, gentle on the store.
 _DELETE_CONCURRENCY = 8
 # The listing cursor only moves forward within one process; a full pass now and then finds
@@ -180,7 +178,7 @@ class GarbageCollector:
                 # Keys sort by creation time: the rest of the page is younger still. The cursor
                 # stays before this key so it is looked at again once it is old enough.
                 break
-            old.append((meta, _file_id(meta.key)))
+            old.append((meta, segment_file_id(meta.key)))
         known = await self._known(old)
         claimed: list[FileInfo] = []
         for meta, file_id in old:
@@ -235,22 +233,10 @@ class GarbageCollector:
         return gone
 
 
-def _file_id(key: str) -> str | None:
-    match = _KEY_RE.match(key)
-    if match is None:
-        return None
-    file_id = match.group(1)
-    try:
-        # The date folders must be the id's own day; anything else was not written by Shoal.
-        return file_id if segment_key(file_id) == key else None
-    except (ValueError, OverflowError, OSError):
-        return None
-
-
 def _younger_than(meta: ObjectMeta, cutoff_ms: int) -> bool:
     """Old only when both the id's clock (the writer's) and the store's clock agree."""
     uploaded_ms = int(meta.last_modified.astimezone(UTC).timestamp() * 1000)
-    file_id = _file_id(meta.key)
+    file_id = segment_file_id(meta.key)
     created_ms = file_id_ms(file_id) if file_id is not None else uploaded_ms
     return max(uploaded_ms, created_ms) >= cutoff_ms
 

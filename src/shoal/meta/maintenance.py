@@ -3,6 +3,8 @@ both backends: each loads the rows, asks here, and writes the answer in its tran
 
 from __future__ import annotations
 
+from shoal.meta.store import FileInfo, RowMove
+
 
 def new_log_start(log_start_offset: int, high_watermark: int, requested: int) -> int:
     """Where `advance_log_start` moves the log start: up to `requested`, clamped to the high
@@ -18,3 +20,9 @@ def page_limit(limit: int) -> int:
 def dropped_in_request_order(requested: list[str], dropped: set[str]) -> list[str]:
     """The ids `forget_files` reports: those dropped, once each, in the order asked for."""
     return [f for f in dict.fromkeys(requested) if f in dropped]
+
+
+def check_swap(file: FileInfo | None, moves: list[RowMove]) -> None:
+    """A swap moves rows only into a file it records."""
+    if file is None and moves:
+        raise ValueError("a swap without a new file cannot move rows")

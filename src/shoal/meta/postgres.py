@@ -38,7 +38,7 @@ from shoal.meta import (
     postgres_producers,
     postgres_topics,
 )
-from shoal.meta.maintenance import page_limit
+from shoal.meta.maintenance import check_swap, page_limit
 from shoal.meta.pg_listen import HwmListener
 from shoal.meta.postgres_agents import PostgresAgentStoreMixin
 from shoal.meta.postgres_groups import PostgresGroupStoreMixin
@@ -391,9 +391,10 @@ class PostgresMetadataStore(PostgresGroupStoreMixin, PostgresAgentStoreMixin):
         return await self._read(postgres_maintenance.file_rows, list(file_ids))
 
     async def swap_files(
-        self, file: FileInfo, level: int, moves: list[RowMove], drops: list[FileRow]
+        self, file: FileInfo | None, level: int, moves: list[RowMove], drops: list[FileRow]
     ) -> SwapResult:
         """See `MetadataStore.swap_files`."""
+        check_swap(file, moves)
         return await self._transaction(
             postgres_maintenance.swap_files, file, level, list(moves), list(drops), self._clock()
         )

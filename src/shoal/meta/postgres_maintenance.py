@@ -145,18 +145,10 @@ async def file_rows(conn: Conn, file_ids: list[str]) -> list[FileRow]:
 
 
 async def swap_files(
-    conn: Conn, file: FileInfo, level: int, moves: list[RowMove], drops: list[FileRow],
+    conn: Conn, file: FileInfo | None, level: int, moves: list[RowMove], drops: list[FileRow],
     now_ms: int,
 ) -> SwapResult:
-    check_deadline(file, now_ms)
-    try:
-        new_ref = await conn.fetchval(
-            "INSERT INTO files (file_id, key, size, created_at, committed, level)"
-            " VALUES ($1, $2, $3, $4, true, $5) RETURNING id",
-            file.file_id, file.key, file.size, now_ms, level,
-        )
-    except asyncpg.exceptions.UniqueViolationError as exc:
-        raise DuplicateFileError(f"file {file.file_id} is already recorded") from exc
+    new_ref = None if file is None else await _record_merged(conn, file, level, now_ms)
     old_ids = sorted({m.row.file_id for m in moves} | {r.file_id for r in drops})
     refs = {
         r[0]: int(r[1])
@@ -186,11 +178,24 @@ async def swap_files(
         " AND b.byte_pos = d.old_pos RETURNING 1) SELECT count(*) FROM d",
         *_columns([(r, 0, 0) for r in drops if r.file_id in refs], refs)[:5],
     )
-    if not moved:
+    if new_ref is not None and not moved:
         # Nothing points into the new file: garbage from the start, as in sqlite_maintenance.
         await conn.execute("UPDATE files SET committed = false WHERE id = $1", new_ref)
     released = await release_files(conn, set(refs.values()), now_ms)
     return SwapResult(int(moved), int(dropped), released)
+
+
+async def _record_merged(conn: Conn, file: FileInfo, level: int, now_ms: int) -> int:
+    check_deadline(file, now_ms)
+    try:
+        ref = await conn.fetchval(
+            "INSERT INTO files (file_id, key, size, created_at, committed, level)"
+            " VALUES ($1, $2, $3, $4, true, $5) RETURNING id",
+            file.file_id, file.key, file.size, now_ms, level,
+        )
+    except asyncpg.exceptions.UniqueViolationError as exc:
+        raise DuplicateFileError(f"file {file.file_id} is already recorded") from exc
+    return int(ref)
 
 
 def _columns(

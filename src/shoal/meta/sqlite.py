@@ -42,7 +42,7 @@ from shoal.meta import (
     sqlite_producers,
     sqlite_topics,
 )
-from shoal.meta.maintenance import page_limit
+from shoal.meta.maintenance import check_swap, page_limit
 from shoal.meta.sqlite_agents import SqliteAgentStoreMixin
 from shoal.meta.sqlite_groups import SqliteGroupStoreMixin
 from shoal.meta.store import (
@@ -322,9 +322,10 @@ class SqliteMetadataStore(SqliteGroupStoreMixin, SqliteAgentStoreMixin):
         return await self._scan(sqlite_maintenance.file_rows, list(file_ids))
 
     async def swap_files(
-        self, file: FileInfo, level: int, moves: list[RowMove], drops: list[FileRow]
+        self, file: FileInfo | None, level: int, moves: list[RowMove], drops: list[FileRow]
     ) -> SwapResult:
         """See `MetadataStore.swap_files`."""
+        check_swap(file, moves)
         return await self._call(
             sqlite_maintenance.swap_files, file, level, list(moves), list(drops), self._clock()
         )

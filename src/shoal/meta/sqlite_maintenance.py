@@ -160,22 +160,14 @@ _ROW_AT = "topic = ? AND partition = ? AND base_offset = ? AND file_ref = ? AND 
 
 def swap_files(
     conn: sqlite3.Connection,
-    file: FileInfo,
+    file: FileInfo | None,
     level: int,
     moves: list[RowMove],
     drops: list[FileRow],
     now_ms: int,
 ) -> SwapResult:
     with write_txn(conn):
-        check_deadline(file, now_ms)
-        try:
-            new_ref = conn.execute(
-                "INSERT INTO files (file_id, key, size, created_at, committed, level)"
-                " VALUES (?, ?, ?, ?, 1, ?)",
-                (file.file_id, file.key, file.size, now_ms, level),
-            ).lastrowid
-        except sqlite3.IntegrityError as exc:
-            raise DuplicateFileError(f"file {file.file_id} is already recorded") from exc
+        new_ref = None if file is None else _record_merged(conn, file, level, now_ms)
         old_ids = {m.row.file_id for m in moves} | {r.file_id for r in drops}
         refs: dict[str, int] = {}
         for file_id in old_ids:
@@ -201,9 +193,23 @@ def swap_files(
                 f"DELETE FROM batches WHERE {_ROW_AT}",
                 (r.topic, r.partition, r.base_offset, ref, r.byte_pos),
             ).rowcount
-        if not moved:
+        if new_ref is not None and not moved:
             # Nothing points into the new file: it is garbage from the start (the GC deletes
             # it one grace after now, as any unreferenced file).
             conn.execute("UPDATE files SET committed = 0 WHERE id = ?", (new_ref,))
         released = release_files(conn, set(refs.values()), now_ms)
     return SwapResult(moved, dropped, released)
+
+
+def _record_merged(conn: sqlite3.Connection, file: FileInfo, level: int, now_ms: int) -> int:
+    check_deadline(file, now_ms)
+    try:
+        ref = conn.execute(
+            "INSERT INTO files (file_id, key, size, created_at, committed, level)"
+            " VALUES (?, ?, ?, ?, 1, ?)",
+            (file.file_id, file.key, file.size, now_ms, level),
+        ).lastrowid
+    except sqlite3.IntegrityError as exc:
+        raise DuplicateFileError(f"file {file.file_id} is already recorded") from exc
+    assert ref is not None
+    return ref

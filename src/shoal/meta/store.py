@@ -291,13 +291,14 @@ class MetadataStore(Protocol):
         """The index rows pointing into these files, by topic, partition and offset."""
 
     async def swap_files(
-        self, file: FileInfo, level: int, moves: list[RowMove], drops: list[FileRow]
+        self, file: FileInfo | None, level: int, moves: list[RowMove], drops: list[FileRow]
     ) -> SwapResult:
         """One transaction: record `file` (of compaction `level`), point each row of `moves`
         that is still where it says at its place in `file`, delete each row of `drops` that is
         still where it says, and stamp the old files left without rows as released. Rows that
-        moved or went meanwhile are left alone. Raises DuplicateFileError (the GC claimed the
-        file as an orphan) and CommitDeadlineError, as `commit_file`."""
+        moved or went meanwhile are left alone. Without `file` (a cleaning that only drops
+        rows), `moves` must be empty. Raises DuplicateFileError (the GC claimed the file as an
+        orphan) and CommitDeadlineError, as `commit_file`."""
 
     async def expire_producers(self, idle_before_ms: int) -> int:
         """Forget idempotence state untouched since `idle_before_ms`."""

@@ -17,6 +17,7 @@ store (recovery, compaction, debugging). Batches themselves carry their own CRC-
 from __future__ import annotations
 
 import os
+import re
 import struct
 import threading
 import time
@@ -262,3 +263,19 @@ def segment_key(file_id: str) -> str:
     """`segments/<yyyy>/<mm>/<dd>/<file_id>.seg`, the date being the id's UTC day."""
     day = datetime.fromtimestamp(file_id_ms(file_id) / 1000, tz=UTC)
     return f"segments/{day:%Y/%m/%d}/{file_id}.seg"
+
+
+_KEY_RE = re.compile(r"^segments/\d{4}/\d{2}/\d{2}/([0-9A-HJKMNP-TV-Z]{26})\.seg$")
+
+
+def segment_file_id(key: str) -> str | None:
+    """The file id of a segment file's object key, None when the key is not one Shoal wrote
+    (the date folders must be the id's own day)."""
+    match = _KEY_RE.match(key)
+    if match is None:
+        return None
+    file_id = match.group(1)
+    try:
+        return file_id if segment_key(file_id) == key else None
+    except (ValueError, OverflowError, OSError):
+        return None
