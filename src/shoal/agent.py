@@ -40,6 +40,7 @@ from shoal.http.status import AgentSection, fixed, merged, redact
 from shoal.jobs.compaction import FileCompactor
 from shoal.jobs.expiry import ExpiryJobs, ExpirySettings
 from shoal.jobs.gc import GarbageCollector
+from shoal.jobs.log_cleaner import LogCleaner
 from shoal.jobs.retention import RetentionDefaults, RetentionJob
 from shoal.meta.agent_store import AgentInfo
 from shoal.meta.open import open_metadata_store
@@ -170,8 +171,17 @@ class Agent:
         self.retention: RetentionJob | None = None
         self.expiry: ExpiryJobs | None = None
         self.compactor: FileCompactor | None = None
+        self.cleaner: LogCleaner | None = None
         if JOBS_ROLE in settings.roles:
             if settings.compaction_interval_ms > 0:
+                self.cleaner = LogCleaner(
+                    self.store.for_cause("compaction"),
+                    self.meta,
+                    interval_ms=settings.compaction_interval_ms,
+                    file_bytes_target=settings.compaction_file_bytes_target,
+                    commit_within_ms=settings.commit_within_ms,
+                    should_run=self.membership.leads_jobs,
+                )
                 self.compactor = FileCompactor(
                     self.store.for_cause("compaction"),
                     self.meta,
@@ -248,6 +258,8 @@ class Agent:
             self.expiry.start()
         if self.compactor is not None:
             self.compactor.start()
+        if self.cleaner is not None:
+            self.cleaner.start()
         kafka = (
             f"kafka {self.settings.kafka_host}:{self.kafka.port}"
             if PROXY_ROLE in self.settings.roles
@@ -276,6 +288,8 @@ class Agent:
             await self.expiry.stop()
         if self.compactor is not None:
             await self.compactor.stop()
+        if self.cleaner is not None:
+            await self.cleaner.stop()
         await self.kafka.stop_accepting()
         await self.writer.close()
         await self.groups.stop()

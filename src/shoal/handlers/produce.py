@@ -43,6 +43,7 @@ from shoal.protocol.encoders import (
     ProducePartitionResult,
     encode_produce_response,
 )
+from shoal.protocol.record_filter import all_records_keyed, record_keys
 from shoal.protocol.records import record_timestamps
 from shoal.write.writer import AppendItem
 
@@ -180,6 +181,12 @@ async def _validate(
                 slot.error_code = errors.INVALID_TXN_STATE
                 slot.error_message = "transactions are not supported yet"
                 continue
+            if "compact" in info.cleanup_policies:
+                keyless = _first_keyless(batches, info.name, slot.index)
+                if keyless is not None:
+                    slot.error_code, slot.error_message = errors.INVALID_RECORD, keyless[1]
+                    slot.record_errors = [keyless]
+                    continue
             if stamps is None:
                 stamps = _Timestamps.of(info)
             refused = stamps.refusal(batches, now_ms)
@@ -257,6 +264,27 @@ class _Timestamps:
             except BatchError as exc:
                 return index, str(exc)
         return None
+
+
+def _first_keyless(
+    batches: list[tuple[bytes, BatchHeader]], topic: str, partition: int
+) -> tuple[int, str] | None:
+    """(index of the first record without a key, Kafka's message) for a compacted topic, which
+    Kafka refuses with INVALID_RECORD; decompression bounded as everywhere records are read."""
+    message = (
+        f"Compacted topic cannot accept message without key in topic partition"
+        f" {topic}-{partition}."
+    )
+    index = 0
+    for data, header in batches:
+        try:
+            if not all_records_keyed(data):
+                keys = record_keys(data)
+                return index + next(i for i, r in enumerate(keys) if r.key is None), message
+        except BatchError as exc:
+            return index, str(exc)
+        index += header.record_count
+    return None
 
 
 def _out_of_range(ts: int, offset_delta: int, low: int, high: int) -> str:

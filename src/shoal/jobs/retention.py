@@ -119,8 +119,7 @@ class RetentionJob:
 
     def _limits(self, topic: TopicInfo) -> tuple[int, int] | None:
         """(retention ms, retention bytes) of a topic retention applies to, else None."""
-        policy = topic.configs.get("cleanup.policy", "delete")
-        if "delete" not in (p.strip() for p in policy.split(",")):
+        if "delete" not in topic.cleanup_policies:
             return None
         ms = _int(topic.configs.get("retention.ms"), self._defaults.retention_ms)
         size = _int(topic.configs.get("retention.bytes"), self._defaults.retention_bytes)

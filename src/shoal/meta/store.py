@@ -68,6 +68,11 @@ class TopicInfo:
     partitions: int
     configs: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def cleanup_policies(self) -> frozenset[str]:
+        """Its `cleanup.policy` (`delete`, `compact` or both; Kafka's default is `delete`)."""
+        return frozenset(p.strip() for p in self.configs.get("cleanup.policy", "delete").split(","))
+
 
 @dataclass(frozen=True, slots=True)
 class PartitionState:
