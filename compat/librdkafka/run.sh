@@ -192,6 +192,8 @@ run_one() {
     (
         cd "$SRC/tests"
         export RDKAFKA_TEST_CONF="$CONF" TESTS="$id" TEST_KAFKA_VERSION="$KAFKA_VERSION"
+        # Tests that create topics with configs run Kafka's kafka-topics (kafka_path/bin).
+        export KAFKA_PATH="$HERE/kafka_path" BROKERS="$BOOTSTRAP"
         export LD_LIBRARY_PATH="$SRC/src:$SRC/src-cpp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
         # No -E: tests are picked by id, and sockem (in-process socket emulation) needs no cluster.
         exec timeout -k 10 "$TEST_TIMEOUT" ./test-runner "${quick[@]}" "${RUNNER_ARGS[@]}"

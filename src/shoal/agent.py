@@ -177,10 +177,8 @@ class Agent:
                 self.cleaner = LogCleaner(
                     self.store.for_cause("compaction"),
                     self.meta,
-                    interval_ms=settings.compaction_interval_ms,
                     file_bytes_target=settings.compaction_file_bytes_target,
                     commit_within_ms=settings.commit_within_ms,
-                    should_run=self.membership.leads_jobs,
                 )
                 self.compactor = FileCompactor(
                     self.store.for_cause("compaction"),
@@ -189,6 +187,7 @@ class Agent:
                     target_bytes=settings.compaction_file_bytes_target,
                     commit_within_ms=settings.commit_within_ms,
                     should_run=self.membership.leads_jobs,
+                    cleaner=self.cleaner,
                 )
             self.expiry = ExpiryJobs(
                 self.meta,
@@ -258,8 +257,6 @@ class Agent:
             self.expiry.start()
         if self.compactor is not None:
             self.compactor.start()
-        if self.cleaner is not None:
-            self.cleaner.start()
         kafka = (
             f"kafka {self.settings.kafka_host}:{self.kafka.port}"
             if PROXY_ROLE in self.settings.roles
@@ -288,8 +285,6 @@ class Agent:
             await self.expiry.stop()
         if self.compactor is not None:
             await self.compactor.stop()
-        if self.cleaner is not None:
-            await self.cleaner.stop()
         await self.kafka.stop_accepting()
         await self.writer.close()
         await self.groups.stop()

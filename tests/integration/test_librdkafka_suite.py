@@ -79,6 +79,8 @@ def shoal_agent(tmp_path: Path, backend: Backend) -> Iterator[tuple[int, Path]]:
         "--data-dir", str(data_dir),
         "--auto-create-topics", "true",
         "--default-partitions", str(AUTO_CREATE_PARTITIONS),
+        # 0077 waits 20 s for its compacted topic to be cleaned.
+        "--compaction-interval-ms", "1000",
         *backend.args,
     ]  # fmt: skip
     with log.open("wb") as out:

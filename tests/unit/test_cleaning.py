@@ -135,7 +135,7 @@ async def test_cleaning_keeps_the_latest_record_of_every_key_at_its_offset(
         batches.append(records)
     await _write(store, meta, batches, compression)
     now = [int(time.time() * 1000) + 1000]  # tombstones with delete.retention.ms=0 expire
-    cleaner = LogCleaner(store, meta, interval_ms=1000, file_bytes_target=MiB,
+    cleaner = LogCleaner(store, meta, file_bytes_target=MiB,
                          commit_within_ms=60_000, clock_ms=lambda: now[0])  # fmt: skip
     result = await cleaner.run_once()
     assert result.partitions == 1 and result.dropped > 0 and result.rewritten > 0
@@ -163,7 +163,7 @@ async def test_topics_without_compact_are_left_alone(
     await meta.create_topic("t", 1, {})
     await _write(store, meta, [[(b"k", b"v")] * 3] * 3, 0)
     before = await _log(store, meta)
-    cleaner = LogCleaner(store, meta, interval_ms=1000, file_bytes_target=MiB,
+    cleaner = LogCleaner(store, meta, file_bytes_target=MiB,
                          commit_within_ms=60_000)  # fmt: skip
     assert (await cleaner.run_once()).partitions == 0
     assert await _log(store, meta) == before

@@ -19,6 +19,7 @@ that is PUT but never swapped in (crash, store outage) is an orphan the GC delet
 refused after the same deadline as a writer's commit (`FileInfo.commit_by_ms`), so it is never
 indexed once the GC may have deleted it.
 
+Each cycle first runs the log cleaner of compacted topics (`log_cleaner.py`), then merges.
 Running it on two agents at once is safe (the swap's check) but wasteful, so it runs only on
 the live jobs agent with the smallest node id (`should_run`). Memory: one merge at a time, its
 inputs (at most `target_bytes`) and its output held at once.
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
 
+from shoal.jobs.log_cleaner import LogCleaner
 from shoal.jobs.merge import FAN_IN_DEFAULT, merge_rows, plan_merges
 from shoal.jobs.periodic import PeriodicTask
 from shoal.meta.store import CompactionFile, DuplicateFileError, FileInfo
@@ -94,6 +96,7 @@ class FileCompactor:
         merges_per_cycle_max: int = 8,
         candidates_max: int = 4096,
         should_run: Callable[[], bool] = lambda: True,
+        cleaner: LogCleaner | None = None,
         clock_ms: Callable[[], int] | None = None,
     ) -> None:
         if interval_ms <= 0 or target_bytes <= 0 or merges_per_cycle_max <= 0:
@@ -109,6 +112,7 @@ class FileCompactor:
         self.merges_per_cycle_max = merges_per_cycle_max
         self.candidates_max = candidates_max
         self._should_run = should_run
+        self._cleaner = cleaner
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self._periodic = PeriodicTask("compaction", interval_ms, self._cycle, self._cycle_failed)
         self.stats: dict[str, int] = {
@@ -125,6 +129,15 @@ class FileCompactor:
     async def _cycle(self) -> None:
         if not self._should_run():
             return
+        if self._cleaner is not None:
+            # Compacted topics first: what the cleaner rewrites are small files this job merges
+            # in a later cycle, and the two never swap rows at the same time.
+            cleaned = await self._cleaner.run_once()
+            if cleaned.rewritten or cleaned.dropped:
+                log.info(
+                    "log cleaner: %d partitions, %d batches rewritten, %d dropped",
+                    cleaned.partitions, cleaned.rewritten, cleaned.dropped,
+                )
         result = await self.run_once()
         if result.merges:
             log.info(

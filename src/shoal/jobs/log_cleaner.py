@@ -1,5 +1,6 @@
-"""The log cleaner of compacted topics (`cleanup.policy` with `compact`; jobs role, run by the
-same agent as file compaction, every `--compaction-interval-ms`).
+"""The log cleaner of compacted topics (`cleanup.policy` with `compact`; jobs role, run in the
+file compactor's cycle, before its merges, every `--compaction-interval-ms`: one at a time, so
+their swaps do not race each other).
 
 For each partition that is due (`cleaning.CleanerConfig.is_due`), two streaming passes over the
 index rows, reading batch bytes from the object store in ranged GETs of at most
@@ -17,7 +18,9 @@ index rows, reading batch bytes from the object store in ranged GETs of at most
 Records are decoded only here and in Produce's key check, each batch's decompression bounded
 (`records.DECOMPRESSED_BYTES_MAX`). A batch that cannot be decoded stays as it is. Control
 batches stay as they are. `cleaned_to` is kept in memory: after a restart the first cleaning
-of a partition reads all of it again (one pass more, never a wrong answer).
+of a partition reads all of it again (one pass more, never a wrong answer). It moves only when
+every swap of the cleaning applied whole: a row that retention, a topic deletion or another
+agent's job moved meanwhile leaves the partition dirty for the next cycle.
 
 Cost per cleaning of a partition of B bytes with D dirty bytes: about (B + D) / 8 MiB ranged
 GETs (fewer once file compaction made the files large), one PUT per 64 MiB rewritten, and one
@@ -36,7 +39,6 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter
 
 from shoal.jobs.cleaning import CleanerConfig, KeyMap
-from shoal.jobs.periodic import PeriodicTask
 from shoal.meta.store import BatchRow, DuplicateFileError, FileInfo, FileRow, RowMove
 from shoal.protocol.batch import BatchError, parse_header
 from shoal.protocol.record_filter import RecordKeyInfo, filter_batch, record_keys
@@ -68,7 +70,7 @@ CLEANER_BATCHES = Counter(
     ["outcome"],
 )
 CLEANER_ERRORS = Counter(
-    "shoal_log_cleaner_errors_total", "Log-cleaner cycles failed and batches it could not decode"
+    "shoal_log_cleaner_errors_total", "Batches the log cleaner could not decode"
 )
 
 # (topic, partition, topic id): a re-created topic starts dirty.
@@ -99,46 +101,22 @@ class LogCleaner:
         store: ObjectStore,
         meta: MetadataStore,
         *,
-        interval_ms: int,
         file_bytes_target: int,
         commit_within_ms: int,
         partitions_per_cycle_max: int = 64,
-        should_run: Callable[[], bool] = lambda: True,
         clock_ms: Callable[[], int] | None = None,
     ) -> None:
-        if interval_ms <= 0 or file_bytes_target <= 0 or partitions_per_cycle_max <= 0:
-            raise ValueError("cleaner interval, file target and partitions must be positive")
+        if file_bytes_target <= 0 or partitions_per_cycle_max <= 0:
+            raise ValueError("cleaner file target and partitions must be positive")
         self._store = store
         self._meta = meta
-        self.interval_ms = interval_ms
         self.file_bytes_target = file_bytes_target
         self._commit_within_ms = commit_within_ms
         self.partitions_per_cycle_max = partitions_per_cycle_max
-        self._should_run = should_run
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self._cleaned_to: dict[_Key, int] = {}
-        self._periodic = PeriodicTask("log-cleaner", interval_ms, self._cycle, self._failed)
         self.stats: dict[str, int] = {"cycles": 0, "partitions": 0, "rewritten": 0,
-                                      "dropped": 0, "errors": 0}  # fmt: skip
-
-    def start(self) -> None:
-        self._periodic.start()
-
-    async def stop(self) -> None:
-        await self._periodic.stop()
-
-    async def _cycle(self) -> None:
-        if self._should_run():
-            result = await self.run_once()
-            if result.rewritten or result.dropped:
-                log.info(
-                    "log cleaner: %d partitions, %d batches rewritten, %d dropped",
-                    result.partitions, result.rewritten, result.dropped,
-                )
-
-    def _failed(self) -> None:
-        self.stats["errors"] += 1
-        CLEANER_ERRORS.inc()
+                                      "dropped": 0}  # fmt: skip
 
     async def run_once(self) -> CleanResult:
         now_ms = self._clock_ms()
@@ -186,13 +164,15 @@ class LogCleaner:
             return False
         expire_before = now_ms - config.delete_retention_ms
         out = _Output()
+        whole = True
         async for row, batch in self._batches(topic, partition, state.log_start_offset, end):
             await self._clean_batch(topic, partition, row, batch, keys, expire_before, out)
             if out.bytes >= self.file_bytes_target:
-                await self._swap(out, result)
+                whole &= await self._swap(out, result)
                 out = _Output()
-        await self._swap(out, result)
-        self._cleaned_to[key] = end
+        whole &= await self._swap(out, result)
+        if whole:
+            self._cleaned_to[key] = end
         CLEANER_PARTITIONS.inc()
         return True
 
@@ -248,9 +228,10 @@ class LogCleaner:
         out.rows.append(file_row)
         out.bytes += len(rewritten)
 
-    async def _swap(self, out: _Output, result: CleanResult) -> None:
+    async def _swap(self, out: _Output, result: CleanResult) -> bool:
+        """Swap `out` in; whether every row of it was still where it was read."""
         if not out.entries and not out.drops:
-            return
+            return True
         file: FileInfo | None = None
         moves: list[RowMove] = []
         if out.entries:
@@ -266,12 +247,13 @@ class LogCleaner:
             swap = await self._meta.swap_files(file, 0, moves, out.drops)
         except DuplicateFileError:
             log.warning("log cleaner: file %s was claimed by the GC", file and file.file_id)
-            return
+            return False
         result.rewritten += swap.moved
         result.dropped += swap.dropped
         result.files += 1 if file is not None else 0
         CLEANER_BATCHES.labels(outcome="rewritten").inc(swap.moved)
         CLEANER_BATCHES.labels(outcome="dropped").inc(swap.dropped)
+        return swap.moved == len(moves) and swap.dropped == len(out.drops)
 
     async def _rows(
         self, topic: str, partition: int, start: int, end: int
