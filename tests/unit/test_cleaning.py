@@ -13,10 +13,11 @@ import pytest
 from shoal.jobs.cleaning import CleanerConfig, KeyMap
 from shoal.jobs.log_cleaner import LogCleaner
 from shoal.meta.open import open_metadata_store
-from shoal.meta.store import MetadataStore, TopicInfo
+from shoal.meta.store import FileInfo, MetadataStore, RowMove, TopicInfo
 from shoal.objstore.store import ObjectStore
 from shoal.protocol.batch import parse_header
 from shoal.protocol.record_filter import RecordKeyInfo, record_keys
+from shoal.write.segment_format import new_file_id, segment_key
 from shoal.write.writer import AppendItem, SegmentWriter
 from tests.unit.batchgen import make_batch
 
@@ -167,3 +168,37 @@ async def test_topics_without_compact_are_left_alone(
                          commit_within_ms=60_000)  # fmt: skip
     assert (await cleaner.run_once()).partitions == 0
     assert await _log(store, meta) == before
+
+
+async def test_a_cleaning_that_lost_rows_to_a_concurrent_move_is_done_again(
+    env: tuple[ObjectStore, MetadataStore],
+) -> None:
+    """A merge (another job, another agent) moved a row the cleaning meant to drop: the swap
+    leaves it, so the partition must stay dirty and the next cycle drop it."""
+    store, meta = env
+    await meta.create_topic("t", 1, {"cleanup.policy": "compact"})
+    await _write(store, meta, [[(b"k", b"old")], [(b"k", b"new")]], 0)
+    real_swap = meta.swap_files
+    raced: list[bool] = []
+
+    async def swap_after_a_move(file, level, moves, drops):  # type: ignore[no-untyped-def]
+        if not raced:
+            raced.append(True)
+            # Meanwhile, the row of k@0 moves to another (merged) file, bytes and all.
+            row = drops[0]
+            key = segment_key(row.file_id)
+            data = await store.get_range(key, row.byte_pos, row.byte_pos + row.byte_len)
+            other_id = new_file_id()
+            other = FileInfo(other_id, segment_key(other_id), len(data) + 8)
+            await store.put_create(other.key, b"SHSG\x00\x01\x00\x00" + data)
+            await real_swap(other, 1, [RowMove(row, 8, row.byte_len)], [])
+        return await real_swap(file, level, moves, drops)
+
+    meta.swap_files = swap_after_a_move  # type: ignore[method-assign]
+    cleaner = LogCleaner(store, meta, file_bytes_target=MiB, commit_within_ms=60_000)
+    first = await cleaner.run_once()
+    assert first.partitions == 1 and first.dropped == 0  # the drop found the row gone
+    assert [(o, k) for o, k, _ in await _log(store, meta)] == [(0, b"k"), (1, b"k")]
+    second = await cleaner.run_once()
+    assert second.partitions == 1 and second.dropped == 1
+    assert [(o, k) for o, k, _ in await _log(store, meta)] == [(1, b"k")]
