@@ -3,6 +3,9 @@ both backends: each loads the rows, asks here, and writes the answer in its tran
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from shoal.meta.store import FileInfo, RowMove
 
 
@@ -26,3 +29,9 @@ def check_swap(file: FileInfo | None, moves: list[RowMove]) -> None:
     """A swap moves rows only into a file it records."""
     if file is None and moves:
         raise ValueError("a swap without a new file cannot move rows")
+
+
+def oldest_first(rows: Sequence[Sequence[Any]], limit: int) -> list[Sequence[Any]]:
+    """The GC's page of unreferenced files from its two index reads (rows led by the file's
+    surrogate id): in recording order, at most `limit`."""
+    return sorted(rows, key=lambda r: int(r[0]))[:limit]

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from shoal.meta.commits import check_deadline
-from shoal.meta.maintenance import dropped_in_request_order, new_log_start
+from shoal.meta.maintenance import dropped_in_request_order, new_log_start, oldest_first
 from shoal.meta.store import (
     CompactionFile,
     DuplicateFileError,
@@ -24,15 +24,23 @@ from shoal.meta.store import (
 Conn = Any  # asyncpg.Connection or a pool proxy of one (asyncpg ships no precise types)
 
 
+# As sqlite_maintenance.UNREFERENCED_SQL: each kind from its partial index (migration 7).
+_UNREFERENCED_SQL = """
+(SELECT id, file_id, key, size FROM files AS f
+  WHERE released_at IS NOT NULL AND released_at < $1 AND created_at < $1
+  AND NOT EXISTS (SELECT 1 FROM batches AS b WHERE b.file_ref = f.id)
+  ORDER BY released_at LIMIT $2)
+UNION ALL
+(SELECT id, file_id, key, size FROM files AS f
+  WHERE NOT committed AND released_at IS NULL AND created_at < $1
+  AND NOT EXISTS (SELECT 1 FROM batches AS b WHERE b.file_ref = f.id)
+  ORDER BY created_at LIMIT $2)
+"""
+
+
 async def unreferenced_files(conn: Conn, created_before_ms: int, limit: int) -> list[FileInfo]:
-    rows = await conn.fetch(
-        "SELECT file_id, key, size FROM files AS f WHERE created_at < $1"
-        " AND coalesce(released_at, 0) < $1"
-        " AND NOT EXISTS (SELECT 1 FROM batches AS b WHERE b.file_ref = f.id)"
-        " ORDER BY id LIMIT $2",
-        created_before_ms, limit,
-    )
-    return [FileInfo(r[0], r[1], int(r[2])) for r in rows]
+    rows = await conn.fetch(_UNREFERENCED_SQL, created_before_ms, limit)
+    return [FileInfo(r[1], r[2], int(r[3])) for r in oldest_first(rows, limit)]
 
 
 async def forget_files(conn: Conn, file_ids: list[str]) -> list[str]:

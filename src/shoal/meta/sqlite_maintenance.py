@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 
 from shoal.meta.commits import check_deadline
-from shoal.meta.maintenance import dropped_in_request_order, new_log_start
+from shoal.meta.maintenance import dropped_in_request_order, new_log_start, oldest_first
 from shoal.meta.sqlite_txn import write_txn
 from shoal.meta.store import (
     CompactionFile,
@@ -22,18 +22,27 @@ from shoal.meta.store import (
     SwapResult,
 )
 
+# The two kinds of unreferenced file, each from its partial index (migration 7), so a cycle
+# reads what is garbage and not every file: released files (their last row dropped) and files
+# never committed (GC claims, files whose every batch was refused, merges that moved nothing).
+UNREFERENCED_SQL = """
+SELECT id, file_id, key, size FROM (SELECT id, file_id, key, size FROM files AS f
+  WHERE released_at IS NOT NULL AND released_at < ?1 AND created_at < ?1
+  AND NOT EXISTS (SELECT 1 FROM batches AS b WHERE b.file_ref = f.id)
+  ORDER BY released_at LIMIT ?2)
+UNION ALL
+SELECT id, file_id, key, size FROM (SELECT id, file_id, key, size FROM files AS f
+  WHERE committed = 0 AND released_at IS NULL AND created_at < ?1
+  AND NOT EXISTS (SELECT 1 FROM batches AS b WHERE b.file_ref = f.id)
+  ORDER BY created_at LIMIT ?2)
+"""
+
 
 def unreferenced_files(
     conn: sqlite3.Connection, created_before_ms: int, limit: int
 ) -> list[FileInfo]:
-    rows = conn.execute(
-        "SELECT file_id, key, size FROM files AS f WHERE created_at < ?"
-        " AND coalesce(released_at, 0) < ?"
-        " AND NOT EXISTS (SELECT 1 FROM batches AS b WHERE b.file_ref = f.id)"
-        " ORDER BY id LIMIT ?",
-        (created_before_ms, created_before_ms, limit),
-    ).fetchall()
-    return [FileInfo(r[0], r[1], int(r[2])) for r in rows]
+    rows = conn.execute(UNREFERENCED_SQL, (created_before_ms, limit)).fetchall()
+    return [FileInfo(r[1], r[2], int(r[3])) for r in oldest_first(rows, limit)]
 
 
 def forget_files(conn: sqlite3.Connection, file_ids: list[str]) -> list[str]:
