@@ -74,3 +74,21 @@ async def test_compact_only_topics_and_keep_forever_are_left_alone(store: Metada
         await store.commit_file(new_file(), [batch(topic, count=3, ts=NOW_MS - 60_000)])
     await job(store).run_once()
     assert [await log_start(store, t) for t in ("c", "cd", "f")] == [0, 3, 0]
+
+
+async def test_partitions_are_visited_in_turns_within_the_bound(store: MetadataStore) -> None:
+    """With more partitions than a cycle may visit, each cycle goes on where the last one
+    stopped, so every partition is reached within ceil(n / bound) cycles."""
+    await store.create_topic("a", 3, {"retention.ms": "5000"})
+    await store.create_topic("b", 2, {"retention.ms": "5000"})
+    for topic, partitions in (("a", 3), ("b", 2)):
+        for p in range(partitions):
+            await store.commit_file(new_file(), [batch(topic, p, count=10, ts=NOW_MS - 9000)])
+    turns = RetentionJob(store, FOREVER, interval_ms=1000, partitions_per_cycle_max=2,
+                         clock_ms=lambda: NOW_MS)  # fmt: skip
+    moved = [(await turns.run_once()).moved for _ in range(3)]
+    assert moved == [2, 2, 1]
+    for topic, p in (("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1)):
+        assert await log_start(store, topic, p) == 10
+    # The fourth cycle starts over from the first partition (nothing left to move).
+    assert (await turns.run_once()).partitions == 2

@@ -15,11 +15,13 @@ watermark read then, so a batch committed meanwhile is never dropped.
 
 Several agents may run this job at once: the log start only moves up, so two moves agree.
 Cost per cycle: one topic listing, then per partition one state read and one or two indexed
-queries (the size lookup walks the partition's rows); no object-store request.
+queries (the size lookup walks the partition's rows); no object-store request. At most
+`partitions_per_cycle_max` partitions per cycle (10,000), taken in turns.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections.abc import Callable
@@ -71,10 +73,13 @@ class RetentionJob:
         defaults: RetentionDefaults,
         *,
         interval_ms: int,
+        partitions_per_cycle_max: int = 10_000,
         clock_ms: Callable[[], int] | None = None,
     ) -> None:
-        if interval_ms <= 0:
-            raise ValueError("retention interval must be positive")
+        if interval_ms <= 0 or partitions_per_cycle_max <= 0:
+            raise ValueError("retention interval and partitions per cycle must be positive")
+        self.partitions_per_cycle_max = partitions_per_cycle_max
+        self._cursor: tuple[str, int] | None = None
         self._meta = meta
         self._defaults = defaults
         self.interval_ms = interval_ms
@@ -104,18 +109,35 @@ class RetentionJob:
     async def run_once(self) -> CycleResult:
         now_ms = self._clock_ms()
         result = CycleResult()
+        due: list[tuple[str, int, int, int]] = []
         for topic in await self._meta.list_topics():
             limits = self._limits(topic)
-            if limits is None:
-                continue
-            for partition in range(topic.partitions):
-                result.partitions += 1
-                await self._partition(topic.name, partition, now_ms, *limits, result)
+            if limits is not None:
+                due.extend((topic.name, p, *limits) for p in range(topic.partitions))
+        for name, partition, ms, size in self._next_page(due):
+            result.partitions += 1
+            await self._partition(name, partition, now_ms, ms, size, result)
         self.stats["cycles"] += 1
         self.stats["moved"] += result.moved
         self.stats["offsets_dropped"] += result.offsets_dropped
         RETENTION_CYCLES.inc()
         return result
+
+    def _next_page(
+        self, due: list[tuple[str, int, int, int]]
+    ) -> list[tuple[str, int, int, int]]:
+        """At most `partitions_per_cycle_max` partitions, going on after the last one the
+        previous cycle visited (in topic and partition order, wrapping around): a cluster
+        with more partitions than that is covered in turns, each cycle's queries bounded."""
+        due.sort()
+        if len(due) <= self.partitions_per_cycle_max:
+            return due
+        start = 0
+        if self._cursor is not None:
+            start = bisect.bisect_right([(n, p) for n, p, _, _ in due], self._cursor)
+        page = (due[start:] + due[:start])[: self.partitions_per_cycle_max]
+        self._cursor = (page[-1][0], page[-1][1])
+        return page
 
     def _limits(self, topic: TopicInfo) -> tuple[int, int] | None:
         """(retention ms, retention bytes) of a topic retention applies to, else None."""
