@@ -118,6 +118,9 @@ class Agent:
             self.ring_source,
             self.waiters,
             poll_interval_s=settings.hwm_poll_interval_ms / 1000,
+            # Cached rows must not outlive the files they point at (compaction replaces them;
+            # the GC deletes the old ones one grace later).
+            index_ttl_s=min(30.0, settings.gc_grace_ms / 4000),
             block_bytes=settings.block_bytes,
         )
         self.groups = GroupCoordinator(

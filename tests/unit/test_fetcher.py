@@ -4,6 +4,7 @@ import asyncio
 import struct
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 
 import crc32c
 import pytest
@@ -466,3 +467,28 @@ def test_read_budgets_count_whole_blocks_touched() -> None:
     ranges = [("a", 1000, 0, 1), ("a", 1000, 64, 1), ("a", 1000, 640, 1), ("b", 64, 0, 10),
               ("b", 64, 20, 10), ("c", 100, 60, 10), ("c", 100, 0, 0)]  # fmt: skip
     assert spanned_bytes(64, ranges) == 3 * 64 + 64 + (64 + 36)
+
+
+async def test_rows_that_compaction_moved_are_looked_up_again_after_a_failed_read() -> None:
+    """A cached cover still points at a file that compaction replaced and the GC deleted: that
+    read fails (retriable), and the next one looks the rows up afresh and finds the new file."""
+    store = FakeStore()
+    meta = FakeMeta(store)
+    meta.create("t", 1)
+    # Blocks of 64 bytes and room for two: nothing of the old file stays cached.
+    reader = FetchReader(meta, BlockCache(store, 64, 128), PartitionWaiters(), poll_interval_s=None)
+    batch = make_batch(2, payload(1, 300))
+    old = meta.commit([("t", 0, batch)])
+    assert (await reader.read_partition("t", 0, 0, 1 << 20)).error_code == 0
+    merged = "seg/merged.seg"
+    store.objects[merged] = b"SHOALSEG" + batch
+    meta.rows[("t", 0)] = [
+        replace(row, file_key=merged, file_size=8 + len(batch), byte_pos=8)
+        for row in meta.rows[("t", 0)]
+    ]
+    del store.objects[old]
+    failed = await reader.read_partition("t", 0, 0, 1 << 20)
+    assert failed.error_code == errors.KAFKA_STORAGE_ERROR
+    again = await reader.read_partition("t", 0, 0, 1 << 20)
+    assert again.error_code == 0
+    assert split(again.batches) == [patch_base_offset(batch, 0)]

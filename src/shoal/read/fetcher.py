@@ -117,12 +117,15 @@ class FetchReader:
         batches_per_partition_max: int = 5000,
         poll_interval_s: float | None = 0.25,
         index_rows_max: int = 100_000,
+        index_ttl_s: float = 30.0,
         block_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         """`poll_interval_s`: how often the high watermarks of partitions that fetches wait on are
         read from the metadata store, to see commits by other agents (one query per interval for
         all waiting fetches; None: rely on `waiters.notify` alone).
-        `index_rows_max`: size of the index row cache (0: every fetch asks the store)."""
+        `index_rows_max`: size of the index row cache (0: every fetch asks the store).
+        `index_ttl_s`: how long cached rows are trusted; shorter than the GC's grace, since a
+        compaction moves rows to new files and the old ones go one grace later."""
         self._meta = meta
         self._blocks = blocks
         self._waiters = waiters
@@ -132,7 +135,11 @@ class FetchReader:
         self._poll_s = poll_interval_s
         self._poller: asyncio.Task[None] | None = None
         self._block_bytes = block_bytes  # the unit `reserve` counts loads in
-        self.index = IndexCache(meta, rows_max=index_rows_max) if index_rows_max > 0 else None
+        self.index = (
+            IndexCache(meta, rows_max=index_rows_max, ttl_s=index_ttl_s)
+            if index_rows_max > 0
+            else None
+        )
 
     # -- public API ----------------------------------------------------------------------------
     async def read_partition(
@@ -363,6 +370,11 @@ class FetchReader:
                 read.error_code = KAFKA_STORAGE_ERROR
                 read.batches.clear()
                 read.byte_count = 0
+                if self.index is not None:
+                    # The rows may point at a file compaction replaced and the GC deleted (a
+                    # cover older than the grace): the client's retry looks them up afresh.
+                    req = plans[run.plan].req
+                    self.index.forget(req.topic, req.partition)
                 continue
             assert data is not None
             _patch_run(data, run, read.batches)
