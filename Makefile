@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: playground test lint typecheck unit integration librdkafka compat bench verify fuzz clean
+.PHONY: playground test lint typecheck unit integration librdkafka compat bench verify soak fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,10 +48,16 @@ verify: $(STAMP)
 		--partitions 8 --producers 3 --consumers 2 --duration-s 600 \
 		--faults $(VERIFY_FAULTS) --report verify-report $(ARGS)
 
+# The long runs of the life of data (docs/jobs.md): compaction under load for 10 minutes (make
+# test runs it for 60 s), then bench/soak.py for 15 minutes (table, verdict, PNG in soak-report/).
+soak: $(STAMP)
+	SHOAL_COMPACTION_LOAD_S=600 $(BIN)/pytest -q -ra tests/integration/test_compaction_load.py
+	$(BIN)/python bench/soak.py --data-dir soak-report $(ARGS)
+
 # Each fuzz target for FUZZ_SECONDS (make test runs them for 12 s each).
 FUZZ_SECONDS ?= 300
 fuzz: $(STAMP)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python fuzz/run.py
 
 clean:
-	rm -rf $(VENV) .cache shoal-data verify-report .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .cache shoal-data verify-report soak-report .pytest_cache .mypy_cache .ruff_cache
