@@ -202,3 +202,24 @@ async def test_compaction_merges_files_and_every_batch_reads_back_the_same(
     # Every old file is released: the GC deletes them one grace later.
     released = await meta.unreferenced_files(int(time.time() * 1000) + 1)
     assert {f.key for f in released} >= files_before
+
+
+async def test_a_cycle_lists_again_while_listings_come_back_full(
+    env: tuple[ObjectStore, MetadataStore],
+) -> None:
+    """A backlog larger than one listing is merged in one cycle, not one listing per cycle."""
+    store, meta = env
+    await meta.create_topic("t", 1, {})
+    written = await _write_files(store, meta, rounds=20, partitions=1)
+    now = int(time.time() * 1000) + 1500  # older than an interval, not idle
+    compactor = FileCompactor(
+        store, meta, interval_ms=1000, target_bytes=MiB, commit_within_ms=60_000, fan_in=4,
+        candidates_max=8, clock_ms=lambda: now,
+    )  # fmt: skip
+    result = await compactor.run_once()
+    # Listings of 8, 8 and 8 files, two runs of four each: the third holds the last 4 written
+    # files and 4 merged ones (the test's clock, 1.5 s ahead, makes them old enough at once),
+    # then a listing of 2 merged files of different levels, young on the clock: no run.
+    assert (result.merges, result.files_in) == (6, 24)
+    files, read = await _layout(store, meta, 1)
+    assert len(files) == 2 and read == written

@@ -12,10 +12,11 @@ batch to a new file, but the old file stays readable for the garbage collector's
 and the agent keeps `ttl_s` at a quarter of it at most; a read that fails anyway drops the
 partition's cover (the fetcher's `forget`), so the client's retry finds the new rows. A deleted
 and re-created topic has a new topic id, and covers are keyed by the id of the partition state
-the caller just read from the metadata store, so rows of the old topic are never served for the new one, on any agent, whoever handled the
-delete. (Without an id, a cover whose end lies beyond the partition's current high watermark
-and that has not grown for `race_s` is taken for a deleted topic and dropped.) `forget` drops a
-topic at once (the agent that deletes it frees the memory).
+the caller just read from the metadata store, so rows of the old topic are never served for the
+new one, on any agent, whoever handled the delete. (Without an id, a cover whose end lies beyond
+the partition's current high watermark and that has not grown for `race_s` is taken for a
+deleted topic and dropped.) `forget` drops a topic at once (the agent that deletes it frees the
+memory).
 """
 
 from __future__ import annotations
