@@ -15,6 +15,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from tests.agent_process import AgentProcess
 from tests.backends import Backend
+from tests.integration.job_agents import job_agent_process
 
 TIMEOUT_S = 30
 PARTITIONS = 4
@@ -104,8 +105,8 @@ def _read_all(
 
 
 @pytest.fixture
-def job_agent(tmp_path: Path, backend: Backend) -> AgentProcess:
-    return AgentProcess(tmp_path / "agent", [*backend.args, *JOB_ARGS], env=backend.env)
+def job_agent(tmp_path: Path, backend: Backend, monkeypatch: pytest.MonkeyPatch) -> AgentProcess:
+    return job_agent_process(tmp_path, backend, monkeypatch, JOB_ARGS)
 
 
 def test_a_compacted_topic_settles_into_the_latest_value_of_every_key(

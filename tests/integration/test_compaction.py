@@ -14,6 +14,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from tests.agent_process import AgentProcess
 from tests.backends import Backend
+from tests.integration.job_agents import job_agent_process, wait_until
 from tests.s3_server import list_keys
 
 TIMEOUT_S = 30
@@ -65,19 +66,9 @@ def _read_all(bootstrap: str, topic: str) -> Log:
     return log
 
 
-def _wait(what: str, check: object, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
-        time.sleep(0.25)
-
-
 @pytest.fixture
 def job_agent(tmp_path: Path, backend: Backend, monkeypatch: pytest.MonkeyPatch) -> AgentProcess:
-    for key, value in backend.env.items():
-        monkeypatch.setenv(key, value)  # list_keys reads the bucket's credentials from here
-    return AgentProcess(tmp_path / "agent", [*backend.args, *JOB_ARGS], env=backend.env)
+    return job_agent_process(tmp_path, backend, monkeypatch, JOB_ARGS)
 
 
 def test_compaction_merges_small_files_and_every_record_stays(
@@ -92,7 +83,7 @@ def test_compaction_merges_small_files_and_every_record_stays(
         assert len(before) == ROUNDS * PER_ROUND
         # Every round's files are merged (maybe in part already) into one, and the merged-away
         # ones deleted one grace later.
-        _wait("compaction settled into one file", lambda: len(list_keys(bucket)) == 1)
+        wait_until("compaction settled into one file", lambda: len(list_keys(bucket)) == 1)
         assert agent.counter("shoal_compaction_files_total", kind="input") >= ROUNDS
         assert agent.counter("shoal_object_store_requests_total", cause="compaction", op="put") >= 1
         after = _read_all(agent.bootstrap, topic)

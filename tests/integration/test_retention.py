@@ -5,7 +5,6 @@ and the garbage collector deletes the segment files once no row references them.
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from shoal.protocol import errors
 from shoal.protocol.batch import split_batches
 from tests.agent_process import AgentProcess
 from tests.backends import Backend
+from tests.integration.job_agents import job_agent_process, wait_until
 from tests.rawkafka import RawConnection, fetch_v12
 from tests.s3_server import list_keys
 
@@ -51,14 +51,6 @@ def _watermarks(bootstrap: str, topic: str) -> tuple[int, int]:
         consumer.close()
 
 
-def _wait(what: str, check: object, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
-        time.sleep(0.25)
-
-
 def _fetch_error(bootstrap: str, topic: str, offset: int) -> int:
     conn = RawConnection(bootstrap)
     try:
@@ -75,9 +67,7 @@ def _bucket(backend: Backend, agent: AgentProcess) -> str:
 
 @pytest.fixture
 def job_agent(tmp_path: Path, backend: Backend, monkeypatch: pytest.MonkeyPatch) -> AgentProcess:
-    for key, value in backend.env.items():
-        monkeypatch.setenv(key, value)  # list_keys reads the bucket's credentials from here
-    return AgentProcess(tmp_path / "agent", [*backend.args, *JOB_ARGS], env=backend.env)
+    return job_agent_process(tmp_path, backend, monkeypatch, JOB_ARGS)
 
 
 def test_time_retention_empties_the_partition_and_its_files_go(
@@ -91,11 +81,11 @@ def test_time_retention_empties_the_partition_and_its_files_go(
         assert list_keys(bucket), "the records were written to segment files"
         assert _watermarks(agent.bootstrap, topic) == (0, RECORDS)
 
-        _wait("log start at the high watermark",
+        wait_until("log start at the high watermark",
               lambda: _watermarks(agent.bootstrap, topic) == (RECORDS, RECORDS))  # fmt: skip
         assert _fetch_error(agent.bootstrap, topic, 0) == errors.OFFSET_OUT_OF_RANGE
         assert _fetch_error(agent.bootstrap, topic, RECORDS) == errors.NONE
-        _wait("segment files deleted", lambda: list_keys(bucket) == [])
+        wait_until("segment files deleted", lambda: list_keys(bucket) == [])
     finally:
         assert agent.stop() == 0, agent.log_tail()
 
@@ -127,7 +117,7 @@ def test_size_retention_keeps_the_newest_bytes(job_agent: AgentProcess) -> None:
         _produce(agent.bootstrap, topic, {"retention.bytes": str(KEEP_BYTES)}, 1024)
         # Cycles that ran while records were still arriving moved the start less far; wait for
         # one after the last (the kept batches then hold at most 50 KiB + one batch of 20).
-        _wait("log start caught up",
+        wait_until("log start caught up",
               lambda: _watermarks(agent.bootstrap, topic)[0] >= RECORDS - 50 - 20)  # fmt: skip
         low, high = _watermarks(agent.bootstrap, topic)
         assert high == RECORDS

@@ -5,23 +5,22 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from shoal.jobs.cleaning import CleanerConfig, KeyMap
 from shoal.jobs.log_cleaner import LogCleaner
-from shoal.meta.open import open_metadata_store
 from shoal.meta.store import FileInfo, MetadataStore, RowMove, TopicInfo
 from shoal.objstore.store import ObjectStore
 from shoal.protocol.batch import parse_header
 from shoal.protocol.record_filter import RecordKeyInfo, record_keys
 from shoal.write.segment_format import new_file_id, segment_key
 from shoal.write.writer import AppendItem, SegmentWriter
+from tests.unit import job_stores
 from tests.unit.batchgen import make_batch
 
 MiB = 1024 * 1024
+env = job_stores.env  # the fixture: an object store and the test's metadata store
 
 
 def _topic(configs: dict[str, str]) -> TopicInfo:
@@ -72,16 +71,6 @@ def test_the_key_map_is_bounded() -> None:
 
 
 # -- the job ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def env(tmp_path: Path, db_url: str) -> AsyncIterator[tuple[ObjectStore, MetadataStore]]:
-    meta = open_metadata_store(db_url)
-    await meta.start()
-    try:
-        yield ObjectStore.from_url(f"file://{tmp_path}/objects", 5000), meta
-    finally:
-        await meta.close()
 
 
 async def _write(

@@ -4,22 +4,19 @@ metadata stores (SQLite, PostgreSQL) and a local-folder object store, behind a r
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from shoal.jobs.compaction import FileCompactor
 from shoal.jobs.merge import merge_rows, plan_merges
-from shoal.meta.open import open_metadata_store
 from shoal.meta.store import CompactionFile, FileRow, MetadataStore
 from shoal.objstore.store import ObjectStore
 from shoal.protocol.batch import parse_header
 from shoal.write.segment_format import decode_segment
 from shoal.write.writer import AppendItem, SegmentWriter
+from tests.unit import job_stores
 from tests.unit.batchgen import make_batch
 
 MiB = 1024 * 1024
+env = job_stores.env  # the fixture: an object store and the test's metadata store
 
 
 def _file(n: int, size: int, level: int = 0, created_at_ms: int = 0) -> CompactionFile:
@@ -116,16 +113,6 @@ def test_a_corrupt_or_missing_batch_stays_where_it_is() -> None:
 
 
 # -- the job ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def env(tmp_path: Path, db_url: str) -> AsyncIterator[tuple[ObjectStore, MetadataStore]]:
-    meta = open_metadata_store(db_url)
-    await meta.start()
-    try:
-        yield ObjectStore.from_url(f"file://{tmp_path}/objects", 5000), meta
-    finally:
-        await meta.close()
 
 
 async def _write_files(
